@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, runnable on a fresh Debian machine that has only the Rust toolchain.
+# Installs what the tests need (fio; mount/umount come with Debian), then runs the format check, clippy and every test.
+# Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v fio >/dev/null 2>&1 || missing+=(fio)
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "scripts/test.sh: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
