@@ -63,9 +63,10 @@ impl Report {
         let unknown = || "unknown".to_string();
         let _ = writeln!(
             out,
-            "  file system  {} ({}) from {}, mounted at {}",
+            "  file system  {} (mount {}; fs {}) from {}, mounted at {}",
             c.fs_type.clone().unwrap_or_else(unknown),
             c.mount_options.clone().unwrap_or_default(),
+            c.fs_options.clone().unwrap_or_default(),
             c.mount_source.clone().unwrap_or_else(unknown),
             c.mount_point.clone().unwrap_or_else(unknown)
         );

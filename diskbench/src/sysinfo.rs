@@ -18,6 +18,8 @@ pub struct Context {
     pub fs_type: Option<String>,
     pub mount_point: Option<String>,
     pub mount_options: Option<String>,
+    /// The file system's own options (mountinfo's super options: `discard`, `barrier=0`, `data=ordered`, ...).
+    pub fs_options: Option<String>,
     pub mount_source: Option<String>,
     pub device: Option<String>,
     pub rotational: Option<bool>,
@@ -37,6 +39,7 @@ pub struct Mount {
     pub options: String,
     pub fs_type: String,
     pub source: String,
+    pub super_options: String,
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).
@@ -81,6 +84,7 @@ pub fn find_mount(mountinfo: &str, path: &Path) -> Option<Mount> {
                 options: left[5].to_string(),
                 fs_type: right[0].to_string(),
                 source: unescape(right[1]),
+                super_options: right.get(2).map(|o| o.to_string()).unwrap_or_default(),
             });
         }
     }
@@ -131,8 +135,8 @@ fn judge_context(ctx: &mut Context) {
         }
         _ => {}
     }
-    let options = ctx.mount_options.clone().unwrap_or_default();
-    if options.split(',').any(|o| o == "nobarrier" || o == "barrier=0") {
+    let options = [ctx.mount_options.as_deref(), ctx.fs_options.as_deref()].into_iter().flatten().collect::<Vec<_>>();
+    if options.join(",").split(',').any(|o| o == "nobarrier" || o == "barrier=0") {
         ctx.warnings.push(
             "mounted with nobarrier: fdatasync does not flush the device cache, so acknowledged writes can be lost \
              on power failure"
@@ -164,6 +168,7 @@ pub fn inspect(dir: &Path) -> Context {
         ctx.fs_type = Some(m.fs_type);
         ctx.mount_point = Some(m.mount_point);
         ctx.mount_options = Some(m.options);
+        ctx.fs_options = Some(m.super_options);
         ctx.mount_source = Some(m.source);
     }
     inspect_device(&canonical, &mut ctx);
@@ -182,14 +187,14 @@ mod tests {
 30 22 0:25 / /var/lib rw - xfs /dev/sdb1 rw
 31 30 0:26 / /var/lib/etcd\\040data rw,noatime - tmpfs tmpfs rw,size=1024k
 32 30 0:27 / /var/lib/etcd rw,noatime - overlay overlay rw,lowerdir=/a
-33 30 0:28 / /var/lib/etcd rw,nobarrier - ext4 /dev/sdc rw
+33 30 0:28 / /var/lib/etcd rw,noatime - ext4 /dev/sdc rw,nobarrier,discard
 ";
 
     #[test]
     fn longest_prefix_wins_and_later_mounts_shadow() {
         let m = find_mount(MOUNTINFO, Path::new("/var/lib/etcd/member")).unwrap();
         assert_eq!((m.fs_type.as_str(), m.source.as_str()), ("ext4", "/dev/sdc"));
-        assert_eq!(m.options, "rw,nobarrier");
+        assert_eq!((m.options.as_str(), m.super_options.as_str()), ("rw,noatime", "rw,nobarrier,discard"));
         let m = find_mount(MOUNTINFO, Path::new("/var/lib/etcdx")).unwrap();
         assert_eq!(m.mount_point, "/var/lib", "a path prefix must end at a component boundary");
         let m = find_mount(MOUNTINFO, Path::new("/var/lib/etcd data/x")).unwrap();
@@ -205,10 +210,16 @@ mod tests {
         let mut ctx = Context { fs_type: Some("overlay".into()), ..Context::default() };
         judge_context(&mut ctx);
         assert!(ctx.warnings[0].contains("container"));
-        let mut ctx =
-            Context { fs_type: Some("ext4".into()), mount_options: Some("rw,nobarrier".into()), ..Context::default() };
-        judge_context(&mut ctx);
-        assert!(ctx.warnings[0].contains("nobarrier"));
+        for (mount, fs) in [("rw,nobarrier", "rw"), ("rw", "rw,barrier=0")] {
+            let mut ctx = Context {
+                fs_type: Some("ext4".into()),
+                mount_options: Some(mount.into()),
+                fs_options: Some(fs.into()),
+                ..Context::default()
+            };
+            judge_context(&mut ctx);
+            assert!(ctx.warnings[0].contains("nobarrier"), "{mount} / {fs}");
+        }
         let mut ctx = Context {
             fs_type: Some("ext4".into()),
             rotational: Some(false),
