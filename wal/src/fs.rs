@@ -1,0 +1,90 @@
+//! File-system operations with the WAL's error wrapping. This module and the io_uring engine (which issues
+//! `IORING_OP_FSYNC`) are the crate's only places that make anything durable.
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// fdatasync.
+///
+/// # Durability
+/// On `Ok`, every completed write to `file` is on stable storage.
+pub fn sync_data(file: &File, path: &Path) -> Result<()> {
+    file.sync_data().map_err(|e| Error::io("fdatasync", path, e))
+}
+
+/// fsync: data and all metadata (used after fallocate, so the allocation is durable before the file is used).
+///
+/// # Durability
+/// On `Ok`, the file's data and metadata are on stable storage.
+pub fn sync_all(file: &File, path: &Path) -> Result<()> {
+    file.sync_all().map_err(|e| Error::io("fsync", path, e))
+}
+
+/// fsync of a directory, making creations, renames and removals in it durable.
+///
+/// # Durability
+/// On `Ok`, the directory's entries are on stable storage.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
+    d.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Allocates `len` bytes (fallocate mode 0).
+pub fn fallocate(file: &File, path: &Path, len: u64) -> Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| Error::Config(format!("size {len} too large")))?;
+    loop {
+        // SAFETY: plain syscall on a descriptor we own.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io("fallocate", path, e));
+        }
+    }
+}
+
+/// Writes zeroes over `[from, to)` of `file` and syncs it: erases a torn tail before new records go there.
+///
+/// # Durability
+/// On `Ok`, the zeroes are on stable storage.
+pub fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at).map_err(|e| Error::io("write", path, e))?;
+        at += n as u64;
+    }
+    sync_data(file, path)
+}
+
+/// An exclusive `flock` on `<dir>/LOCK`, held while the returned file is open.
+pub fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    // SAFETY: plain syscall on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Error::Locked { dir: dir.to_path_buf() }
+        } else {
+            Error::io("flock", &path, e)
+        });
+    }
+    Ok(f)
+}
+
+/// Reads a whole file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| Error::io("read", path, e))
+}

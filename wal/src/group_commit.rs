@@ -1,0 +1,251 @@
+//! Group commit: appenders queue encoded frames; one I/O thread turns whatever has queued into a batch — one write
+//! per chunk, one fdatasync — and wakes each appender once the flush covering its records has completed.
+//!
+//! **Adaptive batching.** There is no timer. When the I/O thread is idle, the first append wakes it and is written
+//! at once, alone. While a batch is being flushed, new appends accumulate in the queue and form the next batch.
+//! With the io_uring engine two batches are in flight, so the next batch's write overlaps the current flush.
+//!
+//! **Invariants**
+//! 1. An appender is completed with `Ok` only after the engine returned the batch holding its last frame, which
+//!    happens only after that batch's flush succeeded; batches return in order, so completion follows log order.
+//! 2. A segment starts only after every earlier batch is durable: the chunk that opens it is written by itself,
+//!    with nothing in flight, into a preallocated spare, flushed, renamed to its final name, and the directory is
+//!    fsynced; only then is anything after it submitted.
+//! 3. After any failed write, flush, rename or allocation the WAL is poisoned: every queued and in-flight appender
+//!    gets the error, later appends are refused, and the thread exits. Nothing is retried.
+//!
+//! **Concurrency**: `Shared::queue` (one mutex) is taken by appenders to encode and by the I/O thread to take
+//! chunks and return buffers; the I/O thread never holds it during I/O. Waking: `io_cv` when the I/O thread is
+//! idle, the engine's waker when it is blocked in the ring with a free slot, nothing when it is busy.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::batch::{Batch, Chunk};
+use crate::completion::{Appended, Completion, Slot};
+use crate::engine::{Done, Engine, Wake, uring_engine::MAX_CHUNKS};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::queue::{IoState, Queue};
+use crate::segment;
+use crate::types::{RaftIndex, SegmentSeq};
+
+/// State shared by appenders and the I/O thread.
+pub(crate) struct Shared {
+    pub queue: Mutex<Queue>,
+    /// Wakes the I/O thread when it is idle.
+    pub io_cv: Condvar,
+    /// Wakes appenders waiting for queued bytes to drain, and `close`.
+    pub space_cv: Condvar,
+    pub waker: Option<Arc<dyn Wake>>,
+    pub metrics: Metrics,
+    /// Failpoint: nanoseconds to sleep before each batch is submitted (so before each flush).
+    pub fsync_delay_ns: AtomicU64,
+    pub dir: PathBuf,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `encode` under the queue lock (after back-pressure), wakes the I/O thread as needed, and returns the
+    /// completion of what `encode` queued.
+    pub fn enqueue(
+        &self,
+        encode: impl FnOnce(&mut Queue, &Arc<Slot>) -> Result<Option<RaftIndex>>,
+    ) -> Result<Completion> {
+        let slot = Slot::new();
+        let mut q = self.lock();
+        loop {
+            if let Some(p) = &q.poisoned {
+                return Err(Error::Poisoned(p.to_string()));
+            }
+            if q.closing {
+                return Err(Error::Closed);
+            }
+            if q.queued_bytes <= q.max_queued_bytes {
+                break;
+            }
+            q = self.space_cv.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        let last_index = encode(&mut q, &slot)?;
+        let wake = match q.io {
+            IoState::Idle => {
+                self.io_cv.notify_one();
+                None
+            }
+            IoState::InRing => {
+                q.io = IoState::Busy;
+                self.waker.clone()
+            }
+            IoState::Busy => None,
+        };
+        drop(q);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        Ok(Completion::new(slot, Appended { last_index }))
+    }
+}
+
+/// The I/O thread's own state.
+pub(crate) struct IoThread {
+    pub shared: Arc<Shared>,
+    pub engine: Box<dyn Engine>,
+    pub file: Arc<File>,
+    pub path: Arc<PathBuf>,
+    pub pipeline: Pipeline,
+    /// Waiters of each batch in flight, oldest first, so a failure can fail them all (invariant 3).
+    pub in_flight: VecDeque<Vec<Arc<Slot>>>,
+}
+
+impl Queue {
+    /// Whether the next chunk to take opens a segment.
+    fn head_starts_segment(&self) -> bool {
+        match self.ready.first() {
+            Some(c) => c.starts.is_some(),
+            None => self.current.as_ref().is_some_and(|c| c.starts.is_some()),
+        }
+    }
+
+    /// Takes up to `max` chunks from the head of the queue, all of one segment.
+    fn take_chunks(&mut self, max: usize) -> Vec<Chunk> {
+        if self.current.as_ref().is_some_and(|c| c.buf.len > 0)
+            && let Some(c) = self.current.take()
+        {
+            self.ready.push(c);
+        }
+        let mut n = 0;
+        while n < self.ready.len() && n < max && (n == 0 || self.ready[n].starts.is_none()) {
+            n += 1;
+        }
+        self.ready.drain(..n).collect()
+    }
+}
+
+impl IoThread {
+    /// The thread's body: runs until closed or poisoned.
+    pub fn run(mut self) {
+        if let Err(e) = self.serve() {
+            self.poison(&e);
+        }
+    }
+
+    fn serve(&mut self) -> Result<()> {
+        loop {
+            let mut q = self.shared.lock();
+            loop {
+                let free = self.engine.in_flight() < self.engine.depth();
+                if free && q.has_work() {
+                    if q.head_starts_segment() && self.engine.in_flight() > 0 {
+                        break; // invariant 2: drain before a segment starts
+                    }
+                    let chunks = q.take_chunks(MAX_CHUNKS);
+                    drop(q);
+                    self.submit(chunks)?;
+                    q = self.shared.lock();
+                    continue;
+                }
+                if self.engine.in_flight() == 0 {
+                    if q.closing && !q.has_work() {
+                        return Ok(());
+                    }
+                    q.io = IoState::Idle;
+                    q = self.shared.io_cv.wait(q).unwrap_or_else(|p| p.into_inner());
+                    q.io = IoState::Busy;
+                    continue;
+                }
+                break;
+            }
+            let can_take_more = self.engine.in_flight() < self.engine.depth() && self.shared.waker.is_some();
+            q.io = if can_take_more { IoState::InRing } else { IoState::Busy };
+            drop(q);
+            let done = self.engine.wait()?;
+            self.finish(done);
+        }
+    }
+
+    fn submit(&mut self, chunks: Vec<Chunk>) -> Result<()> {
+        let delay = self.shared.fsync_delay_ns.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_nanos(delay));
+        }
+        debug_assert!(chunks.windows(2).all(|w| w[0].seq == w[1].seq), "a batch spans one segment");
+        self.in_flight.push_back(chunks.iter().flat_map(|c| c.waiters.iter().cloned()).collect());
+        match chunks.first().and_then(|c| c.starts) {
+            Some(header) => self.start_segment(header.seq, chunks),
+            None => self.engine.submit(Batch { file: Arc::clone(&self.file), path: Arc::clone(&self.path), chunks }),
+        }
+    }
+
+    /// Invariant 2: writes the chunks that open segment `seq` into a spare, flushes, renames, fsyncs the directory.
+    fn start_segment(&mut self, seq: SegmentSeq, chunks: Vec<Chunk>) -> Result<()> {
+        let spare = self.pipeline.take(seq)?;
+        assert_eq!(spare.seq, seq, "the pipeline hands out the spare that was asked for");
+        let file = Arc::new(spare.file);
+        self.engine.submit(Batch { file: Arc::clone(&file), path: Arc::new(spare.path.clone()), chunks })?;
+        let mut done = Vec::new();
+        while done.is_empty() {
+            done = self.engine.wait()?;
+        }
+        let final_path = segment::path(&self.shared.dir, seq);
+        std::fs::rename(&spare.path, &final_path).map_err(|e| Error::io("rename", &spare.path, e))?;
+        crate::fs::sync_dir(&self.shared.dir)?;
+        self.file = file;
+        self.path = Arc::new(final_path);
+        self.shared.lock().durable_seq = seq;
+        self.finish(done);
+        Ok(())
+    }
+
+    /// Completes every appender of the finished batches (invariant 1) and recycles their buffers.
+    fn finish(&mut self, done: Vec<Done>) {
+        if done.is_empty() {
+            return;
+        }
+        let mut waiters = Vec::new();
+        {
+            let mut q = self.shared.lock();
+            for d in done {
+                let appends = self.in_flight.pop_front().unwrap_or_default();
+                let records = d.batch.chunks.iter().map(|c| c.records).sum();
+                let bytes = d.batch.bytes();
+                self.shared.metrics.record_batch(records, appends.len() as u64, bytes, d.fsync);
+                q.queued_bytes = q.queued_bytes.saturating_sub(bytes as usize);
+                for c in d.batch.chunks {
+                    q.recycle(c.buf);
+                }
+                waiters.extend(appends);
+            }
+        }
+        self.shared.space_cv.notify_all();
+        for w in waiters {
+            w.complete(Ok(()));
+        }
+    }
+
+    /// Invariant 3.
+    fn poison(&mut self, e: &Error) {
+        let msg: Arc<str> = Arc::from(e.to_string());
+        let mut waiters: Vec<Arc<Slot>> = self.in_flight.drain(..).flatten().collect();
+        {
+            let mut q = self.shared.lock();
+            q.poisoned = Some(Arc::clone(&msg));
+            let current = q.current.take();
+            let queued: Vec<Chunk> = q.ready.drain(..).chain(current).collect();
+            for c in queued {
+                waiters.extend(c.waiters);
+            }
+        }
+        self.shared.space_cv.notify_all();
+        for w in waiters {
+            w.complete(Err(Arc::clone(&msg)));
+        }
+    }
+}
