@@ -5,7 +5,8 @@
 //! after a crash, every sector past the last completed fdatasync holds either exactly what was written or zeroes.
 //! Hence, in the **last** segment:
 //! - eight zero bytes where a frame should start mark the end of the log;
-//! - a frame whose checksum fails and which covers an all-zero sector is a torn write: the log ends before it;
+//! - a frame whose checksum fails and which covers an all-zero sector, or which the end of the file cuts short, is
+//!   a torn write: the log ends before it;
 //! - a frame whose checksum fails with every sector written, or whose header is impossible, was damaged after it
 //!   was written: that is [`Error::Corrupted`], never skipped.
 //!
@@ -105,11 +106,15 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(&Decoded)) -> Result<Scan> {
         if header.seq != seq {
             return Err(corrupted("segment header names another sequence number", &path, seq, 0));
         }
-        if let Some(next) = state.next
-            && header.first_index != next
-        {
-            let what = format!("segment first index {} (the log continues at {next})", header.first_index);
-            return Err(corrupted(what, &path, seq, 0));
+        match state.next {
+            Some(next) if header.first_index != next => {
+                let what = format!("segment first index {} (the log continues at {next})", header.first_index);
+                return Err(corrupted(what, &path, seq, 0));
+            }
+            // The oldest remaining segment (older ones released): the log resumes at its first index, whatever
+            // the state records restated at its start say.
+            None if header.first_index.0 > 0 => state.next = Some(header.first_index),
+            _ => {}
         }
         let info = scan_segment(&data, seq, &path, header, seed, last, &mut state, &mut visit)?;
         segments.push(info);
@@ -152,6 +157,10 @@ fn scan_segment(
             }
             Frame::End => break,
             Frame::BadHeader(what) => return Err(corrupted(what, path, seq, at as u64)),
+            Frame::Truncated { .. } if last => {
+                torn_at = Some(at as u64); // the file ends inside the frame: its end was never persisted
+                break;
+            }
             Frame::Truncated { len } | Frame::BadChecksum { len } => {
                 if last && has_zero_sector(data, at, at + len) {
                     torn_at = Some(at as u64);

@@ -1,0 +1,80 @@
+//! After a failed write, flush or allocation the WAL is poisoned: pending and later appends fail, nothing is
+//! retried, and every append acknowledged before the failure is still there after a reopen.
+//!
+//! The failure is real: a tmpfs too small for the next segment's preallocation, so fallocate returns ENOSPC when
+//! the log moves to a new segment. Mounting needs root (CI has it); elsewhere the test says so and skips.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+use common::{ENGINES, payload};
+use wal::{Config, Error, RaftIndex, Record, Term, Wal};
+
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(Tmpfs(dir));
+        }
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root and must be able to mount a tmpfs");
+        eprintln!("skipping: cannot mount a tmpfs (needs root)");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn enospc_at_a_segment_change_poisons_and_loses_nothing_acknowledged() {
+    for engine in ENGINES {
+        // Room for two 256 KiB segments (the first and its preallocated successor) but not a third.
+        let Some(fs) = Tmpfs::mount("700k") else { return };
+        let dir = fs.0.path().join("wal");
+        let config = Config { segment_size: 256 << 10, engine, buffer_size: 64 << 10, ..Config::default() };
+        let wal = Wal::create(&dir, config.clone()).unwrap();
+        let mut acked = 0u64;
+        let mut failure = None;
+        for i in 1..10_000u64 {
+            let data = payload(i);
+            let appended = wal.append(&[Record::Entry { index: RaftIndex(i), term: Term(1), data: &data }]);
+            match appended.and_then(|c| c.wait()) {
+                Ok(_) => acked = i,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let failure = failure.expect("the disk filled up");
+        let msg = failure.to_string();
+        assert!(matches!(failure, Error::Poisoned(_)), "{engine:?}: {msg}");
+        assert!(msg.contains("fallocate") && msg.contains("No space left"), "{engine:?}: the cause is named: {msg}");
+        assert!(acked > 100, "{engine:?}: {acked} appends went through before the disk filled");
+        // Poisoned for good: later appends fail at once, and no batch is written any more.
+        let batches = wal.metrics().batches.load(Ordering::Relaxed);
+        let again = wal.append(&[Record::Entry { index: RaftIndex(acked + 1), term: Term(1), data: b"" }]);
+        assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
+        assert_eq!(wal.metrics().batches.load(Ordering::Relaxed), batches);
+        assert!(matches!(wal.close(), Err(Error::Poisoned(_))));
+        // Every acknowledged append survives a reopen, which works once space is back (nothing needs it here).
+        let wal = Wal::open(&dir, config).unwrap();
+        let r = wal.replay(RaftIndex(1)).unwrap();
+        assert!(r.entries.len() as u64 >= acked, "{engine:?}: {} replayed, {acked} acknowledged", r.entries.len());
+        for e in &r.entries {
+            assert_eq!(e.data, payload(e.index.0));
+        }
+    }
+}
