@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::batch::{Batch, Chunk};
-use crate::completion::{Appended, Completion, Slot};
+use crate::completion::{self, Appended, Completion, Slot};
 use crate::engine::{Done, Engine, Wake, uring_engine::MAX_CHUNKS};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -225,9 +225,7 @@ impl IoThread {
             }
         }
         self.shared.space_cv.notify_all();
-        for w in waiters {
-            w.complete(Ok(()));
-        }
+        completion::complete_all(waiters, Ok(()));
     }
 
     /// Invariant 3.
@@ -244,8 +242,6 @@ impl IoThread {
             }
         }
         self.shared.space_cv.notify_all();
-        for w in waiters {
-            w.complete(Err(Arc::clone(&msg)));
-        }
+        completion::complete_all(waiters, Err(msg));
     }
 }

@@ -257,9 +257,7 @@ impl Wal {
     /// Nothing is durable when this returns; it is once the [`Completion`] resolves `Ok`.
     pub fn append(&self, records: &[Record<'_>]) -> Result<Completion> {
         if records.is_empty() {
-            let slot = completion::Slot::new();
-            slot.complete(Ok(()));
-            return Ok(Completion::new(slot, Appended { last_index: self.last_index() }));
+            return Ok(Completion::new(completion::Slot::done(), Appended { last_index: self.last_index() }));
         }
         self.shared.enqueue(|q, slot| q.append(records, slot))
     }
