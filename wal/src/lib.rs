@@ -186,6 +186,7 @@ impl Wal {
         let mut recovery = Recovery { segments: scan.segments.len(), ..Recovery::default() };
         if last.dirty_tail {
             fs::zero_range(&file, &last.path, last.end, last.file_len)?;
+            tracing::warn!(segment = %last.path.display(), offset = last.end, "wal: erased a torn tail (an unacknowledged, partly written batch)");
             recovery.torn_tail = Some((last.path.clone(), last.end));
         }
         let (mut engine, kind): (Box<dyn Engine>, EngineKind) = match config.engine {
@@ -193,6 +194,7 @@ impl Wal {
             EngineKind::Uring => match UringEngine::open() {
                 Ok(e) => (Box::new(e), EngineKind::Uring),
                 Err(why) => {
+                    tracing::warn!(reason = %why, "wal: io_uring unavailable, using the sync engine");
                     recovery.engine_fallback = Some(why);
                     (Box::new(SyncEngine::default()), EngineKind::Sync)
                 }

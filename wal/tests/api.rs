@@ -179,3 +179,20 @@ fn oversized_records_are_refused_without_harm() {
     wal.append(&[Record::Metadata(&large)]).unwrap().wait().unwrap();
     assert_eq!(wal.replay(RaftIndex(1)).unwrap().metadata.map(|m| m.len()), Some(large.len()));
 }
+
+#[test]
+fn fsync_delay_failpoint_delays_every_batch() {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create(dir.path(), small(engine)).unwrap();
+        append_range(&wal, 1, 3);
+        wal.set_fsync_delay(std::time::Duration::from_millis(40));
+        let t = std::time::Instant::now();
+        append_range(&wal, 3, 6);
+        assert!(t.elapsed() >= std::time::Duration::from_millis(120), "{engine:?}: three batches, each delayed 40 ms");
+        let slow = wal.metrics().fsync.snapshot();
+        wal.set_fsync_delay(std::time::Duration::ZERO);
+        append_range(&wal, 6, 7);
+        assert_eq!(wal.metrics().fsync.snapshot().count, slow.count + 1);
+    }
+}

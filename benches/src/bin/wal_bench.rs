@@ -21,7 +21,7 @@ struct Cell {
     p99_us: f64,
     p999_us: f64,
     batch: f64,
-    fsync_p50_us: f64,
+    fsync_mean_us: f64,
 }
 
 fn run_cell(engine: EngineKind, writers: usize, seconds: f64) -> Cell {
@@ -57,7 +57,7 @@ fn run_cell(engine: EngineKind, writers: usize, seconds: f64) -> Cell {
     let batches = m.batches.load(Ordering::Relaxed).max(1);
     let fsync = m.fsync.snapshot();
     // The WAL's fsync histogram has etcd's coarse buckets; report its mean instead of a bucket edge.
-    let fsync_mean_us = if fsync.count == 0 { 0.0 } else { fsync.sum / fsync.count as f64 * 1e6 };
+    let mean_us = if fsync.count == 0 { 0.0 } else { fsync.sum / fsync.count as f64 * 1e6 };
     let s = all.summary();
     Cell {
         appends_per_s: s.count as f64 / elapsed,
@@ -65,7 +65,7 @@ fn run_cell(engine: EngineKind, writers: usize, seconds: f64) -> Cell {
         p99_us: s.p99_ns as f64 / 1e3,
         p999_us: s.p99_9_ns as f64 / 1e3,
         batch: s.count as f64 / batches as f64,
-        fsync_p50_us: fsync_mean_us,
+        fsync_mean_us: mean_us,
     }
 }
 
@@ -145,7 +145,7 @@ fn main() {
                 get(|c| c.p99_us),
                 get(|c| c.p999_us),
                 get(|c| c.batch),
-                get(|c| c.fsync_p50_us)
+                get(|c| c.fsync_mean_us)
             );
         }
     }
