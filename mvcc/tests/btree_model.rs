@@ -8,6 +8,9 @@ use std::ops::Bound;
 use mvcc::{Db, DbConfig};
 use proptest::prelude::*;
 
+/// What the store must hold.
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(u16, u16),
@@ -39,7 +42,7 @@ fn value(k: u16, len: u16, generation: u32) -> Vec<u8> {
     (0..len as u32).map(|i| (i.wrapping_mul(31) ^ u32::from(k) ^ generation) as u8).collect()
 }
 
-fn assert_matches(db: &Db, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+fn assert_matches(db: &Db, model: &Model) {
     let ks = db.keyspace("t").unwrap();
     let r = db.read();
     assert_eq!(r.count(ks), model.len() as u64);
@@ -66,39 +69,38 @@ fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let mut db = Db::open(&path, &["t", "other"], DbConfig::default()).unwrap();
-    let mut committed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut committed: Model = BTreeMap::new();
     let mut pending = committed.clone();
-    let mut pinned: Option<(mvcc::ReadTxn, BTreeMap<Vec<u8>, Vec<u8>>)> = None;
+    let mut pinned: Option<(mvcc::ReadTxn, Model)> = None;
     let mut generation = 0u32;
     let mut batch: Vec<Op> = Vec::new();
-    let apply =
-        |db: &Db, batch: &[Op], generation: &mut u32, pending: &mut BTreeMap<Vec<u8>, Vec<u8>>, commit: bool| {
-            let ks = db.keyspace("t").unwrap();
-            let mut w = db.write().unwrap();
-            for op in batch {
-                match op {
-                    Op::Put(k, len) => {
-                        *generation += 1;
-                        let v = value(*k, *len, *generation);
-                        w.put(ks, &key(*k), &v).unwrap();
-                        assert_eq!(w.get(ks, &key(*k)).unwrap().as_deref(), Some(v.as_slice()), "read your writes");
-                        pending.insert(key(*k), v);
-                    }
-                    Op::Delete(k) => {
-                        assert_eq!(w.delete(ks, &key(*k)).unwrap(), pending.remove(&key(*k)).is_some());
-                    }
-                    Op::DeleteRange(k, n) => {
-                        for j in *k..k.saturating_add(*n).min(2000) {
-                            assert_eq!(w.delete(ks, &key(j)).unwrap(), pending.remove(&key(j)).is_some());
-                        }
-                    }
-                    _ => unreachable!(),
+    let apply = |db: &Db, batch: &[Op], generation: &mut u32, pending: &mut Model, commit: bool| {
+        let ks = db.keyspace("t").unwrap();
+        let mut w = db.write().unwrap();
+        for op in batch {
+            match op {
+                Op::Put(k, len) => {
+                    *generation += 1;
+                    let v = value(*k, *len, *generation);
+                    w.put(ks, &key(*k), &v).unwrap();
+                    assert_eq!(w.get(ks, &key(*k)).unwrap().as_deref(), Some(v.as_slice()), "read your writes");
+                    pending.insert(key(*k), v);
                 }
+                Op::Delete(k) => {
+                    assert_eq!(w.delete(ks, &key(*k)).unwrap(), pending.remove(&key(*k)).is_some());
+                }
+                Op::DeleteRange(k, n) => {
+                    for j in *k..k.saturating_add(*n).min(2000) {
+                        assert_eq!(w.delete(ks, &key(j)).unwrap(), pending.remove(&key(j)).is_some());
+                    }
+                }
+                _ => unreachable!(),
             }
-            if commit {
-                w.commit().unwrap();
-            }
-        };
+        }
+        if commit {
+            w.commit().unwrap();
+        }
+    };
     for op in ops {
         match op {
             Op::Put(..) | Op::Delete(_) | Op::DeleteRange(..) => batch.push(op),
@@ -110,7 +112,7 @@ fn run(ops: Vec<Op>) {
                 assert_matches(&db, &committed);
                 if let Some((snap, model)) = &pinned {
                     let ks = db.keyspace("t").unwrap();
-                    let got: BTreeMap<Vec<u8>, Vec<u8>> = snap
+                    let got: Model = snap
                         .range(ks, Bound::Unbounded, Bound::Unbounded)
                         .unwrap()
                         .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
@@ -182,7 +184,7 @@ fn a_large_tree_splits_merges_and_shrinks_back() {
     assert!(shrunk.free_pages + shrunk.pending_pages > grown.page_count / 2, "{grown:?} -> {shrunk:?}");
 }
 
-fn assert_matches_t(db: &Db, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+fn assert_matches_t(db: &Db, model: &Model) {
     let ks = db.keyspace("t").unwrap();
     let r = db.read();
     let got: Vec<(Vec<u8>, Vec<u8>)> = r
