@@ -36,6 +36,9 @@ pub enum Error {
     /// A revision that has been compacted away.
     #[error("mvcc: required revision has been compacted")]
     Compacted,
+    /// A Put with ignore_value or ignore_lease on a key that does not exist.
+    #[error("mvcc: key not found")]
+    KeyNotFound,
     /// A revision in the future.
     #[error("mvcc: required revision is a future revision")]
     FutureRev,

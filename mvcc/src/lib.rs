@@ -1,5 +1,5 @@
 //! `mvcc`: ferrokv's state-machine storage: a copy-on-write B+tree page file, with etcd's multi-version model on
-//! top (the MVCC layer is in progress; see issue 4).
+//! top.
 //!
 //! # Reading the source
 //! 1. `page::layout` and `page::meta`: the bytes on disk (also in docs/format-mvcc.md).
@@ -8,12 +8,23 @@
 //! 4. `btree::node`, `btree::read`: page codec and zero-copy reads; `btree::write`: copy-on-write changes and the
 //!    spill at commit; `btree::check`: the invariants.
 //! 5. `db`: keyspaces, snapshots for readers, the write transaction and its commit protocol.
+//! 6. `revision`, `kv`: etcd's revisions and the record stored per revision.
+//! 7. `store`: the key index (generations), Range/Put/DeleteRange/Txn, and compaction.
 
 pub mod btree;
 mod db;
 mod error;
+pub mod kv;
 pub mod page;
+pub mod revision;
+pub mod store;
 
 pub use db::{Db, DbConfig, KeyspaceId, RangeIter, ReadTxn, Snapshot, Stats, SyncPolicy, WriteTxn};
 pub use error::{Error, Result};
+pub use kv::KeyValue;
 pub use page::{PageId, TxnId};
+pub use revision::Revision;
+pub use store::{
+    Compare, CompareOp, CompareTarget, DeleteResult, PutOptions, PutResult, RangeOptions, RangeResult, RequestOp,
+    ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
+};

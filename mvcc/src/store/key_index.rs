@@ -1,0 +1,210 @@
+//! One key's history: its generations. A generation runs from the put that created the key to the delete that
+//! ended it (whose tombstone revision is its last entry); the last generation is the live one (possibly empty).
+//!
+//! **Invariants** (checked by [`KeyIndex::check`]):
+//! 1. Revisions strictly increase across the whole index, generation after generation.
+//! 2. Every generation but the last is non-empty and ends with its tombstone; the last never holds a tombstone.
+//! 3. A generation's `created` (main revision) is at or before its first remaining revision (compaction may have
+//!    removed the creating put; reads still report the key's create revision).
+
+use crate::revision::Revision;
+
+/// A run of a key's life from creation to deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Generation {
+    /// Version of the key at its latest revision in this generation.
+    pub version: i64,
+    /// Main revision of the put that created the key in this generation.
+    pub created: i64,
+    pub revs: Vec<Revision>,
+}
+
+/// A key's generations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIndex {
+    pub generations: Vec<Generation>,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        KeyIndex { generations: vec![Generation::default()] }
+    }
+}
+
+/// What a key looked like at a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visible {
+    /// The revision holding the value.
+    pub modified: Revision,
+    pub created: i64,
+    pub version: i64,
+}
+
+impl KeyIndex {
+    fn live(&mut self) -> &mut Generation {
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let n = self.generations.len();
+        &mut self.generations[n - 1]
+    }
+
+    /// Records a put at `rev`.
+    pub fn put(&mut self, rev: Revision) {
+        let g = self.live();
+        if g.revs.is_empty() {
+            g.created = rev.main;
+        }
+        g.revs.push(rev);
+        g.version += 1;
+    }
+
+    /// Records a stored put while rebuilding: creation and version come from the record, since compaction may
+    /// have removed earlier revisions of the generation.
+    pub fn restore_put(&mut self, rev: Revision, created: i64, version: i64) {
+        let g = self.live();
+        if g.revs.is_empty() {
+            g.created = created;
+        }
+        g.revs.push(rev);
+        g.version = version;
+    }
+
+    /// Records a delete at `rev` (the key must be live): ends the generation and starts an empty one.
+    pub fn tombstone(&mut self, rev: Revision) {
+        self.live().revs.push(rev);
+        self.generations.push(Generation::default());
+    }
+
+    /// The live generation's latest revision, if the key exists now.
+    pub fn current(&self) -> Option<Visible> {
+        let g = self.generations.last()?;
+        g.revs.last().map(|&modified| Visible { modified, created: g.created, version: g.version })
+    }
+
+    /// The key as of main revision `at`, or `None` if it did not exist then.
+    pub fn at(&self, at: i64) -> Option<Visible> {
+        let n = self.generations.len();
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let Some(first) = g.revs.first() else { continue };
+            if first.main > at {
+                continue;
+            }
+            let is_live = i + 1 == n;
+            let idx = g.revs.partition_point(|r| r.main <= at) - 1;
+            // A closed generation's last revision is its tombstone: at or after it, the key was deleted.
+            if !is_live && idx + 1 == g.revs.len() {
+                return None;
+            }
+            // `g.version` counts every put of the generation (compacted ones included); subtract the puts after
+            // `idx`. In a closed generation one of the later revisions is the tombstone, which is not a put.
+            let version = g.version - (g.revs.len() - 1 - idx) as i64 + i64::from(!is_live);
+            return Some(Visible { modified: g.revs[idx], created: g.created, version });
+        }
+        None
+    }
+
+    /// Every revision still held, in order.
+    pub fn revisions(&self) -> impl Iterator<Item = Revision> + '_ {
+        self.generations.iter().flat_map(|g| g.revs.iter().copied())
+    }
+
+    /// Drops history superseded at `at`: returns the revisions `<= at` kept (still needed to read at `at` or
+    /// later). Afterwards the index may be empty (see [`KeyIndex::is_empty`]).
+    pub fn compact(&mut self, at: i64, keep: &mut Vec<Revision>) {
+        // The first generation still alive after `at`: one not yet closed by a tombstone at or before `at`.
+        let mut gi = 0;
+        while gi + 1 < self.generations.len() && self.generations[gi].revs.last().is_some_and(|r| r.main <= at) {
+            gi += 1;
+        }
+        self.generations.drain(..gi);
+        let g = &mut self.generations[0];
+        let below = g.revs.partition_point(|r| r.main <= at);
+        // Every generation closed at or before `at` is gone (tombstone included); this one, if closed, closes after
+        // `at`, so the newest revision at or before `at` is a put that reads at `at` and later still need.
+        if below > 0 {
+            g.revs.drain(..below - 1);
+            keep.push(g.revs[0]);
+        }
+    }
+
+    /// Whether nothing is left (no revision at all).
+    pub fn is_empty(&self) -> bool {
+        self.generations.iter().all(|g| g.revs.is_empty())
+    }
+
+    /// Verifies the module invariants.
+    pub fn check(&self) -> Result<(), String> {
+        let mut last: Option<Revision> = None;
+        let n = self.generations.len();
+        for (i, g) in self.generations.iter().enumerate() {
+            if i + 1 < n && g.revs.is_empty() {
+                return Err("empty generation before the last".into());
+            }
+            if g.revs.first().is_some_and(|r| r.main < g.created) {
+                return Err("generation created after its first revision".into());
+            }
+            for r in &g.revs {
+                if last.is_some_and(|l| l >= *r) {
+                    return Err(format!("revision {r} does not increase"));
+                }
+                last = Some(*r);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(m: i64) -> Revision {
+        Revision::new(m, 0)
+    }
+
+    #[test]
+    fn visibility_across_generations() {
+        let mut k = KeyIndex::default();
+        k.put(r(2));
+        k.put(r(4));
+        k.tombstone(r(6));
+        k.put(r(8));
+        assert_eq!(k.at(1), None);
+        assert_eq!(k.at(3), Some(Visible { modified: r(2), created: 2, version: 1 }));
+        assert_eq!(k.at(5), Some(Visible { modified: r(4), created: 2, version: 2 }));
+        assert_eq!(k.at(6), None);
+        assert_eq!(k.at(7), None);
+        assert_eq!(k.at(9), Some(Visible { modified: r(8), created: 8, version: 1 }));
+        assert_eq!(k.current().map(|v| v.modified), Some(r(8)));
+        k.check().unwrap();
+    }
+
+    #[test]
+    fn compaction_keeps_what_later_reads_need() {
+        let mut k = KeyIndex::default();
+        for m in [2, 3, 4] {
+            k.put(r(m));
+        }
+        k.tombstone(r(5));
+        k.put(r(7));
+        k.put(r(9));
+        let mut keep = Vec::new();
+        k.compact(3, &mut keep);
+        assert_eq!(keep, vec![r(3)]);
+        assert_eq!(k.at(3).map(|v| (v.modified, v.version)), Some((r(3), 2)), "version survives compaction");
+        let mut keep = Vec::new();
+        k.compact(5, &mut keep);
+        assert!(keep.is_empty(), "the deleted generation goes, tombstone included");
+        assert_eq!(k.generations.len(), 1);
+        let mut keep = Vec::new();
+        k.compact(8, &mut keep);
+        assert_eq!(keep, vec![r(7)]);
+        assert_eq!(k.at(8).map(|v| v.modified), Some(r(7)));
+        k.tombstone(r(10));
+        let mut keep = Vec::new();
+        k.compact(10, &mut keep);
+        assert!(k.is_empty() && keep.is_empty(), "a key deleted at or before the compaction point vanishes");
+        k.check().unwrap();
+    }
+}
