@@ -239,7 +239,13 @@ impl Db {
 
     /// Free space = pages below the meta's page count that its trees do not reach (see `page::alloc`).
     fn rebuild_free_space(pager: &Pager, meta: &Meta) -> Result<Allocator> {
-        pager.grow(meta.page_count)?;
+        let need = meta.page_count * pager.page_size() as u64;
+        if pager.file_len() < need {
+            return Err(Error::Format {
+                path: pager.path().to_path_buf(),
+                what: format!("file is {} bytes but its meta page needs {need}: truncated", pager.file_len()),
+            });
+        }
         let mut used = vec![false; meta.page_count as usize];
         used[0] = true;
         used[1] = true;
