@@ -13,7 +13,7 @@ fn build(path: &std::path::Path) {
     for round in 0..3u32 {
         let mut w = db.write().unwrap();
         for i in 0..500u32 {
-            w.put(ks, format!("{i:06}").as_bytes(), &vec![round as u8; 100]).unwrap();
+            w.put(ks, format!("{i:06}").as_bytes(), &[round as u8; 100]).unwrap();
         }
         w.commit().unwrap();
     }
