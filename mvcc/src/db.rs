@@ -74,9 +74,9 @@ pub struct Snapshot {
     pub applied_term: u64,
 }
 
-struct Writer {
-    alloc: Allocator,
-    latest: Meta,
+pub(crate) struct Writer {
+    pub(crate) alloc: Allocator,
+    pub(crate) latest: Meta,
     /// Transaction id held in each meta slot on disk.
     disk: [TxnId; 2],
     unsynced: u32,
@@ -84,16 +84,16 @@ struct Writer {
     poisoned: Option<String>,
 }
 
-struct Shared {
-    pager: Pager,
+pub(crate) struct Shared {
+    pub(crate) pager: Pager,
     path: PathBuf,
     current: RwLock<Arc<Snapshot>>,
     readers: Mutex<BTreeMap<TxnId, usize>>,
-    writer: Mutex<Writer>,
+    pub(crate) writer: Mutex<Writer>,
     policy: SyncPolicy,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -113,7 +113,7 @@ pub struct Stats {
 /// An open store. Cheap to clone; share it between threads.
 #[derive(Clone)]
 pub struct Db {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Db {
@@ -635,6 +635,20 @@ impl<'a> WriteTxn<'a> {
         let found = old.is_some();
         self.forget(ks, old);
         Ok(found)
+    }
+
+    /// Rewrites the path to `key` (and its overflow value, if `value_too`) at the lowest free pages.
+    pub(crate) fn relocate(&mut self, ks: KeyspaceId, key: &[u8], value_too: bool) -> Result<()> {
+        if value_too && let Some(v) = self.get(ks, key)? {
+            return self.put(ks, key, &v);
+        }
+        let pager = self.pager();
+        self.tree(ks)?.touch(pager, key)
+    }
+
+    /// The writer state this transaction holds (defragmentation trims the file through it).
+    pub(crate) fn writer(&mut self) -> &mut Writer {
+        &mut self.w
     }
 
     /// Records the Raft index and term this commit applies, stored in the same meta as the data.

@@ -7,12 +7,14 @@
 //! 3. `page::alloc`: free space, rebuilt at open, reused only when nothing can reach it.
 //! 4. `btree::node`, `btree::read`: page codec and zero-copy reads; `btree::write`: copy-on-write changes and the
 //!    spill at commit; `btree::check`: the invariants.
-//! 5. `db`: keyspaces, snapshots for readers, the write transaction and its commit protocol.
+//! 5. `db`: keyspaces, snapshots for readers, the write transaction and its commit protocol; `defrag`: online
+//!    defragmentation in bounded copy-on-write steps.
 //! 6. `revision`, `kv`: etcd's revisions and the record stored per revision.
 //! 7. `store`: the key index (generations), Range/Put/DeleteRange/Txn, and compaction.
 
 pub mod btree;
 mod db;
+mod defrag;
 mod error;
 pub mod kv;
 pub mod page;
@@ -20,6 +22,7 @@ pub mod revision;
 pub mod store;
 
 pub use db::{Db, DbConfig, KeyspaceId, RangeIter, ReadTxn, Snapshot, Stats, SyncPolicy, WriteTxn};
+pub use defrag::{DefragConfig, DefragReport};
 pub use error::{Error, Result};
 pub use kv::KeyValue;
 pub use page::{PageId, TxnId};

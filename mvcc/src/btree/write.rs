@@ -205,6 +205,15 @@ impl WriteTree {
         }
     }
 
+    /// Materializes the path to `key`'s leaf, so the commit rewrites those pages at new (lowest free) places.
+    /// Defragmentation moves pages this way; an empty tree is left alone.
+    pub fn touch(&mut self, pager: &Pager, key: &[u8]) -> Result<()> {
+        if self.root.is_some() {
+            self.leaf_for(pager, key)?;
+        }
+        Ok(())
+    }
+
     /// Sets `key` to `val`; returns the value it replaced.
     pub fn insert(&mut self, pager: &Pager, key: &[u8], val: Val) -> Result<Option<Val>> {
         let leaf = self.leaf_for(pager, key)?;
