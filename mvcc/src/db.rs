@@ -69,6 +69,8 @@ impl Default for DbConfig {
 #[derive(Debug)]
 pub struct Snapshot {
     pub txn: TxnId,
+    /// Pages 0..page_count hold this commit's structure.
+    pub page_count: u64,
     pub keyspaces: Vec<Keyspace>,
     pub applied_index: u64,
     pub applied_term: u64,
@@ -152,6 +154,7 @@ impl Db {
         disk[other as usize] = other_txn.min(meta.txn);
         let snapshot = Snapshot {
             txn: meta.txn,
+            page_count: meta.page_count,
             keyspaces: meta.keyspaces.clone(),
             applied_index: meta.applied_index,
             applied_term: meta.applied_term,
@@ -379,7 +382,7 @@ fn lock_read(l: &RwLock<Arc<Snapshot>>) -> Arc<Snapshot> {
 }
 
 /// Marks every page of the tree at `root` (overflow runs included) in `used`.
-fn mark_reachable(pager: &Pager, root: PageId, used: &mut [bool]) -> Result<()> {
+pub(crate) fn mark_reachable(pager: &Pager, root: PageId, used: &mut [bool]) -> Result<()> {
     if root.0 == 0 {
         return Ok(());
     }
@@ -457,7 +460,7 @@ fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
 
 /// A consistent, read-only view of one commit. Pages it can reach stay untouched while it lives.
 pub struct ReadTxn {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     snap: Arc<Snapshot>,
 }
 
@@ -720,8 +723,13 @@ impl<'a> WriteTxn<'a> {
             sync_meta(&shared, &mut self.w)?;
         }
         // 4. Publish to readers, then release pages no reader or durable meta can reach.
-        let snapshot =
-            Arc::new(Snapshot { txn: self.txn, keyspaces: self.keyspaces.clone(), applied_index, applied_term });
+        let snapshot = Arc::new(Snapshot {
+            txn: self.txn,
+            page_count: self.w.latest.page_count,
+            keyspaces: self.keyspaces.clone(),
+            applied_index,
+            applied_term,
+        });
         let readers = lock(&shared.readers);
         *shared.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         let oldest_reader = readers.keys().next().copied().unwrap_or(self.txn);

@@ -19,6 +19,7 @@ mod error;
 pub mod kv;
 pub mod page;
 pub mod revision;
+mod snapshot;
 pub mod store;
 
 pub use db::{Db, DbConfig, KeyspaceId, RangeIter, ReadTxn, Snapshot, Stats, SyncPolicy, WriteTxn};
@@ -27,6 +28,7 @@ pub use error::{Error, Result};
 pub use kv::KeyValue;
 pub use page::{PageId, TxnId};
 pub use revision::Revision;
+pub use snapshot::SnapshotInfo;
 pub use store::{
     Compare, CompareOp, CompareTarget, DeleteResult, PutOptions, PutResult, RangeOptions, RangeResult, RequestOp,
     ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,

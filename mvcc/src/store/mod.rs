@@ -306,3 +306,28 @@ pub(crate) fn read_kv(r: &ReadTxn, ks: KeyspaceId, rev: Revision) -> Result<KeyV
         what: format!("malformed record at revision {rev}"),
     })
 }
+
+impl Store {
+    /// A hash of the key-value history up to `rev` (0: current), for HashKV consistency checks between members:
+    /// CRC32C over every stored revision `<= rev` above the compaction point, and the revisions at or below it
+    /// that compaction keeps, each as (revision key, record). Members at the same compaction point agree whether
+    /// or not their compactions have finished deleting. Returns the hash, the revision hashed to, and the
+    /// compaction revision.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let st = lock_read(&self.state);
+        let at = resolve_revision(rev, st.current, st.compact)?;
+        let kept: std::collections::HashSet<Revision> =
+            st.index.values().flat_map(|ki| ki.revisions().filter(|r| r.main <= st.compact)).collect();
+        let r = self.db.read();
+        let end = Revision::new(at + 1, 0).encode();
+        let mut crc = 0u32;
+        for item in r.range(self.key, Bound::Unbounded, Bound::Excluded(&end))? {
+            let (k, v) = item?;
+            let rev = Revision::decode(k).ok_or_else(|| self.bad_record("revision key of the wrong length"))?;
+            if rev.main > st.compact || kept.contains(&rev) {
+                crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
+            }
+        }
+        Ok((crc, at, st.compact))
+    }
+}
