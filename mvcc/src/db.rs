@@ -83,6 +83,8 @@ pub(crate) struct Writer {
     disk: [TxnId; 2],
     unsynced: u32,
     first_unsynced: Option<Instant>,
+    /// Pages written by commits so far.
+    pages_written: u64,
     poisoned: Option<String>,
 }
 
@@ -110,6 +112,8 @@ pub struct Stats {
     pub pending_pages: u64,
     pub page_count: u64,
     pub txn: TxnId,
+    /// Pages written by commits since the store was opened.
+    pub pages_written: u64,
 }
 
 /// An open store. Cheap to clone; share it between threads.
@@ -171,6 +175,7 @@ impl Db {
                     disk,
                     unsynced: 0,
                     first_unsynced: None,
+                    pages_written: 0,
                     poisoned: None,
                 }),
                 policy: config.sync,
@@ -347,6 +352,7 @@ impl Db {
             pending_pages: w.alloc.pending_pages(),
             page_count,
             txn: w.latest.txn,
+            pages_written: w.pages_written,
         }
     }
 
@@ -693,6 +699,7 @@ impl<'a> WriteTxn<'a> {
             }
         }
         let writes = std::mem::take(&mut ctx.writes);
+        self.w.pages_written += writes.iter().map(|(_, b)| (b.len() / pager.page_size()) as u64).sum::<u64>();
         let (applied_index, applied_term) =
             self.applied.unwrap_or((self.w.latest.applied_index, self.w.latest.applied_term));
         let meta = Meta {

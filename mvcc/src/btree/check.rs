@@ -24,6 +24,7 @@ pub fn tree(pager: &Pager, root: PageId, count: u64) -> Result<()> {
     while let Some((id, depth, lower)) = stack.pop() {
         match node(pager, id)? {
             NodeView::Branch(b) => {
+                b.validate().map_err(|e| bad(pager, id, e.to_string()))?;
                 for i in (0..b.len()).rev() {
                     if i > 0 && b.key(i - 1) >= b.key(i) {
                         return Err(bad(pager, id, format!("branch keys out of order at {i}")));
@@ -33,6 +34,7 @@ pub fn tree(pager: &Pager, root: PageId, count: u64) -> Result<()> {
                 }
             }
             NodeView::Leaf(l) => {
+                l.validate().map_err(|e| bad(pager, id, e.to_string()))?;
                 if *leaf_depth.get_or_insert(depth) != depth {
                     return Err(bad(pager, id, format!("leaf at depth {depth}, others at {leaf_depth:?}")));
                 }

@@ -19,7 +19,7 @@ pub enum NodeView<'a> {
 pub fn node(pager: &Pager, id: PageId) -> Result<NodeView<'_>> {
     let page = pager.page(id)?;
     let bad = |what: &str| Error::Corrupted { page: id, what: what.to_string(), path: pager.path().to_path_buf() };
-    match pager.page_type(id)? {
+    match PageType::from_u8(page[crate::page::layout::TYPE_OFFSET]).ok_or_else(|| bad("unknown page type"))? {
         PageType::Leaf => LeafView::new(page).map(NodeView::Leaf).map_err(bad),
         PageType::Branch => BranchView::new(page).map(NodeView::Branch).map_err(bad),
         t => Err(bad(&format!("a tree points at a {t:?} page"))),

@@ -26,7 +26,8 @@ enum Slot {
 
 #[derive(Debug)]
 enum Dirty {
-    Leaf(Vec<(Vec<u8>, Val)>),
+    /// Entries, and whether every insert since materializing went after the last entry (an append).
+    Leaf(Vec<(Vec<u8>, Val)>, bool),
     Branch(Vec<(Vec<u8>, Slot)>),
 }
 
@@ -54,15 +55,31 @@ impl SpillCtx<'_> {
         id
     }
 
-    fn write_leaves(&mut self, entries: Vec<(Vec<u8>, Val)>) -> Vec<(Vec<u8>, PageId)> {
+    /// Cuts leaf entries into pages. A leaf that only grew at its end (revision keys, which only increase) fills
+    /// each page before starting the next, so an append-only tree stays full. Any other leaf that overflows is
+    /// cut into pages of equal size: random inserts then land in half-full pages, not in a full one that splits
+    /// again at once.
+    fn write_leaves(&mut self, entries: Vec<(Vec<u8>, Val)>, appended: bool) -> Vec<(Vec<u8>, PageId)> {
         let cap = self.page_size();
+        let total: usize = HEADER_LEN + entries.iter().map(|(k, v)| leaf_entry_size(k, v)).sum::<usize>();
+        let pages = total.div_ceil(cap - HEADER_LEN).max(1);
+        let target = if appended || pages == 1 {
+            cap
+        } else {
+            (total / pages + leaf_entry_size(&[], &Val::Inline(Vec::new()))).min(cap)
+        };
         let mut out = Vec::new();
         let mut start = 0;
         while start < entries.len() {
             let mut size = HEADER_LEN;
             let mut end = start;
-            while end < entries.len() && size + leaf_entry_size(&entries[end].0, &entries[end].1) <= cap {
-                size += leaf_entry_size(&entries[end].0, &entries[end].1);
+            while end < entries.len() {
+                let add = leaf_entry_size(&entries[end].0, &entries[end].1);
+                // Past the even target, stop at the first entry that would cross it; never past the page.
+                if size + add > cap || (size > HEADER_LEN && size + add > target + add / 2 && size >= target / 2) {
+                    break;
+                }
+                size += add;
                 end += 1;
             }
             let group = &entries[start..end.max(start + 1)];
@@ -142,7 +159,9 @@ impl WriteTree {
             Slot::Clean(id) => id,
         };
         let dirty = match read_node(pager, id)? {
-            NodeView::Leaf(l) => Dirty::Leaf((0..l.len()).map(|i| (l.key(i).to_vec(), l.value(i).to_val())).collect()),
+            NodeView::Leaf(l) => {
+                Dirty::Leaf((0..l.len()).map(|i| (l.key(i).to_vec(), l.value(i).to_val())).collect(), true)
+            }
             NodeView::Branch(b) => {
                 Dirty::Branch((0..b.len()).map(|i| (b.key(i).to_vec(), Slot::Clean(b.child(i)))).collect())
             }
@@ -157,7 +176,7 @@ impl WriteTree {
         let root = match self.root {
             Some(slot) => self.materialize(pager, slot)?,
             None => {
-                self.arena.push(Dirty::Leaf(Vec::new()));
+                self.arena.push(Dirty::Leaf(Vec::new(), true));
                 self.arena.len() - 1
             }
         };
@@ -165,7 +184,7 @@ impl WriteTree {
         let mut idx = root;
         loop {
             let (ci, child) = match &self.arena[idx] {
-                Dirty::Leaf(_) => return Ok(idx),
+                Dirty::Leaf(..) => return Ok(idx),
                 Dirty::Branch(children) => {
                     let ci = children.partition_point(|(k, _)| k.as_slice() <= key).saturating_sub(1);
                     (ci, children[ci].1)
@@ -194,7 +213,7 @@ impl WriteTree {
                         let ci = children.partition_point(|(k, _)| k.as_slice() <= key).saturating_sub(1);
                         slot = children[ci].1;
                     }
-                    Dirty::Leaf(entries) => {
+                    Dirty::Leaf(entries, _) => {
                         return Ok(entries
                             .binary_search_by(|(k, _)| key_cmp(k, key))
                             .ok()
@@ -217,10 +236,11 @@ impl WriteTree {
     /// Sets `key` to `val`; returns the value it replaced.
     pub fn insert(&mut self, pager: &Pager, key: &[u8], val: Val) -> Result<Option<Val>> {
         let leaf = self.leaf_for(pager, key)?;
-        let Dirty::Leaf(entries) = &mut self.arena[leaf] else { unreachable!("leaf_for returns a leaf") };
+        let Dirty::Leaf(entries, appended) = &mut self.arena[leaf] else { unreachable!("leaf_for returns a leaf") };
         match entries.binary_search_by(|(k, _)| key_cmp(k, key)) {
             Ok(j) => Ok(Some(std::mem::replace(&mut entries[j].1, val))),
             Err(j) => {
+                *appended &= j == entries.len();
                 entries.insert(j, (key.to_vec(), val));
                 self.count += 1;
                 Ok(None)
@@ -232,7 +252,7 @@ impl WriteTree {
     pub fn delete(&mut self, pager: &Pager, key: &[u8]) -> Result<Option<Val>> {
         if self.get(pager, key)?.is_some() {
             let leaf = self.leaf_for(pager, key)?;
-            let Dirty::Leaf(entries) = &mut self.arena[leaf] else { unreachable!("leaf_for returns a leaf") };
+            let Dirty::Leaf(entries, _) = &mut self.arena[leaf] else { unreachable!("leaf_for returns a leaf") };
             if let Ok(j) = entries.binary_search_by(|(k, _)| key_cmp(k, key)) {
                 self.count -= 1;
                 return Ok(Some(entries.remove(j).1));
@@ -249,7 +269,7 @@ impl WriteTree {
     fn size_of(&self, pager: &Pager, slot: Slot) -> Result<usize> {
         Ok(match slot {
             Slot::Dirty(i) => match &self.arena[i] {
-                Dirty::Leaf(e) => HEADER_LEN + e.iter().map(|(k, v)| leaf_entry_size(k, v)).sum::<usize>(),
+                Dirty::Leaf(e, _) => HEADER_LEN + e.iter().map(|(k, v)| leaf_entry_size(k, v)).sum::<usize>(),
                 Dirty::Branch(c) => HEADER_LEN + c.iter().map(|(k, _)| branch_entry_size(k)).sum::<usize>(),
             },
             Slot::Clean(_) => pager.page_size(),
@@ -270,9 +290,12 @@ impl WriteTree {
             let (keep, gone) = if i > 0 { (i - 1, i) } else { (0, 1) };
             let k = self.materialize(pager, children[keep].1)?;
             let g = self.materialize(pager, children[gone].1)?;
-            let moved = std::mem::replace(&mut self.arena[g], Dirty::Leaf(Vec::new()));
+            let moved = std::mem::replace(&mut self.arena[g], Dirty::Leaf(Vec::new(), true));
             match (&mut self.arena[k], moved) {
-                (Dirty::Leaf(a), Dirty::Leaf(b)) => a.extend(b),
+                (Dirty::Leaf(a, a_appended), Dirty::Leaf(b, b_appended)) => {
+                    a.extend(b);
+                    *a_appended &= b_appended;
+                }
                 (Dirty::Branch(a), Dirty::Branch(b)) => a.extend(b),
                 (_, other) => {
                     self.arena[g] = other; // siblings are always the same kind; leave both as they were
@@ -287,8 +310,8 @@ impl WriteTree {
     }
 
     fn spill_node(&mut self, ctx: &mut SpillCtx<'_>, idx: usize, is_root: bool) -> Result<Vec<(Vec<u8>, PageId)>> {
-        match std::mem::replace(&mut self.arena[idx], Dirty::Leaf(Vec::new())) {
-            Dirty::Leaf(entries) => Ok(ctx.write_leaves(entries)),
+        match std::mem::replace(&mut self.arena[idx], Dirty::Leaf(Vec::new(), true)) {
+            Dirty::Leaf(entries, appended) => Ok(ctx.write_leaves(entries, appended)),
             Dirty::Branch(mut children) => {
                 self.rebalance(ctx.pager, &mut children)?;
                 let mut out = Vec::with_capacity(children.len());
