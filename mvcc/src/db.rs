@@ -2,7 +2,9 @@
 //!
 //! **Concurrency.** Readers take the current [`Snapshot`] (an `Arc`) and register its transaction id in `readers`,
 //! both under the `readers` lock, so a writer computing which freed pages are safe always sees them. A reader never
-//! blocks the writer or other readers. The writer is serialized by `writer` (a `WriteTxn` holds that lock).
+//! blocks the writer or other readers. The writer is serialized by `writer` (a `WriteTxn` holds that lock), which
+//! is handed over fairly: a transaction that ends passes the lock to the longest waiter, so a loop of short write
+//! transactions (defragmentation, compaction) cannot starve another writer.
 //! Lock order: `writer`, then `readers`, then `current`.
 //!
 //! **Reuse rule** (allocator invariant 2): pages freed by transaction T are reused once every registered reader's
@@ -19,7 +21,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use parking_lot::{Mutex as FairMutex, MutexGuard as FairGuard};
 use std::time::{Duration, Instant};
 
 use crate::btree::node::{self, OVERFLOW_DATA, Val, ValueRef};
@@ -93,11 +97,11 @@ pub(crate) struct Shared {
     path: PathBuf,
     current: RwLock<Arc<Snapshot>>,
     readers: Mutex<BTreeMap<TxnId, usize>>,
-    pub(crate) writer: Mutex<Writer>,
+    pub(crate) writer: FairMutex<Writer>,
     policy: SyncPolicy,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -169,7 +173,7 @@ impl Db {
                 path: path.to_path_buf(),
                 current: RwLock::new(Arc::new(snapshot)),
                 readers: Mutex::new(BTreeMap::new()),
-                writer: Mutex::new(Writer {
+                writer: FairMutex::new(Writer {
                     alloc,
                     latest: meta,
                     disk,
@@ -277,7 +281,7 @@ impl Db {
     }
 
     fn ensure_keyspaces(&self, names: &[&str]) -> Result<()> {
-        let w = lock(&self.shared.writer);
+        let w = self.shared.writer.lock();
         let missing: Vec<&str> =
             names.iter().copied().filter(|n| !w.latest.keyspaces.iter().any(|k| k.name == *n)).collect();
         if missing.is_empty() {
@@ -319,7 +323,7 @@ impl Db {
 
     /// The write transaction (waits for any other writer).
     pub fn write(&self) -> Result<WriteTxn<'_>> {
-        WriteTxn::begin(self, lock(&self.shared.writer))
+        WriteTxn::begin(self, self.shared.writer.lock())
     }
 
     /// Makes every commit so far durable.
@@ -327,13 +331,13 @@ impl Db {
     /// # Durability
     /// On `Ok`, the latest commit survives a crash.
     pub fn sync(&self) -> Result<()> {
-        let mut w = lock(&self.shared.writer);
+        let mut w = self.shared.writer.lock();
         sync_meta(&self.shared, &mut w)
     }
 
     /// Syncs if the policy's delay has passed since the first unsynced commit.
     pub fn sync_if_due(&self) -> Result<()> {
-        let mut w = lock(&self.shared.writer);
+        let mut w = self.shared.writer.lock();
         match w.first_unsynced {
             Some(t) if t.elapsed() >= self.shared.policy.max_delay => sync_meta(&self.shared, &mut w),
             _ => Ok(()),
@@ -342,7 +346,7 @@ impl Db {
 
     /// File and usage sizes.
     pub fn stats(&self) -> Stats {
-        let w = lock(&self.shared.writer);
+        let w = self.shared.writer.lock();
         let page = self.shared.pager.page_size() as u64;
         let page_count = w.alloc.page_count();
         Stats {
@@ -359,7 +363,7 @@ impl Db {
     /// Checks every invariant: tree order and depth, checksums of every reachable page, and that no page is
     /// both reachable and free. Costly: for tests and `fsck`-style tools.
     pub fn check(&self) -> Result<()> {
-        let w = lock(&self.shared.writer);
+        let w = self.shared.writer.lock();
         w.alloc.check().map_err(|what| self.corrupt(PageId(0), what))?;
         let mut used = vec![false; w.alloc.page_count() as usize];
         let mut free_probe = w.alloc.clone();
@@ -541,10 +545,18 @@ impl<'a> Iterator for RangeIter<'a> {
     }
 }
 
+impl Drop for WriteTxn<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.w.take() {
+            FairGuard::unlock_fair(w);
+        }
+    }
+}
+
 /// The single write transaction. Dropping it without `commit` discards its changes.
 pub struct WriteTxn<'a> {
     db: &'a Db,
-    w: MutexGuard<'a, Writer>,
+    w: Option<FairGuard<'a, Writer>>,
     txn: TxnId,
     keyspaces: Vec<Keyspace>,
     trees: Vec<Option<WriteTree>>,
@@ -559,14 +571,14 @@ impl std::fmt::Debug for WriteTxn<'_> {
 }
 
 impl<'a> WriteTxn<'a> {
-    fn begin(db: &'a Db, w: MutexGuard<'a, Writer>) -> Result<Self> {
+    fn begin(db: &'a Db, w: FairGuard<'a, Writer>) -> Result<Self> {
         if let Some(p) = &w.poisoned {
             return Err(Error::Poisoned(p.clone()));
         }
         let keyspaces = w.latest.keyspaces.clone();
         let trees = keyspaces.iter().map(|_| None).collect();
         let txn = TxnId(w.latest.txn.0 + 1);
-        Ok(WriteTxn { db, w, txn, keyspaces, trees, overflow: Vec::new(), applied: None })
+        Ok(WriteTxn { db, w: Some(w), txn, keyspaces, trees, overflow: Vec::new(), applied: None })
     }
 
     fn pager(&self) -> &'a Pager {
@@ -621,7 +633,7 @@ impl<'a> WriteTxn<'a> {
         let page_size = self.pager().page_size();
         let val = if value.len() > page_size / 4 {
             let n = node::overflow_pages(value.len() as u64, page_size);
-            let id = self.w.alloc.alloc(n);
+            let id = self.writer().alloc.alloc(n);
             let mut run = vec![0u8; n as usize * page_size];
             run[OVERFLOW_DATA - 8..OVERFLOW_DATA].copy_from_slice(&(value.len() as u64).to_le_bytes());
             run[OVERFLOW_DATA..OVERFLOW_DATA + value.len()].copy_from_slice(value);
@@ -657,7 +669,10 @@ impl<'a> WriteTxn<'a> {
 
     /// The writer state this transaction holds (defragmentation trims the file through it).
     pub(crate) fn writer(&mut self) -> &mut Writer {
-        &mut self.w
+        match self.w.as_mut() {
+            Some(w) => w,
+            None => unreachable!("a live WriteTxn holds the writer lock"),
+        }
     }
 
     /// Records the Raft index and term this commit applies, stored in the same meta as the data.
@@ -685,10 +700,11 @@ impl<'a> WriteTxn<'a> {
     /// The commit protocol, steps numbered; see the module header.
     fn commit_with(mut self, force_sync: bool) -> Result<()> {
         let shared = Arc::clone(&self.db.shared);
+        let Some(mut w) = self.w.take() else { unreachable!("a live WriteTxn holds the writer lock") };
         let pager = &shared.pager;
         // 1. Spill every changed tree into pages the allocator hands out now (never reachable by anyone).
         let mut ctx =
-            SpillCtx { pager, alloc: &mut self.w.alloc, txn: self.txn, writes: std::mem::take(&mut self.overflow) };
+            SpillCtx { pager, alloc: &mut w.alloc, txn: self.txn, writes: std::mem::take(&mut self.overflow) };
         let mut freed = Vec::new();
         for (i, tree) in self.trees.iter_mut().enumerate() {
             if let Some(t) = tree.take().filter(|t| t.is_dirty()) {
@@ -699,13 +715,12 @@ impl<'a> WriteTxn<'a> {
             }
         }
         let writes = std::mem::take(&mut ctx.writes);
-        self.w.pages_written += writes.iter().map(|(_, b)| (b.len() / pager.page_size()) as u64).sum::<u64>();
-        let (applied_index, applied_term) =
-            self.applied.unwrap_or((self.w.latest.applied_index, self.w.latest.applied_term));
+        w.pages_written += writes.iter().map(|(_, b)| (b.len() / pager.page_size()) as u64).sum::<u64>();
+        let (applied_index, applied_term) = self.applied.unwrap_or((w.latest.applied_index, w.latest.applied_term));
         let meta = Meta {
             page_size: pager.page_size() as u32,
             txn: self.txn,
-            page_count: self.w.alloc.page_count(),
+            page_count: w.alloc.page_count(),
             applied_index,
             applied_term,
             keyspaces: self.keyspaces.clone(),
@@ -715,24 +730,24 @@ impl<'a> WriteTxn<'a> {
             .grow(meta.page_count)
             .and_then(|()| pager.write(writes.iter().map(|(id, b)| (*id, b.as_slice())).collect()));
         if let Err(e) = written {
-            self.w.poisoned = Some(e.to_string());
+            w.poisoned = Some(e.to_string());
             return Err(e);
         }
         for (id, n) in freed {
-            self.w.alloc.free_later(self.txn, id, n);
+            w.alloc.free_later(self.txn, id, n);
         }
-        self.w.latest = meta;
-        self.w.unsynced += 1;
-        let first = *self.w.first_unsynced.get_or_insert_with(Instant::now);
+        w.latest = meta;
+        w.unsynced += 1;
+        let first = *w.first_unsynced.get_or_insert_with(Instant::now);
         // 3. Sync (fdatasync, meta, fdatasync) if forced or due under the policy.
         let policy = shared.policy;
-        if force_sync || self.w.unsynced >= policy.max_commits || first.elapsed() >= policy.max_delay {
-            sync_meta(&shared, &mut self.w)?;
+        if force_sync || w.unsynced >= policy.max_commits || first.elapsed() >= policy.max_delay {
+            sync_meta(&shared, &mut w)?;
         }
         // 4. Publish to readers, then release pages no reader or durable meta can reach.
         let snapshot = Arc::new(Snapshot {
             txn: self.txn,
-            page_count: self.w.latest.page_count,
+            page_count: w.latest.page_count,
             keyspaces: self.keyspaces.clone(),
             applied_index,
             applied_term,
@@ -741,8 +756,10 @@ impl<'a> WriteTxn<'a> {
         *shared.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         let oldest_reader = readers.keys().next().copied().unwrap_or(self.txn);
         drop(readers);
-        let durable = self.w.disk[0].max(self.w.disk[1]);
-        self.w.alloc.release(oldest_reader.min(durable));
+        let durable = w.disk[0].max(w.disk[1]);
+        w.alloc.release(oldest_reader.min(durable));
+        // Hand the lock to the longest waiter (see the module header).
+        FairGuard::unlock_fair(w);
         Ok(())
     }
 }

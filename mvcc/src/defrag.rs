@@ -10,14 +10,15 @@
 //!    file is truncated to it. A crash at any point leaves a valid store: every step is a commit, and the file is
 //!    cut only below what the durable meta needs.
 //!
-//! The writer waits at most one step (a bounded number of pages, default 256); readers never wait. A reader that
+//! The writer waits at most one step (a bounded number of keys, default 32, or one 8 MiB cut of the file);
+//! readers never wait. A reader that
 //! holds an old snapshot keeps the pages it can reach: they are freed, and the file shrinks past them, once it ends.
 
 use std::time::{Duration, Instant};
 
 use crate::btree::node::{ValueRef, overflow_pages};
 use crate::btree::read::{NodeView, node};
-use crate::db::{Db, KeyspaceId, lock};
+use crate::db::{Db, KeyspaceId};
 use crate::error::Result;
 use crate::page::PageId;
 
@@ -36,7 +37,7 @@ pub struct DefragConfig {
 
 impl Default for DefragConfig {
     fn default() -> Self {
-        DefragConfig { keys_per_step: 64, slack: 0.02, pause: Duration::ZERO, max_idle_passes: 3 }
+        DefragConfig { keys_per_step: 32, slack: 0.02, pause: Duration::ZERO, max_idle_passes: 3 }
     }
 }
 
@@ -52,6 +53,9 @@ pub struct DefragReport {
     /// The longest a single step held the writer.
     pub longest_step: Duration,
 }
+
+/// Bytes cut from the file per truncation step.
+const TRUNCATE_CHUNK: u64 = 8 << 20;
 
 /// A page to move and how to reach it.
 struct Target {
@@ -115,10 +119,20 @@ impl Db {
         } else {
             drop(w);
         }
-        let w = lock(&self.shared.writer);
-        // Never below what the newest meta (durable or not) or the allocator needs.
-        let pages = w.alloc.page_count().max(w.latest.page_count);
-        self.shared.pager.truncate(pages)
+        // Cut the file in chunks, each under the writer lock (so nothing grows the file meanwhile) but short: a
+        // large truncation frees many blocks (and issues discards), and one long cut would stall the writer.
+        loop {
+            let w = self.shared.writer.lock();
+            // Never below what the newest meta (durable or not) or the allocator needs.
+            let floor = w.alloc.page_count().max(w.latest.page_count) * self.shared.pager.page_size() as u64;
+            let len = self.shared.pager.file_len();
+            if len <= floor {
+                return Ok(());
+            }
+            let cut = len.saturating_sub(TRUNCATE_CHUNK).max(floor);
+            self.shared.pager.truncate(cut.div_ceil(self.shared.pager.page_size() as u64))?;
+            parking_lot::MutexGuard::unlock_fair(w);
+        }
     }
 
     /// Shrinks the file toward its live size in bounded steps while reads and writes go on.

@@ -55,13 +55,17 @@ fn defrag_shrinks_the_file_while_reads_and_writes_go_on() {
     let stop = Arc::new(AtomicBool::new(false));
     let model = Arc::new(Mutex::new(model));
     let reads = Arc::new(AtomicU64::new(0));
+    let longest_commit_us = Arc::new(AtomicU64::new(0));
     let report = std::thread::scope(|s| {
         // A writer overwriting and adding keys throughout.
         let writer = {
-            let (db, stop, model) = (db.clone(), Arc::clone(&stop), Arc::clone(&model));
+            let (db, stop, model, longest) =
+                (db.clone(), Arc::clone(&stop), Arc::clone(&model), Arc::clone(&longest_commit_us));
             s.spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
+                    // The writer's stall: from asking for the write transaction to its durable commit.
+                    let started = std::time::Instant::now();
                     let mut w = db.write().unwrap();
                     let mut m = model.lock().unwrap();
                     for _ in 0..50 {
@@ -72,6 +76,7 @@ fn defrag_shrinks_the_file_while_reads_and_writes_go_on() {
                         n += 1;
                     }
                     w.commit().unwrap();
+                    longest.fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
             })
         };
@@ -106,8 +111,9 @@ fn defrag_shrinks_the_file_while_reads_and_writes_go_on() {
     let report2 = db.defrag(DefragConfig::default()).unwrap();
     let after = db.stats();
     eprintln!(
-        "defrag {mb} MiB: {before:?} -> {after:?}; {report:?}; then {report2:?}; {} reads",
-        reads.load(Ordering::Relaxed)
+        "defrag {mb} MiB: {before:?} -> {after:?}; {report:?}; then {report2:?}; {} reads; writer's longest commit {} ms",
+        reads.load(Ordering::Relaxed),
+        longest_commit_us.load(Ordering::Relaxed) as f64 / 1e3
     );
     assert!(
         after.file_size < before.file_size * 7 / 10,
