@@ -23,6 +23,7 @@ enum Op {
     /// Several puts, each its own revision, in one commit.
     Batch(Vec<u8>),
     Compact(u8),
+    Defrag,
     Reopen,
     ReadAt(u8, u8, u8, u8),
 }
@@ -34,6 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..24, 0i64..4, 0u8..24, 0u8..24).prop_map(|(key, version, then_put, else_delete)| Op::Txn { key, version, then_put, else_delete }),
         2 => prop::collection::vec(0u8..24, 1..5).prop_map(Op::Batch),
         1 => (0u8..10).prop_map(Op::Compact),
+        1 => Just(Op::Defrag),
         1 => Just(Op::Reopen),
         4 => (0u8..30, 0u8..24, 0u8..8, 0u8..4).prop_map(|(b, k, n, l)| Op::ReadAt(b, k, n, l)),
     ]
@@ -189,6 +191,9 @@ fn run(ops: Vec<Op>) {
                     res.unwrap();
                     m.compact = rev;
                 }
+            }
+            Op::Defrag => {
+                store.db().defrag(mvcc::DefragConfig::default()).unwrap();
             }
             Op::Reopen => {
                 drop(store);

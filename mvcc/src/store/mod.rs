@@ -224,7 +224,9 @@ impl Store {
         let r = self.db.read();
         let at = resolve_revision(opts.revision, st.current, st.compact)?;
         let range = KeyRange::new(key, range_end);
-        let visible = visible_keys(st.index.range::<[u8], _>(range.bounds()), &range, at);
+        // An interval whose end sorts before its start selects nothing (and must not reach BTreeMap::range).
+        let visible =
+            if range.is_empty() { Vec::new() } else { visible_keys(st.index.range::<[u8], _>(range.bounds()), at) };
         finish_range(visible, opts, st.current, |rev| read_kv(&r, self.key, rev))
     }
 
@@ -264,12 +266,8 @@ pub(crate) fn resolve_revision(rev: i64, current: i64, compact: i64) -> Result<i
 /// `(key, visible revision)` for every key of `entries` that exists at `at`.
 pub(crate) fn visible_keys<'a>(
     entries: impl Iterator<Item = (&'a Vec<u8>, &'a KeyIndex)>,
-    range: &KeyRange,
     at: i64,
 ) -> Vec<(Vec<u8>, Visible)> {
-    if range.is_empty() {
-        return Vec::new();
-    }
     entries.filter_map(|(k, ki)| ki.at(at).map(|v| (k.clone(), v))).collect()
 }
 
