@@ -13,9 +13,10 @@
 //! 3. The applied Raft index stored in the file's meta is committed together with the writes it produced
 //!    (`StoreWrite::set_applied`), so a restarted server replays exactly the WAL entries after it.
 //!
-//! **Concurrency.** `state` (index, current, compact) is behind an `RwLock`. Readers hold its read lock while they
-//! resolve a range, taking their B+tree snapshot under it; the writer changes the index only in its overlay and
-//! installs the overlay under the write lock after the B+tree commit. Compaction prunes the index under the write
+//! **Concurrency.** `state` (index, current, compact) is behind an `RwLock`. A reader holds its read lock only to
+//! look up which revisions a range sees and to take its B+tree snapshot (which pins them); it reads the values
+//! after releasing it. The writer changes the index only in its overlay and installs the overlay under the write
+//! lock after the B+tree commit. Compaction prunes the index under the write
 //! lock, then deletes old revisions in bounded batches, each its own commit, between which reads and writes go on.
 
 mod compact;
@@ -220,14 +221,20 @@ impl Store {
 
     /// Keys of `[key, range_end)` as of `opts.revision`, etcd's Range.
     pub fn range(&self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
-        let st = lock_read(&self.state);
-        let r = self.db.read();
-        let at = resolve_revision(opts.revision, st.current, st.compact)?;
-        let range = KeyRange::new(key, range_end);
-        // An interval whose end sorts before its start selects nothing (and must not reach BTreeMap::range).
-        let visible =
-            if range.is_empty() { Vec::new() } else { visible_keys(st.index.range::<[u8], _>(range.bounds()), at) };
-        finish_range(visible, opts, st.current, |rev| read_kv(&r, self.key, rev))
+        // Only the index lookup runs under the state lock. The file snapshot is taken under it too, and pins every
+        // revision the lookup found, so values are read after the lock is released: a large range never holds up
+        // a writer's commit.
+        let (visible, current, r) = {
+            let st = lock_read(&self.state);
+            let r = self.db.read();
+            let at = resolve_revision(opts.revision, st.current, st.compact)?;
+            let range = KeyRange::new(key, range_end);
+            // An interval whose end sorts before its start selects nothing (and must not reach BTreeMap::range).
+            let visible =
+                if range.is_empty() { Vec::new() } else { visible_keys(st.index.range::<[u8], _>(range.bounds()), at) };
+            (visible, st.current, r)
+        };
+        finish_range(visible, opts, current, |rev| read_kv(&r, self.key, rev))
     }
 
     /// Checks the index invariants and the B+tree's (costly; for tests).
