@@ -1,5 +1,7 @@
-//! `server`: the `ferrokv` binary's library: etcd's v3 gRPC API over Raft, on `wal` and `mvcc`.
+//! `server`: the library behind the `ferrokv` binary: etcd's v3 gRPC API over Raft, on the `wal` and `mvcc` crates.
 //!
-//! Not implemented yet: this crate is an empty placeholder in the workspace so that the layout is fixed from the
-//! start. It exports nothing, ships no binary and claims nothing. The design it will follow is in `shared/STYLE.md`
-//! and issue 5.
+//! Work in progress (issue 5). What exists so far: the etcd v3 API definitions (`proto`), generated without a
+//! system protoc. The services, Raft, the command line and the binary are not implemented yet; nothing here
+//! serves requests.
+
+pub mod proto;
