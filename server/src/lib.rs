@@ -1,8 +1,21 @@
 //! `server`: the library behind the `ferrokv` binary: etcd's v3 gRPC API over Raft, on the `wal` and `mvcc` crates.
 //!
-//! Work in progress (issue 5). What exists so far: the etcd v3 API definitions (`proto`), generated without a
-//! system protoc, and the command line (`config`: etcd's flags and `ETCD_*` variables, validated). The services,
-//! Raft and the binary are not implemented yet; nothing here serves requests.
+//! Work in progress (issue 5). What works: a single-member cluster serving the KV service (Range with every
+//! option, Put, DeleteRange, Txn, Compact), Maintenance (Status, Defragment, Hash, HashKV, Alarm) and Cluster
+//! (MemberList), with every write going through Raft (the `raft` crate) and our WAL, applied to mvcc exactly once.
+//! Not yet: Watch, Lease, Snapshot, MoveLeader, multi-member clusters (peer transport), log compaction behind
+//! snapshots, /metrics.
+//!
+//! # Reading the source
+//! `config` (flags) → `server` (wiring) → `grpc::*` (services) → `raft_node` (the Ready loop, the WAL) → `apply`
+//! (entries onto mvcc) ↔ `proposals` (who waits for which entry).
 
+pub mod apply;
 pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod proposals;
 pub mod proto;
+pub mod raft_node;
+pub mod request;
+pub mod server;

@@ -1,0 +1,281 @@
+//! The apply loop: committed Raft entries are applied to the mvcc store in log order, exactly once.
+//!
+//! **Invariants**
+//! 1. Entries at or below the store's applied index are skipped (a restart replays the WAL from its start; the
+//!    applied index is committed in the same mvcc commit as the writes it produced).
+//! 2. Each request runs in its own store transaction. A request that fails (a Put with `ignore_value` on a missing
+//!    key, say) is dropped whole, and only its index is recorded: the same error on every member, same state.
+//! 3. The result goes to the request's waiter by id (see `proposals`), with the header etcd returns: cluster and
+//!    member id, the store revision after the request, and the entry's term.
+
+use std::sync::Arc;
+
+use mvcc::{
+    Compare, CompareOp, CompareTarget, PutOptions, RangeOptions, RequestOp, ResponseOp, Store, TxnRequest, TxnResult,
+};
+use prost::Message;
+use raft::eraftpb::{Entry, EntryType};
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::proposals::Proposals;
+use crate::proto::etcdserverpb as pb;
+use crate::proto::mvccpb;
+use crate::request::{InternalRequest, Op, RequestId};
+
+/// What an applied request produced.
+pub type Applied = Result<Response, Error>;
+
+/// A write's response.
+#[derive(Debug, Clone)]
+pub enum Response {
+    Put(pb::PutResponse),
+    DeleteRange(pb::DeleteRangeResponse),
+    Txn(pb::TxnResponse),
+    Compaction(pb::CompactionResponse),
+}
+
+/// The ids every response header carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids {
+    pub cluster: u64,
+    pub member: u64,
+}
+
+impl Ids {
+    pub fn header(&self, revision: i64, term: u64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader { cluster_id: self.cluster, member_id: self.member, revision, raft_term: term })
+    }
+}
+
+/// mvcc's key-value in etcd's wire type.
+pub fn to_pb(kv: mvcc::KeyValue) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
+/// A RangeRequest's options for mvcc (sorting and revision filters are applied by `grpc::kv::shape_range`).
+pub fn range_options(r: &pb::RangeRequest) -> RangeOptions {
+    let filtered =
+        r.min_mod_revision > 0 || r.max_mod_revision > 0 || r.min_create_revision > 0 || r.max_create_revision > 0;
+    let sorted = r.sort_order != pb::range_request::SortOrder::None as i32
+        && !(r.sort_target == pb::range_request::SortTarget::Key as i32
+            && r.sort_order == pb::range_request::SortOrder::Ascend as i32);
+    RangeOptions {
+        // With filters or a sort other than by key, every key is needed before the limit applies.
+        limit: if filtered || sorted { 0 } else { r.limit },
+        revision: r.revision,
+        count_only: r.count_only,
+        keys_only: r.keys_only,
+    }
+}
+
+fn compare(c: &pb::Compare) -> Compare {
+    use pb::compare::{CompareResult, CompareTarget as T, TargetUnion};
+    let op = match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
+        CompareResult::Equal => CompareOp::Equal,
+        CompareResult::Greater => CompareOp::Greater,
+        CompareResult::Less => CompareOp::Less,
+        CompareResult::NotEqual => CompareOp::NotEqual,
+    };
+    let n = |u: &Option<TargetUnion>| match u {
+        Some(
+            TargetUnion::Version(v)
+            | TargetUnion::CreateRevision(v)
+            | TargetUnion::ModRevision(v)
+            | TargetUnion::Lease(v),
+        ) => *v,
+        _ => 0,
+    };
+    let target = match T::try_from(c.target).unwrap_or(T::Version) {
+        T::Version => CompareTarget::Version(n(&c.target_union)),
+        T::Create => CompareTarget::CreateRevision(n(&c.target_union)),
+        T::Mod => CompareTarget::ModRevision(n(&c.target_union)),
+        T::Lease => CompareTarget::Lease(n(&c.target_union)),
+        T::Value => CompareTarget::Value(match &c.target_union {
+            Some(TargetUnion::Value(v)) => v.clone(),
+            _ => Vec::new(),
+        }),
+    };
+    Compare { key: c.key.clone(), range_end: c.range_end.clone(), op, target }
+}
+
+fn request_ops(ops: &[pb::RequestOp]) -> Vec<RequestOp> {
+    use pb::request_op::Request;
+    ops.iter()
+        .filter_map(|o| o.request.as_ref())
+        .map(|r| match r {
+            Request::RequestRange(r) => {
+                RequestOp::Range { key: r.key.clone(), range_end: r.range_end.clone(), opts: range_options(r) }
+            }
+            Request::RequestPut(p) => RequestOp::Put {
+                key: p.key.clone(),
+                value: p.value.clone(),
+                lease: p.lease,
+                opts: PutOptions { ignore_value: p.ignore_value, ignore_lease: p.ignore_lease },
+            },
+            Request::RequestDeleteRange(d) => {
+                RequestOp::DeleteRange { key: d.key.clone(), range_end: d.range_end.clone() }
+            }
+            Request::RequestTxn(t) => RequestOp::Txn(txn_request(t)),
+        })
+        .collect()
+}
+
+/// etcd's TxnRequest for mvcc.
+pub fn txn_request(t: &pb::TxnRequest) -> TxnRequest {
+    TxnRequest {
+        compare: t.compare.iter().map(compare).collect(),
+        success: request_ops(&t.success),
+        failure: request_ops(&t.failure),
+    }
+}
+
+/// mvcc's Txn result as etcd's TxnResponse, honouring each op's prev_kv flag and range shaping.
+pub fn txn_response(req: &pb::TxnRequest, res: TxnResult, ids: Ids, revision: i64, term: u64) -> pb::TxnResponse {
+    use pb::request_op::Request;
+    use pb::response_op::Response as R;
+    let ops = if res.succeeded { &req.success } else { &req.failure };
+    let responses = ops
+        .iter()
+        .filter_map(|o| o.request.as_ref())
+        .zip(res.responses)
+        .map(|(req, resp)| {
+            let response = match (req, resp) {
+                (Request::RequestRange(r), ResponseOp::Range(rr)) => {
+                    R::ResponseRange(crate::grpc::kv::shape_range(r, rr, ids.header(revision, term)))
+                }
+                (Request::RequestPut(p), ResponseOp::Put(pr)) => R::ResponsePut(pb::PutResponse {
+                    header: ids.header(revision, term),
+                    prev_kv: if p.prev_kv { pr.prev.map(to_pb) } else { None },
+                }),
+                (Request::RequestDeleteRange(d), ResponseOp::DeleteRange(dr)) => {
+                    R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                        header: ids.header(revision, term),
+                        deleted: dr.deleted,
+                        prev_kvs: if d.prev_kv { dr.prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
+                    })
+                }
+                (Request::RequestTxn(t), ResponseOp::Txn(tr)) => {
+                    R::ResponseTxn(txn_response(t, tr, ids, revision, term))
+                }
+                _ => unreachable!("mvcc answers each op with the matching response kind"),
+            };
+            pb::ResponseOp { response: Some(response) }
+        })
+        .collect();
+    pb::TxnResponse { header: ids.header(revision, term), succeeded: res.succeeded, responses }
+}
+
+/// Applies committed entries (see the module header).
+pub struct Apply {
+    pub store: Arc<Store>,
+    pub proposals: Arc<Proposals>,
+    pub ids: Ids,
+    /// The applied index, for linearizable reads waiting on it.
+    pub applied: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Apply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Apply").field("ids", &self.ids).finish()
+    }
+}
+
+impl Apply {
+    /// Applies entries in order; a storage failure is fatal (returned, and the node stops).
+    pub fn apply(&self, entries: Vec<Entry>) -> Result<(), mvcc::Error> {
+        for e in entries {
+            let (index, term) = (e.index, e.term);
+            if index <= self.store.applied().0 {
+                continue;
+            }
+            let request = match e.get_entry_type() {
+                EntryType::EntryNormal if !e.data.is_empty() => InternalRequest::decode(&e.data[..]).ok(),
+                _ => None,
+            };
+            let result = match request {
+                Some(InternalRequest { id, op: Some(op) }) => Some((RequestId(id), self.execute(op, index, term)?)),
+                _ => {
+                    self.record(index, term)?;
+                    None
+                }
+            };
+            self.applied.send_replace(index);
+            if let Some((id, result)) = result {
+                self.proposals.complete(id, result);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `index` as applied with no change to the data.
+    fn record(&self, index: u64, term: u64) -> Result<(), mvcc::Error> {
+        let mut w = self.store.write()?;
+        w.set_applied(index, term);
+        w.commit().map(|_| ())
+    }
+
+    fn execute(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
+        if let Op::Compaction(c) = &op {
+            let result = match self.store.compact(c.revision) {
+                Ok(()) => Ok(Response::Compaction(pb::CompactionResponse {
+                    header: self.ids.header(self.store.current_revision(), term),
+                })),
+                Err(e @ (mvcc::Error::Compacted | mvcc::Error::FutureRev)) => Err(Error::from(e)),
+                Err(e) => return Err(e),
+            };
+            self.record(index, term)?;
+            return Ok(result);
+        }
+        let mut w = self.store.write()?;
+        let outcome: Result<Response, mvcc::Error> = (|| {
+            Ok(match &op {
+                Op::Put(p) => {
+                    let prev = w.put(
+                        &p.key,
+                        &p.value,
+                        p.lease,
+                        PutOptions { ignore_value: p.ignore_value, ignore_lease: p.ignore_lease },
+                    )?;
+                    Response::Put(pb::PutResponse {
+                        header: self.ids.header(w.current(), term),
+                        prev_kv: if p.prev_kv { prev.map(to_pb) } else { None },
+                    })
+                }
+                Op::DeleteRange(d) => {
+                    let prevs = w.delete_range(&d.key, &d.range_end)?;
+                    Response::DeleteRange(pb::DeleteRangeResponse {
+                        header: self.ids.header(w.current(), term),
+                        deleted: prevs.len() as i64,
+                        prev_kvs: if d.prev_kv { prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
+                    })
+                }
+                Op::Txn(t) => {
+                    let res = w.txn(&txn_request(t))?;
+                    Response::Txn(txn_response(t, res, self.ids, w.current(), term))
+                }
+                Op::Compaction(_) => unreachable!("handled above"),
+            })
+        })();
+        match outcome {
+            Ok(response) => {
+                w.set_applied(index, term);
+                w.commit()?;
+                Ok(Ok(response))
+            }
+            Err(e @ (mvcc::Error::KeyNotFound | mvcc::Error::Compacted | mvcc::Error::FutureRev)) => {
+                drop(w);
+                self.record(index, term)?;
+                Ok(Err(Error::from(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The server's one error type, and (in `grpc::status`) its one mapping to gRPC statuses with etcd's messages.
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl From<mvcc::Error> for Error {
+    fn from(e: mvcc::Error) -> Self {
+        match e {
+            mvcc::Error::Compacted => Error::Compacted,
+            mvcc::Error::FutureRev => Error::FutureRev,
+            mvcc::Error::KeyNotFound => Error::KeyNotFound,
+            other => Error::Storage(other.to_string()),
+        }
+    }
+}

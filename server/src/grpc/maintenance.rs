@@ -1,0 +1,93 @@
+//! The Maintenance service: Status, Defragment (online, see mvcc's `defrag`), HashKV, Hash and Alarm. Snapshot,
+//! MoveLeader and Downgrade are not implemented yet and say so.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
+use crate::server::Node;
+
+/// The API version ferrokv implements, reported as the member's version.
+pub const API_VERSION: &str = "3.4.0";
+
+/// The Maintenance service.
+#[derive(Debug, Clone)]
+pub struct MaintenanceService {
+    pub node: Arc<Node>,
+}
+
+impl MaintenanceService {
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        self.node.ids.header(self.node.store.current_revision(), self.node.status.term.load(Ordering::Relaxed))
+    }
+}
+
+type Stream<T> = std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, _: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        Ok(Response::new(pb::AlarmResponse { header: self.header(), alarms: Vec::new() }))
+    }
+
+    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let n = &self.node;
+        let stats = n.store.db().stats();
+        Ok(Response::new(pb::StatusResponse {
+            header: self.header(),
+            version: API_VERSION.to_string(),
+            db_size: stats.file_size as i64,
+            leader: n.status.leader.load(Ordering::Relaxed),
+            raft_index: n.status.commit.load(Ordering::Relaxed),
+            raft_term: n.status.term.load(Ordering::Relaxed),
+            raft_applied_index: *n.applied.borrow(),
+            errors: Vec::new(),
+            db_size_in_use: stats.in_use as i64,
+            is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: n.config.quota_backend_bytes,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(&self, _: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
+        let store = Arc::clone(&self.node.store);
+        tokio::task::spawn_blocking(move || store.db().defrag(mvcc::DefragConfig::default()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::DefragmentResponse { header: self.header() }))
+    }
+
+    async fn hash(&self, _: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        let (hash, _, _) = self.node.store.hash_kv(0).map_err(Error::from)?;
+        Ok(Response::new(pb::HashResponse { header: self.header(), hash }))
+    }
+
+    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        let (hash, at, compact) = self.node.store.hash_kv(request.into_inner().revision).map_err(Error::from)?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.header(),
+            hash,
+            compact_revision: compact,
+            hash_revision: at,
+        }))
+    }
+
+    type SnapshotStream = Stream<pb::SnapshotResponse>;
+
+    async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("ferrokv: Snapshot is not implemented yet"))
+    }
+
+    async fn move_leader(&self, _: Request<pb::MoveLeaderRequest>) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented("ferrokv: MoveLeader is not implemented yet"))
+    }
+
+    async fn downgrade(&self, _: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(Status::unimplemented("ferrokv: Downgrade is not implemented"))
+    }
+}

@@ -1,0 +1,6 @@
+//! gRPC services: proto ↔ internal conversion and validation only; `status` is the one error → Status mapping.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+mod status;

@@ -1,0 +1,42 @@
+//! The only conversion from the server's errors to gRPC statuses: codes and messages are etcd's, which clients
+//! (etcdctl, client libraries) match on.
+
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = match &e {
+            Error::RequestTooLarge | Error::EmptyKey | Error::DuplicateKey | Error::TooManyOps => Code::InvalidArgument,
+            Error::Compacted | Error::FutureRev => Code::OutOfRange,
+            Error::KeyNotFound => Code::InvalidArgument,
+            Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
+            Error::Storage(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_codes_and_messages() {
+        let s: Status = Error::Compacted.into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted")
+        );
+        let s: Status = Error::FutureRev.into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision")
+        );
+        let s: Status = Error::RequestTooLarge.into();
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: request is too large"));
+        let s: Status = Error::EmptyKey.into();
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
+    }
+}

@@ -1,0 +1,47 @@
+//! Proposals waiting for their entry to be applied: request id → the channel its handler waits on. An entry is
+//! matched to its waiter by id (never by position); a waiter that times out removes itself, and an applied entry
+//! whose waiter is gone (timed out, or proposed by another member) is simply not answered.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+
+use crate::apply::Applied;
+use crate::request::RequestId;
+
+/// The registry.
+#[derive(Debug)]
+pub struct Proposals {
+    next: AtomicU64,
+    prefix: u64,
+    waiting: Mutex<HashMap<RequestId, oneshot::Sender<Applied>>>,
+}
+
+impl Proposals {
+    /// Ids start from this member's id in the high bits, so ids from different members never collide.
+    pub fn new(member_id: u64) -> Self {
+        Proposals { next: AtomicU64::new(1), prefix: member_id << 40, waiting: Mutex::new(HashMap::new()) }
+    }
+
+    /// A fresh id and the receiver its result arrives on.
+    pub fn register(&self) -> (RequestId, oneshot::Receiver<Applied>) {
+        let id = RequestId(self.prefix ^ self.next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        (id, rx)
+    }
+
+    /// Drops a waiter (timed out, or its proposal could not be sent).
+    pub fn cancel(&self, id: RequestId) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Hands an applied result to its waiter, if it is still waiting here.
+    pub fn complete(&self, id: RequestId, result: Applied) {
+        if let Some(tx) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The Raft node: one thread owns the `RawNode` and is the only caller of `ready`/`advance`.
+//!
+//! Each loop: take one proposal or read request (or wait until the next tick), tick on time, then handle the Ready:
+//! 1. hand committed entries to the apply thread;
+//! 2. append new entries and the hard state to the WAL and wait until they are durable (so nothing is acknowledged,
+//!    voted or committed on the strength of an entry a crash could lose);
+//! 3. answer ReadIndex requests whose read state arrived;
+//! 4. `advance`, then hand over the entries the LightReady commits, and `advance_apply`.
+//!
+//! The entry cache is raft-rs's `MemStorage`, rebuilt at start from the WAL, which is the source of truth.
+//! Peer messages (multi-member clusters) are not sent yet: this node runs single-member clusters only.
+//!
+//! **Invariants**: the WAL holds every entry and hard state Raft was told are persisted; entries reach the apply
+//! thread in log order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::storage::MemStorage;
+use raft::{RawNode, Storage};
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::proposals::Proposals;
+use crate::request::RequestId;
+
+/// What the rest of the server asks of the Raft thread.
+#[derive(Debug)]
+pub enum Msg {
+    /// Propose an encoded `InternalRequest`.
+    Propose { id: RequestId, data: Vec<u8> },
+    /// Ask for a read index; answered with the index once leadership is confirmed.
+    ReadIndex { ctx: Vec<u8>, reply: oneshot::Sender<u64> },
+}
+
+/// What the Raft thread publishes for Status.
+#[derive(Debug, Default)]
+pub struct RaftStatus {
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub commit: AtomicU64,
+}
+
+/// Converts a raft entry to the WAL record that persists it.
+fn wal_entry(e: &Entry) -> Result<Vec<u8>, Error> {
+    e.write_to_bytes().map_err(|err| Error::Storage(format!("encode raft entry: {err}")))
+}
+
+/// The Raft thread's state.
+pub struct RaftNode {
+    node: RawNode<MemStorage>,
+    wal: wal::Wal,
+    apply: Sender<Vec<Entry>>,
+    rx: Receiver<Msg>,
+    tick: Duration,
+    reads: HashMap<Vec<u8>, oneshot::Sender<u64>>,
+    proposals: Arc<Proposals>,
+    status: Arc<RaftStatus>,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode").field("id", &self.node.raft.id).finish()
+    }
+}
+
+/// How to start a node.
+#[derive(Debug)]
+pub struct Start {
+    pub id: u64,
+    pub voters: Vec<u64>,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+    pub applied: u64,
+}
+
+impl RaftNode {
+    /// Rebuilds the log from the WAL and creates the node.
+    pub fn new(
+        start: Start,
+        wal: wal::Wal,
+        apply: Sender<Vec<Entry>>,
+        rx: Receiver<Msg>,
+        proposals: Arc<Proposals>,
+        status: Arc<RaftStatus>,
+    ) -> Result<Self, Error> {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((start.voters.clone(), vec![])));
+        let replay = wal.replay(wal::RaftIndex(1)).map_err(|e| Error::Storage(e.to_string()))?;
+        let mut entries = Vec::with_capacity(replay.entries.len());
+        for e in &replay.entries {
+            let mut entry = Entry::default();
+            entry
+                .merge_from_bytes(&e.data)
+                .map_err(|err| Error::Storage(format!("decode raft entry {}: {err}", e.index)))?;
+            entries.push(entry);
+        }
+        {
+            let mut w = storage.wl();
+            w.append(&entries).map_err(|e| Error::Storage(e.to_string()))?;
+            if let Some(hs) = replay.hard_state {
+                let mut h = HardState::default();
+                h.set_term(hs.term.0);
+                h.set_vote(hs.vote);
+                h.set_commit(hs.commit.0);
+                w.set_hardstate(h);
+            }
+        }
+        let applied = start.applied.min(storage.last_index().unwrap_or(0));
+        let config = raft::Config {
+            id: start.id,
+            election_tick: start.election_ticks.max(2),
+            heartbeat_tick: 1,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            pre_vote: true,
+            ..raft::Config::default()
+        };
+        config.validate().map_err(|e| Error::Storage(format!("raft config: {e}")))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut node = RawNode::new(&config, storage, &logger).map_err(|e| Error::Storage(format!("raft: {e}")))?;
+        if start.voters == [start.id] {
+            // A single member elects itself at once instead of waiting out an election timeout.
+            node.campaign().map_err(|e| Error::Storage(format!("raft campaign: {e}")))?;
+        }
+        Ok(RaftNode { node, wal, apply, rx, tick: start.heartbeat, reads: HashMap::new(), proposals, status })
+    }
+
+    /// The thread's body; returns on a fatal error (the server then stops) or when every sender is gone.
+    pub fn run(mut self) -> Result<(), Error> {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(Msg::Propose { id, data }) => {
+                    if self.node.propose(vec![], data).is_err() {
+                        self.proposals.complete(id, Err(Error::NoLeader));
+                    }
+                }
+                Ok(Msg::ReadIndex { ctx, reply }) => {
+                    self.node.read_index(ctx.clone());
+                    self.reads.insert(ctx, reply);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if Instant::now() >= next_tick {
+                self.node.tick();
+                next_tick += self.tick;
+            }
+            self.on_ready()?;
+        }
+    }
+
+    fn send_committed(&self, entries: Vec<Entry>) -> Result<(), Error> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.apply.send(entries).map_err(|_| Error::Stopped)
+    }
+
+    fn on_ready(&mut self) -> Result<(), Error> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        self.send_committed(ready.take_committed_entries())?;
+        let hs = ready.hs().cloned();
+        if !ready.entries().is_empty() || hs.is_some() {
+            let data: Vec<(u64, u64, Vec<u8>)> =
+                ready.entries().iter().map(|e| Ok((e.index, e.term, wal_entry(e)?))).collect::<Result<_, Error>>()?;
+            let mut records: Vec<wal::Record<'_>> = data
+                .iter()
+                .map(|(i, t, d)| wal::Record::Entry { index: wal::RaftIndex(*i), term: wal::Term(*t), data: d })
+                .collect();
+            if let Some(h) = &hs {
+                records.push(wal::Record::HardState(wal::HardState {
+                    term: wal::Term(h.term),
+                    vote: h.vote,
+                    commit: wal::RaftIndex(h.commit),
+                }));
+            }
+            self.wal.append(&records).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
+            let store = self.node.mut_store();
+            store.wl().append(ready.entries()).map_err(|e| Error::Storage(e.to_string()))?;
+            if let Some(h) = hs {
+                store.wl().set_hardstate(h);
+            }
+        }
+        for rs in ready.take_read_states() {
+            if let Some(reply) = self.reads.remove(&rs.request_ctx) {
+                let _ = reply.send(rs.index);
+            }
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().wl().mut_hard_state().set_commit(commit);
+        }
+        self.send_committed(light.take_committed_entries())?;
+        self.node.advance_apply();
+        let r = &self.node.raft;
+        self.status.leader.store(r.leader_id, Ordering::Relaxed);
+        self.status.term.store(r.term, Ordering::Relaxed);
+        self.status.commit.store(r.raft_log.committed, Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! Wiring and shutdown order: open the store and the WAL, start the apply thread, then the Raft thread, then serve
+//! gRPC on every client URL; log etcd's `ready to serve client requests`; on SIGINT/SIGTERM stop serving, then let
+//! the threads end as their channels close.
+//!
+//! Member and cluster ids are derived deterministically from the bootstrap configuration (FNV-1a over the
+//! cluster token and each member's sorted peer URLs), so every member computes the same ids.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::time::Duration;
+
+use mvcc::{DbConfig, Store, StoreConfig, SyncPolicy};
+use tokio::sync::watch;
+
+use crate::apply::{Apply, Ids};
+use crate::config::{Config, Url};
+use crate::error::Error;
+use crate::proposals::Proposals;
+use crate::proto::etcdserverpb::{
+    self as pb, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+};
+use crate::raft_node::{Msg, RaftNode, RaftStatus, Start};
+
+/// What every service shares.
+#[derive(Debug)]
+pub struct Node {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub proposals: Arc<Proposals>,
+    pub raft: Sender<Msg>,
+    pub applied: watch::Receiver<u64>,
+    pub status: Arc<RaftStatus>,
+    pub ids: Ids,
+    pub members: Vec<pb::Member>,
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// A member's id: from the cluster token and its sorted peer URLs.
+pub fn member_id(token: &str, peers: &[Url]) -> u64 {
+    let mut urls: Vec<&str> = peers.iter().map(|u| u.text.as_str()).collect();
+    urls.sort();
+    let mut parts: Vec<&[u8]> = vec![token.as_bytes()];
+    parts.extend(urls.iter().map(|u| u.as_bytes()));
+    fnv1a(&parts)
+}
+
+/// Writes one JSON log line on stderr, in the shape etcd's logs have (level, ts, msg).
+pub fn log(level: &str, msg: &str, fields: &[(&str, String)]) {
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let mut line = format!("{{\"level\":\"{level}\",\"ts\":{ts:.6},\"msg\":{}", json_string(msg));
+    for (k, v) in fields {
+        line.push_str(&format!(",{}:{}", json_string(k), json_string(v)));
+    }
+    line.push('}');
+    eprintln!("{line}");
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
+    log("fatal", what, &[("error", e.to_string())]);
+    std::process::exit(1);
+}
+
+/// Runs a member until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), Error> {
+    if config.initial_cluster.len() > 1 {
+        return Err(Error::Storage(
+            "multi-member clusters are not implemented yet (peer transport is in progress): use a single-member --initial-cluster".into(),
+        ));
+    }
+    let member_dir = config.data_dir.join("member");
+    let storage = |e: std::io::Error| Error::Storage(format!("{}: {e}", member_dir.display()));
+    std::fs::create_dir_all(member_dir.join("snap")).map_err(storage)?;
+    let ids_by_name: BTreeMap<&String, u64> = config
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| (name, member_id(&config.initial_cluster_token, urls)))
+        .collect();
+    let me = ids_by_name[&config.name];
+    let mut all: Vec<u64> = ids_by_name.values().copied().collect();
+    all.sort_unstable();
+    let cluster =
+        fnv1a(&all.iter().map(|i| i.to_be_bytes()).collect::<Vec<_>>().iter().map(|b| &b[..]).collect::<Vec<_>>());
+    let ids = Ids { cluster, member: me };
+    let members: Vec<pb::Member> = config
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| pb::Member {
+            id: ids_by_name[name],
+            name: name.clone(),
+            peer_ur_ls: urls.iter().map(|u| u.text.clone()).collect(),
+            client_ur_ls: if *name == config.name {
+                config.advertise_client_urls.iter().map(|u| u.text.clone()).collect()
+            } else {
+                Vec::new()
+            },
+            is_learner: false,
+        })
+        .collect();
+
+    // The WAL is the source of truth: the store may lag by up to 100 ms of commits, which a restart replays.
+    let sync = SyncPolicy { max_commits: 10_000, max_delay: Duration::from_millis(100) };
+    let store = Arc::new(
+        Store::open(
+            member_dir.join("snap").join("db"),
+            &[],
+            StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() },
+        )
+        .map_err(Error::from)?,
+    );
+    let wal_dir = member_dir.join("wal");
+    let wal = if wal_dir.join("LOCK").exists() || wal::reader::list_segments(&wal_dir).is_ok_and(|s| !s.is_empty()) {
+        wal::Wal::open(&wal_dir, wal::Config::default())
+    } else {
+        wal::Wal::create(&wal_dir, wal::Config::default())
+    }
+    .map_err(|e| Error::Storage(e.to_string()))?;
+
+    let proposals = Arc::new(Proposals::new(me));
+    let (applied_tx, applied_rx) = watch::channel(store.applied().0);
+    let (apply_tx, apply_rx) = channel::<Vec<raft::eraftpb::Entry>>();
+    let apply = Apply { store: Arc::clone(&store), proposals: Arc::clone(&proposals), ids, applied: applied_tx };
+    let apply_thread = std::thread::Builder::new()
+        .name("apply".into())
+        .spawn(move || {
+            loop {
+                match apply_rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(entries) => {
+                        if let Err(e) = apply.apply(entries) {
+                            fatal("failed to apply committed entries", e);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                if let Err(e) = apply.store.db().sync_if_due() {
+                    fatal("failed to sync the backend", e);
+                }
+            }
+            if let Err(e) = apply.store.db().sync() {
+                fatal("failed to sync the backend at shutdown", e);
+            }
+        })
+        .map_err(storage)?;
+
+    let status = Arc::new(RaftStatus::default());
+    let (raft_tx, raft_rx) = channel();
+    let start = Start {
+        id: me,
+        voters: all.clone(),
+        heartbeat: Duration::from_millis(config.heartbeat_ms),
+        election_ticks: (config.election_ms / config.heartbeat_ms) as usize,
+        applied: store.applied().0,
+    };
+    let raft = RaftNode::new(start, wal, apply_tx, raft_rx, Arc::clone(&proposals), Arc::clone(&status))?;
+    let raft_thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || {
+            if let Err(e) = raft.run() {
+                fatal("raft stopped", e);
+            }
+        })
+        .map_err(storage)?;
+
+    let node = Arc::new(Node {
+        config: config.clone(),
+        store,
+        proposals,
+        raft: raft_tx,
+        applied: applied_rx,
+        status,
+        ids,
+        members,
+    });
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
+    let served = runtime.block_on(serve(Arc::clone(&node)));
+    drop(runtime);
+    drop(node);
+    let _ = raft_thread.join();
+    let _ = apply_thread.join();
+    served
+}
+
+async fn serve(node: Arc<Node>) -> Result<(), Error> {
+    let max = node.config.max_request_bytes as usize + 512 * 1024;
+    let mut listeners = Vec::new();
+    for url in &node.config.listen_client_urls {
+        let l = tokio::net::TcpListener::bind(url.addr)
+            .await
+            .map_err(|e| Error::Storage(format!("listen {}: {e}", url.text)))?;
+        listeners.push((url.clone(), l));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for (url, listener) in listeners {
+        let kv = KvServer::new(crate::grpc::kv::KvService { node: Arc::clone(&node) }).max_decoding_message_size(max);
+        let maintenance =
+            MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: Arc::clone(&node) });
+        let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService { node: Arc::clone(&node) });
+        let mut stop = stop_rx.clone();
+        let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tasks.push(tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(kv)
+                .add_service(maintenance)
+                .add_service(cluster)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                log("error", "client server stopped", &[("address", url.text.clone()), ("error", e.to_string())]);
+            }
+        }));
+    }
+    log(
+        "info",
+        "ready to serve client requests",
+        &[("name", node.config.name.clone()), ("member-id", format!("{:x}", node.ids.member))],
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    log("info", "received a stop signal, shutting down", &[]);
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
