@@ -110,7 +110,12 @@ impl RaftNode {
                 w.set_hardstate(h);
             }
         }
-        let applied = start.applied.min(storage.last_index().unwrap_or(0));
+        // Raft requires applied <= committed. The commit index is persisted only with the hard state of a Ready
+        // (its later advances live in memory), so after a restart mvcc may have applied past it. Raft then
+        // re-commits those entries and hands them over again; the apply loop skips every entry at or below
+        // mvcc's applied index, so nothing is applied twice.
+        let persisted_commit = storage.initial_state().map(|s| s.hard_state.commit).unwrap_or(0);
+        let applied = start.applied.min(storage.last_index().unwrap_or(0)).min(persisted_commit);
         let config = raft::Config {
             id: start.id,
             election_tick: start.election_ticks.max(2),

@@ -1,0 +1,159 @@
+//! The real `etcdctl` 3.4 (Debian's etcd-client) against a ferrokv process: each expectation is what etcd 3.4.23
+//! prints for the same command. Needs etcdctl on PATH (CI installs it; elsewhere the test says so and skips).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Member {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts ferrokv on `data` with the given ports and waits for its ready line.
+fn start(data: &Path, client: u16, peer: u16) -> Member {
+    let c = format!("http://127.0.0.1:{client}");
+    let p = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
+        .args(["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c])
+        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ready to serve client requests") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect("ferrokv logs `ready to serve client requests`");
+    Member { child, endpoint: format!("127.0.0.1:{client}") }
+}
+
+/// Runs etcdctl; returns (success, stdout, stderr).
+fn ctl(m: &Member, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", m.endpoint)).arg("--command-timeout=10s").args(args);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("etcdctl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(m: &Member, args: &[&str]) -> String {
+    let (success, out, err) = ctl(m, args, None);
+    assert!(success, "etcdctl {args:?} failed: {err}");
+    out
+}
+
+fn have_etcdctl() -> bool {
+    if Command::new("etcdctl").arg("version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI installs etcdctl (scripts/test.sh); it must be on PATH");
+    eprintln!("skipping: etcdctl is not installed (apt-get install etcd-client)");
+    false
+}
+
+#[test]
+fn etcdctl_kv_txn_compaction_status_and_restart() {
+    if !have_etcdctl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (client, peer) = (free_port(), free_port());
+    let m = start(&data, client, peer);
+
+    assert_eq!(ok(&m, &["put", "foo", "bar"]), "OK\n");
+    assert_eq!(ok(&m, &["get", "foo"]), "foo\nbar\n");
+    let json: serde_json::Value = serde_json::from_str(&ok(&m, &["get", "foo", "-w", "json"])).unwrap();
+    let kv = &json["kvs"][0];
+    assert_eq!(
+        (kv["create_revision"].as_i64(), kv["mod_revision"].as_i64(), kv["version"].as_i64()),
+        (Some(2), Some(2), Some(1))
+    );
+    assert_eq!(json["header"]["revision"].as_i64(), Some(2), "the first write is revision 2, as in etcd");
+    assert_eq!(ok(&m, &["put", "foo", "baz", "--prev-kv"]), "OK\nfoo\nbar\n");
+    assert_eq!(ok(&m, &["get", "foo", "--print-value-only"]), "baz\n");
+    assert_eq!(ok(&m, &["del", "foo"]), "1\n");
+    assert_eq!(ok(&m, &["get", "foo"]), "");
+    assert_eq!(ok(&m, &["del", "foo"]), "0\n");
+
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+        ok(&m, &["put", k, v]);
+    }
+    assert_eq!(ok(&m, &["get", "a", "c"]), "a\n1\nb\n2\n");
+    assert_eq!(ok(&m, &["get", "b", "--from-key", "--keys-only"]), "b\n\nc\n\nd\n\n");
+    assert_eq!(ok(&m, &["get", "", "--prefix", "--limit", "2", "--keys-only"]), "a\n\nb\n\n");
+    assert_eq!(
+        ok(&m, &["get", "", "--prefix", "--sort-by", "MODIFY", "--order", "DESCEND", "--keys-only"]),
+        "d\n\nc\n\nb\n\na\n\n"
+    );
+
+    let (success, out, _) = ctl(&m, &["txn"], Some("value(\"a\") = \"1\"\n\nput e 5\n\nput f 6\n\n"));
+    assert!(success);
+    assert_eq!(out, "SUCCESS\n\nOK\n");
+    let (_, out, _) = ctl(&m, &["txn"], Some("mod(\"a\") > \"1000\"\n\nput e 5\n\nput f 6\n\n"));
+    assert_eq!(out, "FAILURE\n\nOK\n");
+    assert_eq!(ok(&m, &["get", "f", "--print-value-only"]), "6\n");
+
+    let rev =
+        serde_json::from_str::<serde_json::Value>(&ok(&m, &["get", "a", "-w", "json"])).unwrap()["header"]["revision"]
+            .as_i64()
+            .unwrap();
+    assert_eq!(ok(&m, &["compaction", &rev.to_string()]), format!("compacted revision {rev}\n"));
+    let (success, _, err) = ctl(&m, &["get", "a", &format!("--rev={}", rev - 1)], None);
+    assert!(!success && err.contains("etcdserver: mvcc: required revision has been compacted"), "{err}");
+    let (success, _, err) = ctl(&m, &["get", "a", "--rev=100000"], None);
+    assert!(!success && err.contains("etcdserver: mvcc: required revision is a future revision"), "{err}");
+    let big = "x".repeat(1_600_000);
+    let (success, _, err) = ctl(&m, &["put", "big"], Some(&big));
+    assert!(!success && err.contains("etcdserver: request is too large"), "{err}");
+
+    let status: serde_json::Value = serde_json::from_str(&ok(&m, &["endpoint", "status", "-w", "json"])).unwrap();
+    let s = &status[0]["Status"];
+    assert_eq!(s["leader"], s["header"]["member_id"], "a single member leads itself");
+    assert!(s["dbSize"].as_i64().unwrap() > 0 && s["raftAppliedIndex"].as_u64().unwrap() > 0);
+    let members = ok(&m, &["member", "list"]);
+    assert!(
+        members.contains(", started, default, ") && members.contains(&format!("http://127.0.0.1:{peer}")),
+        "{members}"
+    );
+
+    // SIGKILL and restart: everything acknowledged is there and revisions go on from where they were.
+    drop(m);
+    let m = start(&data, client, peer);
+    assert_eq!(ok(&m, &["get", "f", "--print-value-only"]), "6\n");
+    let json: serde_json::Value = serde_json::from_str(&ok(&m, &["put", "g", "7", "-w", "json"])).unwrap();
+    assert_eq!(json["header"]["revision"].as_i64(), Some(rev + 1), "revisions continue after a restart");
+}
