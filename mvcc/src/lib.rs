@@ -30,6 +30,6 @@ pub use page::{PageId, TxnId};
 pub use revision::Revision;
 pub use snapshot::SnapshotInfo;
 pub use store::{
-    Compare, CompareOp, CompareTarget, DeleteResult, PutOptions, PutResult, RangeOptions, RangeResult, RequestOp,
-    ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
+    Change, Compare, CompareOp, CompareTarget, DeleteResult, PutOptions, PutResult, RangeOptions, RangeResult,
+    RequestOp, ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
 };

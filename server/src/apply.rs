@@ -173,11 +173,21 @@ pub fn txn_response(req: &pb::TxnRequest, res: TxnResult, ids: Ids, revision: i6
     pb::TxnResponse { header: ids.header(revision, term), succeeded: res.succeeded, responses }
 }
 
+/// The changes one committed revision made, for watchers.
+#[derive(Debug)]
+pub struct Batch {
+    pub revision: i64,
+    pub term: u64,
+    pub changes: Vec<mvcc::Change>,
+}
+
 /// Applies committed entries (see the module header).
 pub struct Apply {
     pub store: Arc<Store>,
     pub proposals: Arc<Proposals>,
     pub ids: Ids,
+    /// Where each committed revision's changes are published (watchers subscribe).
+    pub events: tokio::sync::broadcast::Sender<Arc<Batch>>,
     /// The applied index, for linearizable reads waiting on it.
     pub applied: watch::Sender<u64>,
 }
@@ -266,8 +276,13 @@ impl Apply {
         })();
         match outcome {
             Ok(response) => {
+                let changes = w.take_changes();
                 w.set_applied(index, term);
-                w.commit()?;
+                let revision = w.commit()?;
+                if !changes.is_empty() {
+                    // No subscriber is not an error: nobody is watching.
+                    let _ = self.events.send(Arc::new(Batch { revision, term, changes }));
+                }
                 Ok(Ok(response))
             }
             Err(e @ (mvcc::Error::KeyNotFound | mvcc::Error::Compacted | mvcc::Error::FutureRev)) => {

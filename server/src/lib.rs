@@ -1,10 +1,11 @@
 //! `server`: the library behind the `ferrokv` binary: etcd's v3 gRPC API over Raft, on the `wal` and `mvcc` crates.
 //!
 //! Work in progress (issue 5). What works: a single-member cluster serving the KV service (Range with every
-//! option, Put, DeleteRange, Txn, Compact), Maintenance (Status, Defragment, Hash, HashKV, Alarm) and Cluster
-//! (MemberList), with every write going through Raft (the `raft` crate) and our WAL, applied to mvcc exactly once.
-//! Not yet: Watch, Lease, Snapshot, MoveLeader, multi-member clusters (peer transport), log compaction behind
-//! snapshots, /metrics.
+//! option, Put, DeleteRange, Txn, Compact), Watch (historical and live events, prefix and range, prev_kv,
+//! filters, cancel, progress requests, compacted start revisions), Maintenance (Status, Defragment, Hash, HashKV,
+//! Alarm) and Cluster (MemberList), with every write going through Raft (the `raft` crate) and our WAL, applied to
+//! mvcc exactly once. Not yet: Lease, Snapshot, MoveLeader, periodic progress notifications, multi-member clusters
+//! (peer transport), log compaction behind snapshots, /metrics.
 //!
 //! # Reading the source
 //! `config` (flags) → `server` (wiring) → `grpc::*` (services) → `raft_node` (the Ready loop, the WAL) → `apply`

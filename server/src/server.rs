@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::proposals::Proposals;
 use crate::proto::etcdserverpb::{
     self as pb, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    watch_server::WatchServer,
 };
 use crate::raft_node::{Msg, RaftNode, RaftStatus, Start};
 
@@ -33,6 +34,8 @@ pub struct Node {
     pub status: Arc<RaftStatus>,
     pub ids: Ids,
     pub members: Vec<pb::Member>,
+    /// Each committed revision's changes, for watchers.
+    pub events: tokio::sync::broadcast::Sender<Arc<crate::apply::Batch>>,
 }
 
 fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -146,7 +149,14 @@ pub fn run(config: Config) -> Result<(), Error> {
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
     let (apply_tx, apply_rx) = channel::<Vec<raft::eraftpb::Entry>>();
-    let apply = Apply { store: Arc::clone(&store), proposals: Arc::clone(&proposals), ids, applied: applied_tx };
+    let (events, _) = tokio::sync::broadcast::channel(4096);
+    let apply = Apply {
+        store: Arc::clone(&store),
+        proposals: Arc::clone(&proposals),
+        ids,
+        events: events.clone(),
+        applied: applied_tx,
+    };
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
@@ -198,6 +208,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         status,
         ids,
         members,
+        events,
     });
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
@@ -225,6 +236,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
         let maintenance =
             MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: Arc::clone(&node) });
         let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService { node: Arc::clone(&node) });
+        let watch = WatchServer::new(crate::grpc::watch::WatchService { node: Arc::clone(&node) });
         let mut stop = stop_rx.clone();
         let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
         tasks.push(tokio::spawn(async move {
@@ -232,6 +244,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
                 .add_service(kv)
                 .add_service(maintenance)
                 .add_service(cluster)
+                .add_service(watch)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

@@ -157,3 +157,75 @@ fn etcdctl_kv_txn_compaction_status_and_restart() {
     let json: serde_json::Value = serde_json::from_str(&ok(&m, &["put", "g", "7", "-w", "json"])).unwrap();
     assert_eq!(json["header"]["revision"].as_i64(), Some(rev + 1), "revisions continue after a restart");
 }
+
+/// Runs `etcdctl watch ...` until it has printed `lines` lines (or 15 s passed), then stops it.
+fn watch_lines(m: &Member, args: &[&str], lines: usize, then: impl FnOnce()) -> Vec<String> {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", m.endpoint))
+        .arg("watch")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcdctl watch");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Give the watcher time to be created before the writes it should see.
+    std::thread::sleep(Duration::from_millis(700));
+    then();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while got.len() < lines {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => got.push(l),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    got
+}
+
+#[test]
+fn etcdctl_watch_live_historical_and_compacted() {
+    if !have_etcdctl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(&dir.path().join("data"), free_port(), free_port());
+    ok(&m, &["put", "other", "x"]);
+    let first = serde_json::from_str::<serde_json::Value>(&ok(&m, &["put", "w/a", "1", "-w", "json"])).unwrap()["header"]["revision"]
+        .as_i64()
+        .unwrap();
+
+    // Live, on a prefix, with previous values: etcdctl prints the type, the previous pair, then the new pair.
+    let live = watch_lines(&m, &["w/", "--prefix", "--prev-kv"], 10, || {
+        ok(&m, &["put", "w/a", "2"]);
+        ok(&m, &["put", "unwatched", "y"]);
+        ok(&m, &["del", "w/a"]);
+    });
+    assert_eq!(live, ["PUT", "w/a", "1", "w/a", "2", "DELETE", "w/a", "2", "w/a", ""].map(String::from).to_vec());
+
+    // Historical: from the first write under the prefix, every event since, in order.
+    let history = watch_lines(&m, &["w/", "--prefix", &format!("--rev={first}")], 9, || {});
+    assert_eq!(history, ["PUT", "w/a", "1", "PUT", "w/a", "2", "DELETE", "w/a", ""].map(String::from).to_vec());
+
+    // Below the compaction point the watch is canceled with the compacted revision.
+    let rev = serde_json::from_str::<serde_json::Value>(&ok(&m, &["get", "other", "-w", "json"])).unwrap()["header"]["revision"]
+        .as_i64()
+        .unwrap();
+    ok(&m, &["compaction", &rev.to_string()]);
+    let (success, out, err) = ctl(&m, &["watch", "w/", "--prefix", &format!("--rev={first}")], None);
+    assert!(!success || err.contains("compacted") || out.contains("compacted"), "out {out:?} err {err:?}");
+    assert!(format!("{out}{err}").contains("required revision has been compacted"), "out {out:?} err {err:?}");
+}

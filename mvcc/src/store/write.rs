@@ -25,11 +25,21 @@ pub struct PutOptions {
     pub ignore_lease: bool,
 }
 
+/// One change a write made: the key's new value (a tombstone carries only key and mod revision), and its value
+/// before the change, for watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kv: KeyValue,
+    pub deleted: bool,
+    pub prev: Option<KeyValue>,
+}
+
 /// The write transaction; see the module header. Dropping it discards everything since `begin`.
 pub struct StoreWrite<'a> {
     store: &'a Store,
     db: WriteTxn<'a>,
     pending: BTreeMap<Vec<u8>, KeyIndex>,
+    changes: Vec<Change>,
     base: i64,
     rev: i64,
     sub: i64,
@@ -46,7 +56,16 @@ impl<'a> StoreWrite<'a> {
     pub(crate) fn begin(store: &'a Store) -> Result<Self> {
         let db = store.db.write()?;
         let base = lock_read(&store.state).current;
-        Ok(StoreWrite { store, db, pending: BTreeMap::new(), base, rev: base + 1, sub: 0, applied: None })
+        Ok(StoreWrite {
+            store,
+            db,
+            pending: BTreeMap::new(),
+            changes: Vec::new(),
+            base,
+            rev: base + 1,
+            sub: 0,
+            applied: None,
+        })
     }
 
     /// The key's index as this transaction sees it.
@@ -123,6 +142,7 @@ impl<'a> StoreWrite<'a> {
         self.db.put(self.store.key, &rev.encode(), &kv::encode(&kv, false))?;
         ki.put(rev);
         self.pending.insert(key.to_vec(), ki);
+        self.changes.push(Change { kv, deleted: false, prev: prev.clone() });
         Ok(prev)
     }
 
@@ -133,12 +153,14 @@ impl<'a> StoreWrite<'a> {
             self.indexes_in(&range).into_iter().filter_map(|(k, ki)| ki.current().map(|v| (k, ki, v))).collect();
         let mut prevs = Vec::with_capacity(live.len());
         for (k, mut ki, v) in live {
-            prevs.push(self.read(v.modified)?);
+            let prev = self.read(v.modified)?;
             let rev = self.next_revision();
             let tomb = KeyValue { key: k.clone(), mod_revision: rev.main, ..KeyValue::default() };
             self.db.put(self.store.key, &rev.encode(), &kv::encode(&tomb, true))?;
             ki.tombstone(rev);
             self.pending.insert(k, ki);
+            self.changes.push(Change { kv: tomb, deleted: true, prev: Some(prev.clone()) });
+            prevs.push(prev);
         }
         Ok(prevs)
     }
@@ -152,6 +174,11 @@ impl<'a> StoreWrite<'a> {
         let visible: Vec<(Vec<u8>, Visible)> =
             self.indexes_in(&range).into_iter().filter_map(|(k, ki)| ki.at(at).map(|v| (k, v))).collect();
         finish_range(visible, opts, current, |rev| self.read(rev))
+    }
+
+    /// The changes made so far, in order (for watchers), leaving none behind.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
     }
 
     /// Closes the current revision: later changes get the next one (if this one had any change).

@@ -1,0 +1,249 @@
+//! The Watch service: one task per stream, holding that stream's watchers.
+//!
+//! A watcher that starts in the past is caught up from the store's history; live events come from the apply
+//! loop's broadcast of each committed revision. The session subscribes to the broadcast before it reads history
+//! up to revision R and skips live batches at or below R, so no event is lost or sent twice. A subscriber that
+//! falls behind the broadcast is caught up from history again. A start revision below the compaction point gets
+//! etcd's canceled response with `compact_revision` set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{broadcast, mpsc};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::apply::{Batch, to_pb};
+use crate::proto::etcdserverpb::{
+    self as pb, watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
+};
+use crate::proto::mvccpb::{self, event::EventType};
+use crate::server::Node;
+
+/// The Watch service.
+#[derive(Debug, Clone)]
+pub struct WatchService {
+    pub node: Arc<Node>,
+}
+
+#[derive(Debug)]
+struct Watcher {
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    /// The lowest revision this watcher has not seen yet.
+    next: i64,
+}
+
+impl Watcher {
+    fn matches(&self, key: &[u8]) -> bool {
+        match self.range_end.as_slice() {
+            [] => key == self.key.as_slice(),
+            [0] => key >= self.key.as_slice(),
+            end => key >= self.key.as_slice() && key < end,
+        }
+    }
+
+    fn events(&self, changes: &[mvcc::Change]) -> Vec<mvccpb::Event> {
+        changes
+            .iter()
+            .filter(|c| self.matches(&c.kv.key) && if c.deleted { !self.no_delete } else { !self.no_put })
+            .map(|c| mvccpb::Event {
+                r#type: if c.deleted { EventType::Delete as i32 } else { EventType::Put as i32 },
+                kv: Some(to_pb(c.kv.clone())),
+                prev_kv: if self.prev_kv { c.prev.clone().map(to_pb) } else { None },
+            })
+            .collect()
+    }
+}
+
+struct Session {
+    node: Arc<Node>,
+    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_id: i64,
+}
+
+impl Session {
+    fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        self.node.ids.header(revision, self.node.status.term.load(Ordering::Relaxed))
+    }
+
+    async fn send(&self, r: pb::WatchResponse) -> bool {
+        self.out.send(Ok(r)).await.is_ok()
+    }
+
+    /// Sends history from the watcher's next revision on; false if the stream is gone.
+    async fn catch_up(&mut self, id: i64) -> bool {
+        let Some(w) = self.watchers.get(&id) else { return true };
+        let store = Arc::clone(&self.node.store);
+        let (from, key, end, prev) = (w.next, w.key.clone(), w.range_end.clone(), w.prev_kv);
+        let history = tokio::task::spawn_blocking(move || store.history(from, &key, &end, prev)).await;
+        match history {
+            Ok(Ok((changes, current))) => {
+                let Some(w) = self.watchers.get_mut(&id) else { return true };
+                let mut by_rev: BTreeMap<i64, Vec<mvcc::Change>> = BTreeMap::new();
+                for c in changes {
+                    by_rev.entry(c.kv.mod_revision).or_default().push(c);
+                }
+                let mut events = Vec::new();
+                for changes in by_rev.values() {
+                    events.extend(w.events(changes));
+                }
+                w.next = w.next.max(current + 1);
+                if events.is_empty() {
+                    return true;
+                }
+                let header = self.header(current);
+                self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await
+            }
+            Ok(Err(mvcc::Error::Compacted)) => {
+                self.watchers.remove(&id);
+                let compact = self.node.store.compact_revision();
+                let header = self.header(self.node.store.current_revision());
+                self.send(pb::WatchResponse {
+                    header,
+                    watch_id: id,
+                    canceled: true,
+                    compact_revision: compact,
+                    cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                    ..Default::default()
+                })
+                .await
+            }
+            Ok(Err(e)) => {
+                // The stream ends with the error; the client re-creates its watchers.
+                let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
+                false
+            }
+            Err(e) => {
+                let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
+                false
+            }
+        }
+    }
+
+    async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
+        let id = if c.watch_id != 0 { c.watch_id } else { self.next_id };
+        if self.watchers.contains_key(&id) {
+            let header = self.header(self.node.store.current_revision());
+            return self
+                .send(pb::WatchResponse {
+                    header,
+                    watch_id: id,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: "etcdserver: duplicate watch ID".into(),
+                    ..Default::default()
+                })
+                .await;
+        }
+        self.next_id = self.next_id.max(id + 1);
+        let current = self.node.store.current_revision();
+        let watcher = Watcher {
+            no_put: c.filters.contains(&(FilterType::Noput as i32)),
+            no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+            prev_kv: c.prev_kv,
+            next: if c.start_revision > 0 { c.start_revision } else { current + 1 },
+            key: c.key,
+            range_end: c.range_end,
+        };
+        let in_past = watcher.next <= current;
+        self.watchers.insert(id, watcher);
+        let header = self.header(current);
+        if !self.send(pb::WatchResponse { header, watch_id: id, created: true, ..Default::default() }).await {
+            return false;
+        }
+        if in_past { self.catch_up(id).await } else { true }
+    }
+
+    async fn deliver(&mut self, batch: &Batch) -> bool {
+        let mut out = Vec::new();
+        for (id, w) in self.watchers.iter_mut() {
+            if batch.revision < w.next {
+                continue;
+            }
+            w.next = batch.revision + 1;
+            let events = w.events(&batch.changes);
+            if !events.is_empty() {
+                out.push((*id, events));
+            }
+        }
+        for (id, events) in out {
+            let header = self.node.ids.header(batch.revision, batch.term);
+            if !self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, mut live: broadcast::Receiver<Arc<Batch>>) {
+        loop {
+            tokio::select! {
+                msg = inbound.message() => {
+                    let req = match msg {
+                        Ok(Some(r)) => r,
+                        _ => return,
+                    };
+                    let alive = match req.request_union {
+                        Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
+                        Some(RequestUnion::CancelRequest(c)) => {
+                            self.watchers.remove(&c.watch_id);
+                            let header = self.header(self.node.store.current_revision());
+                            self.send(pb::WatchResponse { header, watch_id: c.watch_id, canceled: true, ..Default::default() }).await
+                        }
+                        Some(RequestUnion::ProgressRequest(_)) => {
+                            let header = self.header(self.node.store.current_revision());
+                            self.send(pb::WatchResponse { header, watch_id: -1, ..Default::default() }).await
+                        }
+                        None => true,
+                    };
+                    if !alive {
+                        return;
+                    }
+                }
+                batch = live.recv() => {
+                    let alive = match batch {
+                        Ok(b) => self.deliver(&b).await,
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // Fell behind the broadcast: catch every watcher up from history instead.
+                            let ids: Vec<i64> = self.watchers.keys().copied().collect();
+                            let mut ok = true;
+                            for id in ids {
+                                ok = ok && self.catch_up(id).await;
+                            }
+                            ok
+                        }
+                        Err(broadcast::error::RecvError::Closed) => false,
+                    };
+                    if !alive {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+type WatchStream =
+    std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(256);
+        let live = self.node.events.subscribe();
+        let session = Session { node: Arc::clone(&self.node), out: tx, watchers: BTreeMap::new(), next_id: 0 };
+        tokio::spawn(session.run(request.into_inner(), live));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
