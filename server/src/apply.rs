@@ -33,6 +33,8 @@ pub enum Response {
     DeleteRange(pb::DeleteRangeResponse),
     Txn(pb::TxnResponse),
     Compaction(pb::CompactionResponse),
+    LeaseGrant(pb::LeaseGrantResponse),
+    LeaseRevoke(pb::LeaseRevokeResponse),
 }
 
 /// The ids every response header carries.
@@ -186,6 +188,8 @@ pub struct Apply {
     pub store: Arc<Store>,
     pub proposals: Arc<Proposals>,
     pub ids: Ids,
+    /// Live leases and their keys.
+    pub lessor: Arc<std::sync::Mutex<crate::lease::Lessor>>,
     /// Where each committed revision's changes are published (watchers subscribe).
     pub events: tokio::sync::broadcast::Sender<Arc<Batch>>,
     /// The applied index, for linearizable reads waiting on it.
@@ -232,7 +236,67 @@ impl Apply {
         w.commit().map(|_| ())
     }
 
+    fn lessor(&self) -> std::sync::MutexGuard<'_, crate::lease::Lessor> {
+        self.lessor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Grants or revokes a lease (its keys are deleted in one revision).
+    fn execute_lease(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
+        let ks = self.store.db().keyspace(crate::lease::LEASE)?;
+        match op {
+            Op::LeaseGrant(g) => {
+                if self.lessor().exists(g.id) {
+                    self.record(index, term)?;
+                    return Ok(Err(Error::LeaseExists));
+                }
+                let mut w = self.store.write()?;
+                w.db().put(ks, &g.id.to_be_bytes(), &g.ttl.to_le_bytes())?;
+                w.set_applied(index, term);
+                let revision = w.commit()?;
+                self.lessor().grant(g.id, g.ttl);
+                Ok(Ok(Response::LeaseGrant(pb::LeaseGrantResponse {
+                    header: self.ids.header(revision, term),
+                    id: g.id,
+                    ttl: g.ttl,
+                    error: String::new(),
+                })))
+            }
+            Op::LeaseRevoke(r) => {
+                if !self.lessor().exists(r.id) {
+                    self.record(index, term)?;
+                    return Ok(Err(Error::LeaseNotFound));
+                }
+                let keys = self.lessor().keys(r.id);
+                let mut w = self.store.write()?;
+                for k in &keys {
+                    w.delete_range(k, &[])?;
+                }
+                w.db().delete(ks, &r.id.to_be_bytes())?;
+                let changes = w.take_changes();
+                w.set_applied(index, term);
+                let revision = w.commit()?;
+                self.lessor().revoke(r.id);
+                if !changes.is_empty() {
+                    let _ = self.events.send(Arc::new(Batch { revision, term, changes }));
+                }
+                Ok(Ok(Response::LeaseRevoke(pb::LeaseRevokeResponse { header: self.ids.header(revision, term) })))
+            }
+            _ => unreachable!("only lease operations come here"),
+        }
+    }
+
     fn execute(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
+        if matches!(op, Op::LeaseGrant(_) | Op::LeaseRevoke(_)) {
+            return self.execute_lease(op, index, term);
+        }
+        if let Op::Put(p) = &op
+            && p.lease != 0
+            && !p.ignore_lease
+            && !self.lessor().exists(p.lease)
+        {
+            self.record(index, term)?;
+            return Ok(Err(Error::LeaseNotFound));
+        }
         if let Op::Compaction(c) = &op {
             let result = match self.store.compact(c.revision) {
                 Ok(()) => Ok(Response::Compaction(pb::CompactionResponse {
@@ -271,7 +335,7 @@ impl Apply {
                     let res = w.txn(&txn_request(t))?;
                     Response::Txn(txn_response(t, res, self.ids, w.current(), term))
                 }
-                Op::Compaction(_) => unreachable!("handled above"),
+                Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) => unreachable!("handled above"),
             })
         })();
         match outcome {
@@ -279,6 +343,13 @@ impl Apply {
                 let changes = w.take_changes();
                 w.set_applied(index, term);
                 let revision = w.commit()?;
+                {
+                    let mut lessor = self.lessor();
+                    for c in &changes {
+                        let old = c.prev.as_ref().map_or(0, |p| p.lease);
+                        lessor.reattach(&c.kv.key, old, if c.deleted { 0 } else { c.kv.lease });
+                    }
+                }
                 if !changes.is_empty() {
                     // No subscriber is not an error: nobody is watching.
                     let _ = self.events.send(Arc::new(Batch { revision, term, changes }));

@@ -20,6 +20,12 @@ pub enum Error {
     Stopped,
     #[error("etcdserver: no leader")]
     NoLeader,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
     #[error("etcdserver: too many operations in txn request")]

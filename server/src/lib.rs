@@ -2,9 +2,10 @@
 //!
 //! Work in progress (issue 5). What works: a single-member cluster serving the KV service (Range with every
 //! option, Put, DeleteRange, Txn, Compact), Watch (historical and live events, prefix and range, prev_kv,
-//! filters, cancel, progress requests, compacted start revisions), Maintenance (Status, Defragment, Hash, HashKV,
+//! filters, cancel, progress requests, compacted start revisions), Lease (grant, revoke, keep-alive, time-to-live
+//! with keys, list; expiry decided by the leader and applied through Raft), Maintenance (Status, Defragment, Hash, HashKV,
 //! Alarm) and Cluster (MemberList), with every write going through Raft (the `raft` crate) and our WAL, applied to
-//! mvcc exactly once. Not yet: Lease, Snapshot, MoveLeader, periodic progress notifications, multi-member clusters
+//! mvcc exactly once. Not yet: Snapshot, MoveLeader, periodic progress notifications, multi-member clusters
 //! (peer transport), log compaction behind snapshots, /metrics.
 //!
 //! # Reading the source
@@ -15,6 +16,7 @@ pub mod apply;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod lease;
 pub mod proposals;
 pub mod proto;
 pub mod raft_node;

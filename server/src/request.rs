@@ -1,7 +1,9 @@
 //! What a Raft entry carries: one client request, with the id its proposer waits on. Encoded with prost, reusing
 //! etcd's request messages, so an entry is self-describing across versions of ferrokv.
 
-use crate::proto::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest};
+use crate::proto::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, TxnRequest,
+};
 
 /// A proposal's id: which waiter the apply loop answers. Unique per member (high bits: member, low: counter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -12,7 +14,7 @@ pub struct RequestId(pub u64);
 pub struct InternalRequest {
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "Op", tags = "2, 3, 4, 5")]
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7")]
     pub op: Option<Op>,
 }
 
@@ -27,6 +29,11 @@ pub enum Op {
     Txn(TxnRequest),
     #[prost(message, tag = "5")]
     Compaction(CompactionRequest),
+    /// The proposer has chosen the ID (so every member grants the same one).
+    #[prost(message, tag = "6")]
+    LeaseGrant(LeaseGrantRequest),
+    #[prost(message, tag = "7")]
+    LeaseRevoke(LeaseRevokeRequest),
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use crate::config::{Config, Url};
 use crate::error::Error;
 use crate::proposals::Proposals;
 use crate::proto::etcdserverpb::{
-    self as pb, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    watch_server::WatchServer,
+    self as pb, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::raft_node::{Msg, RaftNode, RaftStatus, Start};
 
@@ -36,6 +36,58 @@ pub struct Node {
     pub members: Vec<pb::Member>,
     /// Each committed revision's changes, for watchers.
     pub events: tokio::sync::broadcast::Sender<Arc<crate::apply::Batch>>,
+    pub lessor: Arc<std::sync::Mutex<crate::lease::Lessor>>,
+}
+
+impl Node {
+    /// Proposes `op` through Raft and waits for its result.
+    pub async fn propose(&self, op: crate::request::Op) -> Result<crate::apply::Response, Error> {
+        use prost::Message;
+        let (id, rx) = self.proposals.register();
+        let data = crate::request::InternalRequest { id: id.0, op: Some(op) }.encode_to_vec();
+        if data.len() as u64 > self.config.max_request_bytes {
+            self.proposals.cancel(id);
+            return Err(Error::RequestTooLarge);
+        }
+        if self.raft.send(Msg::Propose { id, data }).is_err() {
+            self.proposals.cancel(id);
+            return Err(Error::Stopped);
+        }
+        match tokio::time::timeout(crate::grpc::kv::REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.proposals.cancel(id);
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// The lessor, locked.
+    pub fn leases(&self) -> std::sync::MutexGuard<'_, crate::lease::Lessor> {
+        self.lessor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see `lease`).
+async fn expire_leases(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != node.ids.member {
+            continue;
+        }
+        let expired = node.leases().take_expired();
+        for id in expired {
+            let n = Arc::clone(&node);
+            tokio::spawn(async move {
+                match n.propose(crate::request::Op::LeaseRevoke(pb::LeaseRevokeRequest { id })).await {
+                    Ok(_) | Err(Error::LeaseNotFound) => {}
+                    Err(_) => n.leases().retry(id),
+                }
+            });
+        }
+    }
 }
 
 fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -133,7 +185,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let store = Arc::new(
         Store::open(
             member_dir.join("snap").join("db"),
-            &[],
+            &[crate::lease::LEASE],
             StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() },
         )
         .map_err(Error::from)?,
@@ -149,11 +201,13 @@ pub fn run(config: Config) -> Result<(), Error> {
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
     let (apply_tx, apply_rx) = channel::<Vec<raft::eraftpb::Entry>>();
+    let lessor = Arc::new(std::sync::Mutex::new(crate::lease::Lessor::load(&store).map_err(Error::from)?));
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&store),
         proposals: Arc::clone(&proposals),
         ids,
+        lessor: Arc::clone(&lessor),
         events: events.clone(),
         applied: applied_tx,
     };
@@ -209,6 +263,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         ids,
         members,
         events,
+        lessor,
     });
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
@@ -237,6 +292,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
             MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: Arc::clone(&node) });
         let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService { node: Arc::clone(&node) });
         let watch = WatchServer::new(crate::grpc::watch::WatchService { node: Arc::clone(&node) });
+        let lease = LeaseServer::new(crate::grpc::lease::LeaseService { node: Arc::clone(&node) });
         let mut stop = stop_rx.clone();
         let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
         tasks.push(tokio::spawn(async move {
@@ -245,6 +301,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
                 .add_service(maintenance)
                 .add_service(cluster)
                 .add_service(watch)
+                .add_service(lease)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
@@ -254,6 +311,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
             }
         }));
     }
+    tasks.push(tokio::spawn(expire_leases(Arc::clone(&node))));
     log(
         "info",
         "ready to serve client requests",

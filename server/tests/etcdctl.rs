@@ -229,3 +229,77 @@ fn etcdctl_watch_live_historical_and_compacted() {
     assert!(!success || err.contains("compacted") || out.contains("compacted"), "out {out:?} err {err:?}");
     assert!(format!("{out}{err}").contains("required revision has been compacted"), "out {out:?} err {err:?}");
 }
+
+#[test]
+fn etcdctl_leases_expiry_lock_and_elect() {
+    if !have_etcdctl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(&dir.path().join("data"), free_port(), free_port());
+    let granted = ok(&m, &["lease", "grant", "30"]);
+    assert!(granted.starts_with("lease ") && granted.ends_with(" granted with TTL(30s)\n"), "{granted}");
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(ok(&m, &["put", "k", "v", &format!("--lease={id}")]), "OK\n");
+    let ttl = ok(&m, &["lease", "timetolive", &id, "--keys"]);
+    assert!(
+        ttl.starts_with(&format!("lease {id} granted with TTL(30s), remaining("))
+            && ttl.ends_with("attached keys([k])\n"),
+        "{ttl}"
+    );
+    assert_eq!(ok(&m, &["lease", "list"]), format!("found 1 leases\n{id}\n"));
+    assert_eq!(ok(&m, &["lease", "keep-alive", "--once", &id]), format!("lease {id} keepalived with TTL(30)\n"));
+    let (success, _, err) = ctl(&m, &["put", "x", "y", "--lease=1234"], None);
+    assert!(!success && err.contains("etcdserver: requested lease not found"), "{err}");
+    assert_eq!(ok(&m, &["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+    assert_eq!(ok(&m, &["get", "k"]), "", "revoking a lease deletes its keys");
+    assert_eq!(ok(&m, &["lease", "timetolive", &id]), format!("lease {id} already expired\n"));
+
+    // Expiry is decided by the leader and applied through Raft: the key goes, and so does the lease.
+    let short = ok(&m, &["lease", "grant", "1"]);
+    let short_id = short.split_whitespace().nth(1).unwrap().to_string();
+    ok(&m, &["put", "short", "v", &format!("--lease={short_id}")]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !ok(&m, &["get", "short"]).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the lease never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ok(&m, &["lease", "list"]), "found 0 leases\n");
+
+    // The client-side recipes built on leases, transactions and watches.
+    assert_eq!(ok(&m, &["lock", "mylock", "echo", "locked-and-ran"]), "locked-and-ran\n");
+    let elect = watch_lines_cmd(&m, &["elect", "myelection", "candidate1"], 1);
+    assert_eq!(elect.first().map(|l| l.starts_with("myelection/")), Some(true), "{elect:?}");
+}
+
+/// Runs an etcdctl command that does not exit by itself until it has printed `lines` lines, then stops it.
+fn watch_lines_cmd(m: &Member, args: &[&str], lines: usize) -> Vec<String> {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", m.endpoint))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcdctl");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < lines {
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(l) => got.push(l),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    got
+}

@@ -4,20 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::apply::{self, Response as Applied};
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, kv_server::Kv, range_request::SortOrder, range_request::SortTarget};
 use crate::proto::mvccpb;
-use crate::request::{InternalRequest, Op};
+use crate::request::Op;
 use crate::server::Node;
 
 /// etcd's limit on operations per Txn.
 const MAX_TXN_OPS: usize = 128;
-/// How long a write waits for its entry to apply (etcd's request timeout is about 7 s).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+/// How long a read waits for its read index (etcd's request timeout is about 7 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// The KV service.
 #[derive(Debug, Clone)]
@@ -94,29 +93,6 @@ impl KvService {
         Ok(())
     }
 
-    /// Proposes `op` through Raft and waits for its result.
-    async fn propose(&self, op: Op) -> Result<Applied, Error> {
-        let node = &self.node;
-        let (id, rx) = node.proposals.register();
-        let data = InternalRequest { id: id.0, op: Some(op) }.encode_to_vec();
-        if data.len() as u64 > node.config.max_request_bytes {
-            node.proposals.cancel(id);
-            return Err(Error::RequestTooLarge);
-        }
-        if node.raft.send(crate::raft_node::Msg::Propose { id, data }).is_err() {
-            node.proposals.cancel(id);
-            return Err(Error::Stopped);
-        }
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => {
-                node.proposals.cancel(id);
-                Err(Error::Timeout)
-            }
-        }
-    }
-
     /// Waits until this member has applied everything committed when the read began (ReadIndex).
     async fn linearize(&self) -> Result<(), Error> {
         let node = &self.node;
@@ -154,7 +130,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let p = request.into_inner();
         Self::check_key(&p.key)?;
-        match self.propose(Op::Put(p)).await? {
+        match self.node.propose(Op::Put(p)).await? {
             Applied::Put(r) => Ok(Response::new(r)),
             _ => Err(Status::internal("mismatched apply result")),
         }
@@ -166,7 +142,7 @@ impl Kv for KvService {
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let d = request.into_inner();
         Self::check_key(&d.key)?;
-        match self.propose(Op::DeleteRange(d)).await? {
+        match self.node.propose(Op::DeleteRange(d)).await? {
             Applied::DeleteRange(r) => Ok(Response::new(r)),
             _ => Err(Status::internal("mismatched apply result")),
         }
@@ -175,7 +151,7 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let t = request.into_inner();
         Self::check_txn(&t)?;
-        match self.propose(Op::Txn(t)).await? {
+        match self.node.propose(Op::Txn(t)).await? {
             Applied::Txn(r) => Ok(Response::new(r)),
             _ => Err(Status::internal("mismatched apply result")),
         }
@@ -185,7 +161,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        match self.propose(Op::Compaction(request.into_inner())).await? {
+        match self.node.propose(Op::Compaction(request.into_inner())).await? {
             Applied::Compaction(r) => Ok(Response::new(r)),
             _ => Err(Status::internal("mismatched apply result")),
         }

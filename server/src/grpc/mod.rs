@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 mod status;
 pub mod watch;

@@ -12,6 +12,9 @@ impl From<Error> for Status {
             Error::Compacted | Error::FutureRev => Code::OutOfRange,
             Error::KeyNotFound => Code::InvalidArgument,
             Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
+            Error::LeaseNotFound => Code::NotFound,
+            Error::LeaseExists => Code::FailedPrecondition,
+            Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::Storage(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
@@ -36,6 +39,8 @@ mod tests {
         );
         let s: Status = Error::RequestTooLarge.into();
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: request is too large"));
+        let s: Status = Error::LeaseNotFound.into();
+        assert_eq!((s.code(), s.message()), (Code::NotFound, "etcdserver: requested lease not found"));
         let s: Status = Error::EmptyKey.into();
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
     }
