@@ -157,6 +157,8 @@ impl RaftNode {
             if Instant::now() >= next_tick {
                 self.node.tick();
                 next_tick += self.tick;
+                // Read requests Raft dropped (their askers have moved on to a new attempt).
+                self.reads.retain(|_, reply| !reply.is_closed());
             }
             self.on_ready()?;
         }

@@ -15,7 +15,9 @@ use crate::server::Node;
 
 /// etcd's limit on operations per Txn.
 const MAX_TXN_OPS: usize = 128;
-/// How long a read waits for its read index (etcd's request timeout is about 7 s).
+/// How long one read index request may take before it is asked again.
+const READ_INDEX_ATTEMPT: Duration = Duration::from_millis(200);
+/// How long a request waits (etcd's request timeout is about 7 s).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// The KV service.
@@ -94,15 +96,26 @@ impl KvService {
     }
 
     /// Waits until this member has applied everything committed when the read began (ReadIndex).
+    ///
+    /// raft-rs drops a read index request while the leader has not yet committed an entry of its own term (just
+    /// after an election), so each attempt waits a short while and a dropped one is asked again, until the
+    /// request timeout.
     async fn linearize(&self) -> Result<(), Error> {
         let node = &self.node;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let ctx = node.proposals.register().0.0.to_be_bytes().to_vec();
-        node.raft.send(crate::raft_node::Msg::ReadIndex { ctx, reply: tx }).map_err(|_| Error::Stopped)?;
-        let index =
-            tokio::time::timeout(REQUEST_TIMEOUT, rx).await.map_err(|_| Error::Timeout)?.map_err(|_| Error::Stopped)?;
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let index = loop {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let ctx = node.proposals.register().0.0.to_be_bytes().to_vec();
+            node.raft.send(crate::raft_node::Msg::ReadIndex { ctx, reply: tx }).map_err(|_| Error::Stopped)?;
+            match tokio::time::timeout(READ_INDEX_ATTEMPT, rx).await {
+                Ok(Ok(index)) => break index,
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) if tokio::time::Instant::now() >= deadline => return Err(Error::Timeout),
+                Err(_) => continue,
+            }
+        };
         let mut applied = node.applied.clone();
-        tokio::time::timeout(REQUEST_TIMEOUT, applied.wait_for(|a| *a >= index))
+        tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= index))
             .await
             .map_err(|_| Error::Timeout)?
             .map_err(|_| Error::Stopped)?;
