@@ -8,6 +8,11 @@
 //! 4. `advance`, then hand over the entries the LightReady commits, and `advance_apply`.
 //!
 //! The entry cache is raft-rs's `MemStorage`, rebuilt at start from the WAL, which is the source of truth.
+//!
+//! **Log compaction.** When the apply loop has made mvcc durable up to index A (every `--snapshot-count`
+//! entries), the cache drops the entries below A, a snapshot marker for A is made durable in the WAL, and whole
+//! WAL segments below A are released. At start the newest marker seeds the cache (first index A + 1): mvcc, the
+//! state machine's snapshot, already holds everything up to it.
 //! Peer messages (multi-member clusters) are not sent yet: this node runs single-member clusters only.
 //!
 //! **Invariants**: the WAL holds every entry and hard state Raft was told are persisted; entries reach the apply
@@ -57,6 +62,9 @@ pub struct RaftNode {
     wal: wal::Wal,
     apply: Sender<Vec<Entry>>,
     rx: Receiver<Msg>,
+    /// Indexes up to which mvcc is durable, from the apply thread (a separate channel, so that it does not keep
+    /// the Raft thread alive at shutdown).
+    compactions: Receiver<u64>,
     tick: Duration,
     reads: HashMap<Vec<u8>, oneshot::Sender<u64>>,
     proposals: Arc<Proposals>,
@@ -86,13 +94,25 @@ impl RaftNode {
         wal: wal::Wal,
         apply: Sender<Vec<Entry>>,
         rx: Receiver<Msg>,
+        compactions: Receiver<u64>,
         proposals: Arc<Proposals>,
         status: Arc<RaftStatus>,
     ) -> Result<Self, Error> {
-        let storage = MemStorage::new_with_conf_state(ConfState::from((start.voters.clone(), vec![])));
+        let conf = ConfState::from((start.voters.clone(), vec![]));
+        let storage = MemStorage::new_with_conf_state(conf.clone());
         let replay = wal.replay(wal::RaftIndex(1)).map_err(|e| Error::Storage(e.to_string()))?;
+        let floor = replay.snapshot.map_or(0, |s| s.index.0);
+        if let Some(snap) = replay.snapshot {
+            let mut meta = raft::eraftpb::SnapshotMetadata::default();
+            meta.set_index(snap.index.0);
+            meta.set_term(snap.term.0);
+            meta.set_conf_state(conf);
+            let mut snapshot = raft::eraftpb::Snapshot::default();
+            snapshot.set_metadata(meta);
+            storage.wl().apply_snapshot(snapshot).map_err(|e| Error::Storage(format!("raft snapshot: {e}")))?;
+        }
         let mut entries = Vec::with_capacity(replay.entries.len());
-        for e in &replay.entries {
+        for e in replay.entries.iter().filter(|e| e.index.0 > floor) {
             let mut entry = Entry::default();
             entry
                 .merge_from_bytes(&e.data)
@@ -104,9 +124,10 @@ impl RaftNode {
             w.append(&entries).map_err(|e| Error::Storage(e.to_string()))?;
             if let Some(hs) = replay.hard_state {
                 let mut h = HardState::default();
-                h.set_term(hs.term.0);
+                h.set_term(hs.term.0.max(w.hard_state().term));
                 h.set_vote(hs.vote);
-                h.set_commit(hs.commit.0);
+                // Everything up to the snapshot marker was committed and applied before it was written.
+                h.set_commit(hs.commit.0.max(floor));
                 w.set_hardstate(h);
             }
         }
@@ -133,7 +154,17 @@ impl RaftNode {
             // A single member elects itself at once instead of waiting out an election timeout.
             node.campaign().map_err(|e| Error::Storage(format!("raft campaign: {e}")))?;
         }
-        Ok(RaftNode { node, wal, apply, rx, tick: start.heartbeat, reads: HashMap::new(), proposals, status })
+        Ok(RaftNode {
+            node,
+            wal,
+            apply,
+            rx,
+            compactions,
+            tick: start.heartbeat,
+            reads: HashMap::new(),
+            proposals,
+            status,
+        })
     }
 
     /// The thread's body; returns on a fatal error (the server then stops) or when every sender is gone.
@@ -154,6 +185,9 @@ impl RaftNode {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
+            while let Ok(index) = self.compactions.try_recv() {
+                self.compact(index)?;
+            }
             if Instant::now() >= next_tick {
                 self.node.tick();
                 next_tick += self.tick;
@@ -162,6 +196,20 @@ impl RaftNode {
             }
             self.on_ready()?;
         }
+    }
+
+    /// Drops the log below `index` (see the module header). The marker is durable before any segment goes.
+    fn compact(&mut self, index: u64) -> Result<(), Error> {
+        let store = self.node.mut_store();
+        let term = store.term(index).map_err(|e| Error::Storage(format!("raft term of {index}: {e}")))?;
+        if index <= store.first_index().unwrap_or(1) {
+            return Ok(());
+        }
+        store.wl().compact(index).map_err(|e| Error::Storage(format!("raft compact: {e}")))?;
+        let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
+        self.wal.append(&[marker]).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
+        self.wal.release_to(wal::RaftIndex(index)).map_err(|e| Error::Storage(e.to_string()))?;
+        Ok(())
     }
 
     fn send_committed(&self, entries: Vec<Entry>) -> Result<(), Error> {

@@ -23,6 +23,9 @@ use crate::proto::etcdserverpb::{
 };
 use crate::raft_node::{Msg, RaftNode, RaftStatus, Start};
 
+/// How long a stop waits for in-flight requests before closing the remaining connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// What every service shares.
 #[derive(Debug)]
 pub struct Node {
@@ -211,9 +214,13 @@ pub fn run(config: Config) -> Result<(), Error> {
         events: events.clone(),
         applied: applied_tx,
     };
+    let (raft_tx, raft_rx) = channel();
+    let (compactor, compactions) = channel::<u64>();
+    let snapshot_count = config.snapshot_count;
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
+            let mut last_compaction = apply.store.applied().0;
             loop {
                 match apply_rx.recv_timeout(Duration::from_millis(50)) {
                     Ok(entries) => {
@@ -227,6 +234,15 @@ pub fn run(config: Config) -> Result<(), Error> {
                 if let Err(e) = apply.store.db().sync_if_due() {
                     fatal("failed to sync the backend", e);
                 }
+                // Every --snapshot-count entries: make mvcc durable, then let the log before it go.
+                let applied = apply.store.applied().0;
+                if applied >= last_compaction + snapshot_count {
+                    if let Err(e) = apply.store.db().sync() {
+                        fatal("failed to sync the backend", e);
+                    }
+                    let _ = compactor.send(applied);
+                    last_compaction = applied;
+                }
             }
             if let Err(e) = apply.store.db().sync() {
                 fatal("failed to sync the backend at shutdown", e);
@@ -235,7 +251,6 @@ pub fn run(config: Config) -> Result<(), Error> {
         .map_err(storage)?;
 
     let status = Arc::new(RaftStatus::default());
-    let (raft_tx, raft_rx) = channel();
     let start = Start {
         id: me,
         voters: all.clone(),
@@ -243,7 +258,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         election_ticks: (config.election_ms / config.heartbeat_ms) as usize,
         applied: store.applied().0,
     };
-    let raft = RaftNode::new(start, wal, apply_tx, raft_rx, Arc::clone(&proposals), Arc::clone(&status))?;
+    let raft = RaftNode::new(start, wal, apply_tx, raft_rx, compactions, Arc::clone(&proposals), Arc::clone(&status))?;
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
@@ -311,7 +326,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
             }
         }));
     }
-    tasks.push(tokio::spawn(expire_leases(Arc::clone(&node))));
+    let expiry = tokio::spawn(expire_leases(Arc::clone(&node)));
     log(
         "info",
         "ready to serve client requests",
@@ -325,8 +340,16 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
     }
     log("info", "received a stop signal, shutting down", &[]);
     let _ = stop_tx.send(true);
+    expiry.abort();
+    // In-flight requests get a moment to finish; open streams (watches, keep-alives) and idle connections would
+    // keep a graceful stop waiting forever, so after the grace period the runtime's drop closes them.
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
     for t in tasks {
-        let _ = t.await;
+        tokio::select! {
+            _ = t => {}
+            _ = &mut grace => break,
+        }
     }
     Ok(())
 }

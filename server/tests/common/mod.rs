@@ -28,11 +28,17 @@ pub fn free_port() -> u16 {
 
 /// Starts ferrokv on `data` with the given ports and waits for its ready line.
 pub fn start(data: &Path, client: u16, peer: u16) -> Member {
+    start_with(data, client, peer, &[])
+}
+
+/// Like [`start`], with extra flags.
+pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member {
     let c = format!("http://127.0.0.1:{client}");
     let p = format!("http://127.0.0.1:{peer}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
         .args(["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c])
         .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
