@@ -5,8 +5,8 @@
 //! filters, cancel, progress requests, compacted start revisions), Lease (grant, revoke, keep-alive, time-to-live
 //! with keys, list; expiry decided by the leader and applied through Raft), Maintenance (Status, Defragment, Hash, HashKV,
 //! Alarm) and Cluster (MemberList), with every write going through Raft (the `raft` crate) and our WAL, applied to
-//! mvcc exactly once. Not yet: Snapshot, MoveLeader, periodic progress notifications, multi-member clusters
-//! (peer transport), log compaction behind snapshots, /metrics.
+//! mvcc exactly once; the Raft log is compacted every `--snapshot-count` entries. Not yet: MoveLeader, periodic progress notifications, multi-member clusters
+//! (peer transport), /metrics.
 //!
 //! # Reading the source
 //! `config` (flags) → `server` (wiring) → `grpc::*` (services) → `raft_node` (the Ready loop, the WAL) → `apply`
