@@ -17,12 +17,12 @@ fn btree(c: &mut Criterion) {
     let mut g = c.benchmark_group("btree");
     g.sample_size(10);
     // Batched inserts: 100k keys, 1,000 per durable commit.
-    g.bench_function("insert_100k_batch_1000/fdatasync/ours", |b| {
+    fn insert_batches<E: Engine>(b: &mut criterion::Bencher<'_>, create: fn(&std::path::Path) -> E) {
         b.iter_custom(|iters| {
             let mut total = std::time::Duration::ZERO;
             for i in 0..iters {
                 let dir = benches::scratch();
-                let e = Ours::create(dir.path());
+                let e = create(dir.path());
                 let data = items(100_000, i);
                 let t = Instant::now();
                 for chunk in data.chunks(1000) {
@@ -32,23 +32,9 @@ fn btree(c: &mut Criterion) {
             }
             total
         })
-    });
-    g.bench_function("insert_100k_batch_1000/fdatasync/redb", |b| {
-        b.iter_custom(|iters| {
-            let mut total = std::time::Duration::ZERO;
-            for i in 0..iters {
-                let dir = benches::scratch();
-                let e = Redb::create(dir.path());
-                let data = items(100_000, i);
-                let t = Instant::now();
-                for chunk in data.chunks(1000) {
-                    e.insert_batch(chunk);
-                }
-                total += t.elapsed();
-            }
-            total
-        })
-    });
+    }
+    g.bench_function("insert_100k_batch_1000/fdatasync/ours", |b| insert_batches(b, Ours::create));
+    g.bench_function("insert_100k_batch_1000/fdatasync/redb", |b| insert_batches(b, Redb::create));
     // Reads on 1M keys, and single-put durable commits.
     let dir = benches::scratch();
     let data = items(1_000_000, 42);

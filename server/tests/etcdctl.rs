@@ -136,18 +136,18 @@ fn etcdctl_kv_txn_compaction_status_and_restart() {
     assert_eq!(json["header"]["revision"].as_i64(), Some(rev + 1), "revisions continue after a restart");
 }
 
-/// Runs `etcdctl watch ...` until it has printed `lines` lines (or 15 s passed), then stops it.
-fn watch_lines(m: &Member, args: &[&str], lines: usize, then: impl FnOnce()) -> Vec<String> {
+/// Runs etcdctl with `args` (a command that does not exit by itself: watch, elect), runs `then` once it has had
+/// time to start, and collects its output until it has printed `lines` lines (or 15 s passed); then stops it.
+fn lines_of(m: &Member, args: &[&str], lines: usize, then: impl FnOnce()) -> Vec<String> {
     let mut child = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={}", m.endpoint))
-        .arg("watch")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("etcdctl watch");
+        .expect("etcdctl");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -157,14 +157,13 @@ fn watch_lines(m: &Member, args: &[&str], lines: usize, then: impl FnOnce()) -> 
             }
         }
     });
-    // Give the watcher time to be created before the writes it should see.
+    // Give a watcher time to be created before the writes it should see.
     std::thread::sleep(Duration::from_millis(700));
     then();
     let mut got = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while got.len() < lines {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
             Ok(l) => got.push(l),
             Err(_) => break,
         }
@@ -172,6 +171,13 @@ fn watch_lines(m: &Member, args: &[&str], lines: usize, then: impl FnOnce()) -> 
     let _ = child.kill();
     let _ = child.wait();
     got
+}
+
+/// `etcdctl watch ARGS...` (see [`lines_of`]).
+fn watch_lines(m: &Member, args: &[&str], lines: usize, then: impl FnOnce()) -> Vec<String> {
+    let mut all = vec!["watch"];
+    all.extend_from_slice(args);
+    lines_of(m, &all, lines, then)
 }
 
 #[test]
@@ -246,38 +252,6 @@ fn etcdctl_leases_expiry_lock_and_elect() {
 
     // The client-side recipes built on leases, transactions and watches.
     assert_eq!(ok(&m, &["lock", "mylock", "echo", "locked-and-ran"]), "locked-and-ran\n");
-    let elect = watch_lines_cmd(&m, &["elect", "myelection", "candidate1"], 1);
+    let elect = lines_of(&m, &["elect", "myelection", "candidate1"], 1, || {});
     assert_eq!(elect.first().map(|l| l.starts_with("myelection/")), Some(true), "{elect:?}");
-}
-
-/// Runs an etcdctl command that does not exit by itself until it has printed `lines` lines, then stops it.
-fn watch_lines_cmd(m: &Member, args: &[&str], lines: usize) -> Vec<String> {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", m.endpoint))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcdctl");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut got = Vec::new();
-    while got.len() < lines {
-        match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(l) => got.push(l),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    got
 }
