@@ -115,8 +115,27 @@ pub fn member_id(token: &str, peers: &[Url]) -> u64 {
     fnv1a(&parts)
 }
 
-/// Writes one JSON log line on stderr, in the shape etcd's logs have (level, ts, msg).
+/// etcd's log levels, least severe first.
+const LEVELS: [&str; 6] = ["debug", "info", "warn", "error", "panic", "fatal"];
+
+/// The least severe level logged (`--log-level`), set once at start-up.
+static MIN_LEVEL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+fn severity(level: &str) -> usize {
+    LEVELS.iter().position(|l| *l == level).unwrap_or(LEVELS.len() - 1)
+}
+
+/// Sets the least severe level logged (one of etcd's levels; validated by `config`).
+pub fn set_log_level(level: &str) {
+    MIN_LEVEL.store(severity(level), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes one JSON log line on stderr, in the shape etcd's logs have (level, ts, msg), if `level` is at or above
+/// `--log-level`.
 pub fn log(level: &str, msg: &str, fields: &[(&str, String)]) {
+    if severity(level) < MIN_LEVEL.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let mut line = format!("{{\"level\":\"{level}\",\"ts\":{ts:.6},\"msg\":{}", json_string(msg));
     for (k, v) in fields {
@@ -148,6 +167,7 @@ fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
 
 /// Runs a member until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), Error> {
+    set_log_level(&config.log_level);
     if config.initial_cluster.len() > 1 {
         return Err(Error::Storage(
             "multi-member clusters are not implemented yet (peer transport is in progress): use a single-member --initial-cluster".into(),
