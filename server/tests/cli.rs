@@ -34,7 +34,7 @@ fn log_level_filters_lines_and_bad_flags_fail_before_touching_disk() {
     let (client, peer) = (free_port(), free_port());
     let c = format!("http://127.0.0.1:{client}");
     let p = format!("http://127.0.0.1:{peer}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
         .args(["--data-dir", data.to_str().unwrap(), "--log-level", "error"])
         .args([
             "--listen-client-urls",
