@@ -240,6 +240,38 @@ impl Apply {
         self.lessor.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether every lease the branch of `t` that will run puts keys under exists (etcd refuses the whole Txn
+    /// otherwise). The branch is chosen by evaluating the compares on the current state, as the Txn itself will;
+    /// nested Txns are checked in both branches.
+    fn txn_leases_exist(&self, t: &pb::TxnRequest) -> Result<bool, mvcc::Error> {
+        use pb::request_op::Request;
+        fn leases(ops: &[pb::RequestOp], out: &mut Vec<i64>) {
+            for op in ops.iter().filter_map(|o| o.request.as_ref()) {
+                match op {
+                    Request::RequestPut(p) if p.lease != 0 && !p.ignore_lease => out.push(p.lease),
+                    Request::RequestTxn(t) => {
+                        leases(&t.success, out);
+                        leases(&t.failure, out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut w = self.store.write()?;
+        let mut succeeded = true;
+        for c in &t.compare {
+            if !w.compare(&compare(c))? {
+                succeeded = false;
+                break;
+            }
+        }
+        drop(w);
+        let mut ids = Vec::new();
+        leases(if succeeded { &t.success } else { &t.failure }, &mut ids);
+        let lessor = self.lessor();
+        Ok(ids.iter().all(|id| lessor.exists(*id)))
+    }
+
     /// Grants or revokes a lease (its keys are deleted in one revision).
     fn execute_lease(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
         let ks = self.store.db().keyspace(crate::lease::LEASE)?;
@@ -293,6 +325,12 @@ impl Apply {
             && p.lease != 0
             && !p.ignore_lease
             && !self.lessor().exists(p.lease)
+        {
+            self.record(index, term)?;
+            return Ok(Err(Error::LeaseNotFound));
+        }
+        if let Op::Txn(t) = &op
+            && !self.txn_leases_exist(t)?
         {
             self.record(index, term)?;
             return Ok(Err(Error::LeaseNotFound));
