@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod lease;
+pub mod metrics;
 pub mod proposals;
 pub mod proto;
 pub mod raft_node;

@@ -25,12 +25,22 @@ impl Proposals {
         Proposals { next: AtomicU64::new(1), prefix: member_id << 40, waiting: Mutex::new(HashMap::new()) }
     }
 
+    /// A fresh id, unique across members, that nobody waits on (e.g. a ReadIndex context).
+    pub fn next_id(&self) -> RequestId {
+        RequestId(self.prefix ^ self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// A fresh id and the receiver its result arrives on.
     pub fn register(&self) -> (RequestId, oneshot::Receiver<Applied>) {
-        let id = RequestId(self.prefix ^ self.next.fetch_add(1, Ordering::Relaxed));
+        let id = self.next_id();
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
         (id, rx)
+    }
+
+    /// Proposals waiting to be applied (`etcd_server_proposals_pending`).
+    pub fn pending(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Drops a waiter (timed out, or its proposal could not be sent).

@@ -49,6 +49,8 @@ pub struct RaftStatus {
     pub leader: AtomicU64,
     pub term: AtomicU64,
     pub commit: AtomicU64,
+    /// Times this member saw the leader change (`etcd_server_leader_changes_seen_total`).
+    pub leader_changes: AtomicU64,
 }
 
 /// Converts a raft entry to the WAL record that persists it.
@@ -259,7 +261,10 @@ impl RaftNode {
         self.send_committed(light.take_committed_entries())?;
         self.node.advance_apply();
         let r = &self.node.raft;
-        self.status.leader.store(r.leader_id, Ordering::Relaxed);
+        let previous = self.status.leader.swap(r.leader_id, Ordering::Relaxed);
+        if previous != r.leader_id && r.leader_id != 0 {
+            self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
         self.status.term.store(r.term, Ordering::Relaxed);
         self.status.commit.store(r.raft_log.committed, Ordering::Relaxed);
         Ok(())

@@ -40,6 +40,8 @@ pub struct Node {
     /// Each committed revision's changes, for watchers.
     pub events: tokio::sync::broadcast::Sender<Arc<crate::apply::Batch>>,
     pub lessor: Arc<std::sync::Mutex<crate::lease::Lessor>>,
+    /// The WAL's live metrics, for /metrics.
+    pub wal_metrics: Arc<wal::Metrics>,
 }
 
 impl Node {
@@ -220,6 +222,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         wal::Wal::create(&wal_dir, wal::Config::default())
     }
     .map_err(|e| Error::Storage(e.to_string()))?;
+    let wal_metrics = wal.metrics_handle();
 
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
@@ -299,6 +302,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         members,
         events,
         lessor,
+        wal_metrics,
     });
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
@@ -317,11 +321,18 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
         let l = tokio::net::TcpListener::bind(url.addr)
             .await
             .map_err(|e| Error::Storage(format!("listen {}: {e}", url.text)))?;
-        listeners.push((url.clone(), l));
+        listeners.push((url.clone(), l, true));
+    }
+    for url in &node.config.listen_metrics_urls {
+        let l = tokio::net::TcpListener::bind(url.addr)
+            .await
+            .map_err(|e| Error::Storage(format!("listen {}: {e}", url.text)))?;
+        listeners.push((url.clone(), l, false));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    for (url, listener) in listeners {
+    for (url, listener, grpc) in listeners {
+        let http = tonic::service::Routes::from(crate::metrics::router(Arc::clone(&node)));
         let kv = KvServer::new(crate::grpc::kv::KvService { node: Arc::clone(&node) }).max_decoding_message_size(max);
         let maintenance =
             MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: Arc::clone(&node) });
@@ -331,12 +342,20 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
         let mut stop = stop_rx.clone();
         let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
         tasks.push(tokio::spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .add_service(kv)
-                .add_service(maintenance)
-                .add_service(cluster)
-                .add_service(watch)
-                .add_service(lease)
+            // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
+            let mut builder = tonic::transport::Server::builder().accept_http1(true);
+            let router = builder.add_routes(http);
+            let router = if grpc {
+                router
+                    .add_service(kv)
+                    .add_service(maintenance)
+                    .add_service(cluster)
+                    .add_service(watch)
+                    .add_service(lease)
+            } else {
+                router
+            };
+            let served = router
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

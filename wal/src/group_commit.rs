@@ -43,7 +43,7 @@ pub(crate) struct Shared {
     /// Wakes appenders waiting for queued bytes to drain, and `close`.
     pub space_cv: Condvar,
     pub waker: Option<Arc<dyn Wake>>,
-    pub metrics: Metrics,
+    pub metrics: std::sync::Arc<Metrics>,
     /// Failpoint: nanoseconds to sleep before each batch is submitted (so before each flush).
     pub fsync_delay_ns: AtomicU64,
     pub dir: PathBuf,

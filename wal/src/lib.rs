@@ -230,7 +230,7 @@ impl Wal {
             io_cv: Condvar::new(),
             space_cv: Condvar::new(),
             waker: engine.waker(),
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             fsync_delay_ns: AtomicU64::new(config.fsync_delay.as_nanos() as u64),
             dir: dir.to_path_buf(),
         });
@@ -326,6 +326,11 @@ impl Wal {
     /// Live metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// A handle on the live metrics that outlives `self` (for an exporter on another thread).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// Failpoint for fault drills: from now on, sleep `delay` before each batch's write and flush.

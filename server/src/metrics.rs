@@ -1,0 +1,166 @@
+//! `/metrics` (Prometheus text format 0.0.4) and `/health`, served on every client URL (as etcd serves them next
+//! to gRPC) and on each --listen-metrics-urls address.
+//!
+//! Series names are etcd's, so existing dashboards and alerts (`etcd_server_has_leader`,
+//! `etcd_disk_wal_fsync_duration_seconds`, `etcd_mvcc_db_total_size_in_bytes`, ...) work unchanged. Every value is
+//! read when scraped from atomics or short critical sections; a scrape never waits on the WAL or on Raft.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::server::Node;
+
+/// The router holding `/metrics` and `/health`.
+pub fn router(node: Arc<Node>) -> axum::Router {
+    let metrics_node = Arc::clone(&node);
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let node = Arc::clone(&metrics_node);
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&node)) }
+            }),
+        )
+        .route(
+            "/health",
+            get(move || {
+                let node = Arc::clone(&node);
+                async move { health(&node) }
+            }),
+        )
+}
+
+/// etcd 3.4's /health: 200 `{"health":"true"}` while a leader is known, 503 `{"health":"false"}` otherwise.
+fn health(node: &Node) -> impl IntoResponse + use<> {
+    let ok = node.status.leader.load(Relaxed) != 0;
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CONTENT_TYPE, "application/json")], format!("{{\"health\":\"{ok}\"}}"))
+}
+
+/// One gauge or counter with no labels.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+}
+
+/// A histogram in Prometheus' cumulative-bucket form.
+fn histogram(out: &mut String, name: &str, help: &str, h: &wal::HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for &(le, count) in &h.buckets {
+        if le.is_infinite() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        } else {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+        }
+    }
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum, h.count);
+}
+
+/// The exposition text for one scrape.
+pub fn render(node: &Node) -> String {
+    let mut out = String::with_capacity(4096);
+    let leader = node.status.leader.load(Relaxed);
+    let stats = node.store.db().stats();
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let _ = writeln!(
+        out,
+        "# HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n\
+         # TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{}\"}} 1",
+        crate::grpc::maintenance::API_VERSION
+    );
+    let _ = writeln!(
+        out,
+        "# HELP etcd_server_id Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.\n\
+         # TYPE etcd_server_id gauge\netcd_server_id{{server_id=\"{:x}\"}} 1",
+        node.ids.member
+    );
+    scalar(
+        &mut out,
+        "etcd_server_has_leader",
+        "gauge",
+        "Whether or not a leader exists. 1 is existence, 0 is not.",
+        flag(leader != 0),
+    );
+    scalar(
+        &mut out,
+        "etcd_server_is_leader",
+        "gauge",
+        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        flag(leader == node.ids.member),
+    );
+    let changes = node.status.leader_changes.load(Relaxed) as f64;
+    scalar(&mut out, "etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.", changes);
+    let committed = node.status.commit.load(Relaxed) as f64;
+    scalar(
+        &mut out,
+        "etcd_server_proposals_committed_total",
+        "gauge",
+        "The total number of consensus proposals committed.",
+        committed,
+    );
+    let applied = *node.applied.borrow() as f64;
+    scalar(
+        &mut out,
+        "etcd_server_proposals_applied_total",
+        "gauge",
+        "The total number of consensus proposals applied.",
+        applied,
+    );
+    let pending = node.proposals.pending() as f64;
+    scalar(
+        &mut out,
+        "etcd_server_proposals_pending",
+        "gauge",
+        "The current number of pending proposals to commit.",
+        pending,
+    );
+    let quota = node.config.quota_backend_bytes as f64;
+    scalar(&mut out, "etcd_server_quota_backend_bytes", "gauge", "Current backend storage quota size in bytes.", quota);
+    let size = stats.file_size as f64;
+    scalar(
+        &mut out,
+        "etcd_mvcc_db_total_size_in_bytes",
+        "gauge",
+        "Total size of the underlying database physically allocated in bytes.",
+        size,
+    );
+    scalar(
+        &mut out,
+        "etcd_debugging_mvcc_db_total_size_in_bytes",
+        "gauge",
+        "Total size of the underlying database physically allocated in bytes.",
+        size,
+    );
+    let in_use = stats.in_use as f64;
+    scalar(
+        &mut out,
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "gauge",
+        "Total size of the underlying database logically in use in bytes.",
+        in_use,
+    );
+    let rev = node.store.current_revision() as f64;
+    scalar(&mut out, "etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", rev);
+    let compacted = node.store.compact_revision() as f64;
+    scalar(
+        &mut out,
+        "etcd_debugging_mvcc_compact_revision",
+        "gauge",
+        "The revision of the last compaction in store.",
+        compacted,
+    );
+    let wal = &node.wal_metrics;
+    histogram(
+        &mut out,
+        "etcd_disk_wal_fsync_duration_seconds",
+        "The latency distributions of fsync called by WAL.",
+        &wal.fsync.snapshot(),
+    );
+    let written = wal.bytes_written.load(Relaxed) as f64;
+    scalar(&mut out, "etcd_disk_wal_write_bytes_total", "gauge", "Total number of bytes written in WAL.", written);
+    out
+}

@@ -1,0 +1,75 @@
+//! /metrics and /health, on the client URL and on --listen-metrics-urls: etcd's series names, values that follow
+//! the member's state, and no proposal left pending once requests are answered.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{free_port, start_with};
+use server::proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
+
+/// A plain HTTP/1.1 GET; returns (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of an unlabelled series in an exposition text.
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no series {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_and_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let metrics_url = format!("http://{metrics_addr}");
+    let m = start_with(&dir.path().join("data"), free_port(), free_port(), &["--listen-metrics-urls", &metrics_url]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut kv = KvClient::connect(format!("http://{}", m.endpoint)).await.unwrap();
+        for i in 0..20 {
+            let key = format!("k{i}").into_bytes();
+            kv.put(PutRequest { key: key.clone(), value: vec![b'v'; 100], ..Default::default() }).await.unwrap();
+            // Linearizable reads go through ReadIndex.
+            kv.range(RangeRequest { key, ..Default::default() }).await.unwrap();
+        }
+    });
+
+    let (code, health) = get(&m.endpoint, "/health");
+    assert_eq!((code, health.as_str()), (200, "{\"health\":\"true\"}"));
+    for addr in [m.endpoint.as_str(), metrics_addr.as_str()] {
+        let (code, text) = get(addr, "/metrics");
+        assert_eq!(code, 200, "{addr}");
+        assert_eq!(value(&text, "etcd_server_has_leader"), 1.0);
+        assert_eq!(value(&text, "etcd_server_is_leader"), 1.0);
+        assert!(value(&text, "etcd_server_leader_changes_seen_total") >= 1.0);
+        assert_eq!(value(&text, "etcd_debugging_mvcc_current_revision"), 21.0);
+        assert_eq!(value(&text, "etcd_server_proposals_pending"), 0.0, "every answered request left the table");
+        let applied = value(&text, "etcd_server_proposals_applied_total");
+        assert!(applied >= 21.0 && applied <= value(&text, "etcd_server_proposals_committed_total"));
+        let fsyncs = value(&text, "etcd_disk_wal_fsync_duration_seconds_count");
+        assert!(fsyncs >= 20.0, "{fsyncs} fsyncs for 20 sequential acknowledged puts");
+        assert!(value(&text, "etcd_disk_wal_write_bytes_total") > 2000.0);
+        assert!(
+            value(&text, "etcd_mvcc_db_total_size_in_bytes") >= value(&text, "etcd_mvcc_db_total_size_in_use_in_bytes")
+        );
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"}"));
+        assert!(text.contains("# TYPE etcd_disk_wal_fsync_duration_seconds histogram"));
+    }
+    // The metrics-only listener serves no gRPC.
+    let (code, _) = get(&metrics_addr, "/etcdserverpb.KV/Range");
+    assert_eq!(code, 404);
+}
