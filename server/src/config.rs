@@ -79,6 +79,9 @@ pub struct Flags {
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// How often watchers that asked for progress notifications get one (a Go duration: 10m, 30s, 500ms).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
+    pub experimental_watch_progress_notify_interval: String,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -115,6 +118,37 @@ pub struct Config {
     pub max_request_bytes: u64,
     pub listen_metrics_urls: Vec<Url>,
     pub log_level: String,
+    pub watch_progress_notify_interval: std::time::Duration,
+}
+
+/// Parses a Go `time.Duration` string such as `10m`, `1h30m`, `1.5s` or `250ms`.
+fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut nanos = 0f64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        nanos += number * scale;
+    }
+    Some(std::time::Duration::from_nanos(nanos as u64))
 }
 
 fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
@@ -244,6 +278,14 @@ impl Flags {
                 self.log_level
             ));
         }
+        let progress = self.experimental_watch_progress_notify_interval.as_str();
+        let watch_progress_notify_interval = match parse_go_duration(progress) {
+            None => {
+                return err(format!("invalid value {progress:?} for --experimental-watch-progress-notify-interval"));
+            }
+            Some(d) if d.is_zero() => return err("--experimental-watch-progress-notify-interval must be >0"),
+            Some(d) => d,
+        };
         Ok(Config {
             data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.ferrokv", self.name))),
             name: self.name,
@@ -261,6 +303,7 @@ impl Flags {
             max_request_bytes: self.max_request_bytes,
             listen_metrics_urls,
             log_level: self.log_level,
+            watch_progress_notify_interval,
         })
     }
 }
@@ -309,6 +352,21 @@ mod tests {
     }
 
     #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "10", "5x", "ms", "1..2s"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad:?}");
+        }
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(600));
+    }
+
+    #[test]
     fn contradictions_and_nonsense_are_one_line_errors() {
         let cases: &[(&[&str], &str)] = &[
             (&["--election-timeout", "400"], "at least as 5 times"),
@@ -324,6 +382,8 @@ mod tests {
             (&["--log-level", "chatty"], "--log-level"),
             (&["--snapshot-count", "0"], "--snapshot-count"),
             (&["--no-such-flag"], "--no-such-flag"),
+            (&["--experimental-watch-progress-notify-interval", "0"], "must be >0"),
+            (&["--experimental-watch-progress-notify-interval", "10 minutes"], "invalid value"),
         ];
         for (args, needle) in cases {
             let e = parse(args).unwrap_err().0;

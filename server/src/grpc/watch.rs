@@ -34,6 +34,8 @@ struct Watcher {
     no_put: bool,
     no_delete: bool,
     prev_kv: bool,
+    /// Asked for periodic progress notifications.
+    progress: bool,
     /// The lowest revision this watcher has not seen yet.
     next: i64,
 }
@@ -147,6 +149,7 @@ impl Session {
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
             prev_kv: c.prev_kv,
+            progress: c.progress_notify,
             next: if c.start_revision > 0 { c.start_revision } else { current + 1 },
             key: c.key,
             range_end: c.range_end,
@@ -181,9 +184,31 @@ impl Session {
         true
     }
 
+    /// Tells each watcher that asked for progress notifications the revision it has seen everything up to: an
+    /// empty response carrying its id, with that revision in the header.
+    async fn notify_progress(&self) -> bool {
+        let due: Vec<(i64, i64)> =
+            self.watchers.iter().filter(|(_, w)| w.progress).map(|(id, w)| (*id, w.next - 1)).collect();
+        for (id, revision) in due {
+            if !self.send(pb::WatchResponse { header: self.header(revision), watch_id: id, ..Default::default() }).await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
     async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, mut live: broadcast::Receiver<Arc<Batch>>) {
+        let every = self.node.config.watch_progress_notify_interval;
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = progress.tick() => {
+                    if !self.notify_progress().await {
+                        return;
+                    }
+                }
                 msg = inbound.message() => {
                     let req = match msg {
                         Ok(Some(r)) => r,

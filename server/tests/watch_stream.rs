@@ -1,0 +1,109 @@
+//! The Watch stream through gRPC: many watchers on one stream each get exactly their events; watchers that asked
+//! for progress notifications get them every --experimental-watch-progress-notify-interval with the revision they
+//! have seen; a progress request is answered with watch id -1; a cancel ends one watcher only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{free_port, start_with};
+use server::proto::etcdserverpb::{
+    PutRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion,
+};
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+
+fn create(key: &str, progress: bool) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.into(),
+            progress_notify: progress,
+            ..Default::default()
+        })),
+    }
+}
+
+async fn next(stream: &mut tonic::Streaming<WatchResponse>) -> WatchResponse {
+    tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("a response in 10 s").unwrap().unwrap()
+}
+
+#[test]
+fn many_watchers_progress_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--experimental-watch-progress-notify-interval", "300ms"];
+    let m = start_with(&dir.path().join("data"), free_port(), free_port(), &flags);
+    let endpoint = format!("http://{}", m.endpoint);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut kv = KvClient::connect(endpoint.clone()).await.unwrap();
+        let mut watch = WatchClient::connect(endpoint).await.unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let mut stream = watch.watch(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        // Watchers 0..5 on keys k0..k4; only k0's asks for progress notifications.
+        for i in 0..5 {
+            tx.send(create(&format!("k{i}"), i == 0)).await.unwrap();
+            let r = next(&mut stream).await;
+            assert!(r.created && !r.canceled);
+            assert_eq!(r.watch_id, i);
+        }
+        for i in (0..5).rev() {
+            let key = format!("k{i}");
+            kv.put(PutRequest { key: key.into(), value: vec![b'0' + i as u8], ..Default::default() }).await.unwrap();
+        }
+        // Revisions 2..6 went to k4..k0: each watcher sees exactly its own put (progress ticks may interleave).
+        let mut seen = std::collections::BTreeMap::new();
+        let mut progress = Vec::new();
+        while seen.len() < 5 {
+            let r = next(&mut stream).await;
+            if r.events.is_empty() {
+                progress.push(r);
+                continue;
+            }
+            assert_eq!(r.events.len(), 1);
+            let kv = r.events[0].kv.as_ref().unwrap();
+            assert_eq!(kv.key, format!("k{}", r.watch_id).into_bytes());
+            assert!(seen.insert(r.watch_id, kv.mod_revision).is_none(), "one event per watcher");
+        }
+        assert_eq!(seen.values().copied().collect::<Vec<_>>(), vec![6, 5, 4, 3, 2]);
+        // With no writes, only watcher 0 is told, at each tick, that it has seen everything up to revision 6.
+        while progress.len() < 3 {
+            progress.push(next(&mut stream).await);
+        }
+        for r in &progress {
+            assert_eq!(r.watch_id, 0, "{r:?}");
+            assert!(r.events.is_empty() && !r.created && !r.canceled);
+        }
+        assert_eq!(progress.last().unwrap().header.as_ref().unwrap().revision, 6);
+        // A progress request is answered for the whole stream with watch id -1.
+        let req = WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) };
+        tx.send(req).await.unwrap();
+        let r = loop {
+            let r = next(&mut stream).await;
+            if r.watch_id == -1 {
+                break r;
+            }
+        };
+        assert_eq!(r.header.unwrap().revision, 6);
+        // Cancel watcher 3: later puts reach watcher 4 but not 3.
+        let cancel =
+            WatchRequest { request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 3 })) };
+        tx.send(cancel).await.unwrap();
+        let r = loop {
+            let r = next(&mut stream).await;
+            if r.canceled {
+                break r;
+            }
+        };
+        assert_eq!(r.watch_id, 3);
+        kv.put(PutRequest { key: b"k3".to_vec(), value: b"x".to_vec(), ..Default::default() }).await.unwrap();
+        kv.put(PutRequest { key: b"k4".to_vec(), value: b"y".to_vec(), ..Default::default() }).await.unwrap();
+        let r = loop {
+            let r = next(&mut stream).await;
+            if !r.events.is_empty() {
+                break r;
+            }
+        };
+        assert_eq!((r.watch_id, r.events[0].kv.as_ref().unwrap().mod_revision), (4, 8));
+    });
+}
