@@ -30,6 +30,12 @@ pub enum Error {
     DuplicateKey,
     #[error("etcdserver: too many operations in txn request")]
     TooManyOps,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     #[error("{0}")]
     Storage(String),
 }

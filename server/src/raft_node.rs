@@ -41,6 +41,8 @@ pub enum Msg {
     Propose { id: RequestId, data: Vec<u8> },
     /// Ask for a read index; answered with the index once leadership is confirmed.
     ReadIndex { ctx: Vec<u8>, reply: oneshot::Sender<u64> },
+    /// Hand leadership to `target` (MoveLeader); progress shows in [`RaftStatus::leader`].
+    TransferLeader { target: u64 },
 }
 
 /// What the Raft thread publishes for Status.
@@ -184,6 +186,7 @@ impl RaftNode {
                     self.node.read_index(ctx.clone());
                     self.reads.insert(ctx, reply);
                 }
+                Ok(Msg::TransferLeader { target }) => self.node.transfer_leader(target),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }

@@ -110,6 +110,11 @@ fn etcdctl_kv_txn_compaction_status_and_restart() {
         members.contains(", started, default, ") && members.contains(&format!("http://127.0.0.1:{peer}")),
         "{members}"
     );
+    // move-leader: to the leader itself succeeds at once (as in etcd); to a stranger is etcd's error.
+    let id = members.split(',').next().unwrap().trim();
+    assert_eq!(ok(&m, &["move-leader", id]).trim(), format!("Leadership transferred from {id} to {id}"));
+    let (success, _, err) = ctl(&m, &["move-leader", "1234"], None);
+    assert!(!success && err.contains("Error: etcdserver: bad leader transferee"), "{err}");
 
     // snapshot save: etcd's framing (pages, then their SHA-256), and the pages are a store holding the data.
     let snap = dir.path().join("snap.db");

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
+use crate::raft_node::Msg;
 use crate::server::Node;
 
 /// Bytes per Snapshot message.
@@ -118,8 +120,31 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(tonic::codegen::tokio_stream::iter(messages))))
     }
 
-    async fn move_leader(&self, _: Request<pb::MoveLeaderRequest>) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("ferrokv: MoveLeader is not implemented yet"))
+    /// etcd's rules: only the leader moves leadership, only to a voting member, and the call returns once the
+    /// target leads (or fails after a few election timeouts).
+    async fn move_leader(
+        &self,
+        req: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        let n = &self.node;
+        if n.status.leader.load(Ordering::Relaxed) != n.ids.member {
+            return Err(Error::NotLeader.into());
+        }
+        if !n.members.iter().any(|m| m.id == target && !m.is_learner) {
+            return Err(Error::BadLeaderTransferee.into());
+        }
+        if target != n.ids.member {
+            n.raft.send(Msg::TransferLeader { target }).map_err(|_| Error::Stopped)?;
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(5 * n.config.election_ms);
+            while n.status.leader.load(Ordering::Relaxed) != target {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::LeaderTransferTimeout.into());
+                }
+                tokio::time::sleep(Duration::from_millis(n.config.heartbeat_ms)).await;
+            }
+        }
+        Ok(Response::new(pb::MoveLeaderResponse { header: self.header() }))
     }
 
     async fn downgrade(&self, _: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {

@@ -13,7 +13,8 @@ impl From<Error> for Status {
             Error::KeyNotFound => Code::InvalidArgument,
             Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
             Error::LeaseNotFound => Code::NotFound,
-            Error::LeaseExists => Code::FailedPrecondition,
+            Error::LeaseExists | Error::NotLeader | Error::BadLeaderTransferee => Code::FailedPrecondition,
+            Error::LeaderTransferTimeout => Code::Unavailable,
             Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::Storage(_) => Code::Internal,
         };
@@ -41,6 +42,10 @@ mod tests {
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: request is too large"));
         let s: Status = Error::LeaseNotFound.into();
         assert_eq!((s.code(), s.message()), (Code::NotFound, "etcdserver: requested lease not found"));
+        let s: Status = Error::BadLeaderTransferee.into();
+        assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, "etcdserver: bad leader transferee"));
+        let s: Status = Error::NotLeader.into();
+        assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, "etcdserver: not leader"));
         let s: Status = Error::EmptyKey.into();
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
     }
