@@ -58,7 +58,10 @@ pub fn shape_range(
             kvs.reverse();
         }
     }
-    let mut more = !r.count_only && (kvs.len() as i64) < count && r.limit > 0 && count > r.limit;
+    // When the store applied the limit (no filters, no sort), keys beyond it exist iff the count exceeds it;
+    // otherwise the limit applies here, after filters and sorting.
+    let store_limited = !r.count_only && apply::range_options(r).limit > 0;
+    let mut more = store_limited && count > r.limit;
     if r.limit > 0 && kvs.len() > r.limit as usize {
         kvs.truncate(r.limit as usize);
         more = true;
@@ -138,6 +141,20 @@ impl Kv for KvService {
         }
         let res = self.node.store.range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
         Ok(Response::new(shape_range(&r, res, self.header())))
+    }
+
+    type RangeStreamStream = crate::grpc::range_stream::RangeStream;
+
+    async fn range_stream(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let r = request.into_inner();
+        Self::check_key(&r.key)?;
+        if !r.serializable {
+            self.linearize().await?;
+        }
+        Ok(Response::new(crate::grpc::range_stream::start(Arc::clone(&self.node), r, self.header())))
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {

@@ -4,5 +4,6 @@ pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod range_stream;
 mod status;
 pub mod watch;
