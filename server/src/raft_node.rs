@@ -13,7 +13,8 @@
 //! entries), the cache drops the entries below A, a snapshot marker for A is made durable in the WAL, and whole
 //! WAL segments below A are released. At start the newest marker seeds the cache (first index A + 1): mvcc, the
 //! state machine's snapshot, already holds everything up to it.
-//! Peer messages (multi-member clusters) are not sent yet: this node runs single-member clusters only.
+//! **Peers.** Messages of a Ready go to the transport (which never blocks): the leader's appends before its own
+//! WAL write, votes and append responses only after it. Messages from peers arrive as `Msg::Step`.
 //!
 //! **Invariants**: the WAL holds every entry and hard state Raft was told are persisted; entries reach the apply
 //! thread in log order.
@@ -41,6 +42,10 @@ pub enum Msg {
     Propose { id: RequestId, data: Vec<u8> },
     /// Ask for a read index; answered with the index once leadership is confirmed.
     ReadIndex { ctx: Vec<u8>, reply: oneshot::Sender<u64> },
+    /// Shut down (peer listeners hold senders too, so a closed channel alone cannot tell).
+    Stop,
+    /// A message from a peer.
+    Step(Box<raft::eraftpb::Message>),
     /// Hand leadership to `target` (MoveLeader); progress shows in [`RaftStatus::leader`].
     TransferLeader { target: u64 },
 }
@@ -73,6 +78,7 @@ pub struct RaftNode {
     reads: HashMap<Vec<u8>, oneshot::Sender<u64>>,
     proposals: Arc<Proposals>,
     status: Arc<RaftStatus>,
+    transport: crate::transport::Transport,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -89,6 +95,8 @@ pub struct Start {
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub applied: u64,
+    /// Where messages to peers go.
+    pub transport: crate::transport::Transport,
 }
 
 impl RaftNode {
@@ -168,6 +176,7 @@ impl RaftNode {
             reads: HashMap::new(),
             proposals,
             status,
+            transport: start.transport,
         })
     }
 
@@ -187,6 +196,11 @@ impl RaftNode {
                     self.reads.insert(ctx, reply);
                 }
                 Ok(Msg::TransferLeader { target }) => self.node.transfer_leader(target),
+                Ok(Msg::Stop) => return Ok(()),
+                Ok(Msg::Step(m)) => {
+                    // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.
+                    let _ = self.node.step(*m);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
@@ -229,6 +243,8 @@ impl RaftNode {
             return Ok(());
         }
         let mut ready = self.node.ready();
+        // The leader's appends go out before (and while) it writes them locally.
+        self.transport.send(ready.take_messages());
         self.send_committed(ready.take_committed_entries())?;
         let hs = ready.hs().cloned();
         if !ready.entries().is_empty() || hs.is_some() {
@@ -252,6 +268,8 @@ impl RaftNode {
                 store.wl().set_hardstate(h);
             }
         }
+        // Votes and append responses only once what they promise is durable.
+        self.transport.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {
             if let Some(reply) = self.reads.remove(&rs.request_ctx) {
                 let _ = reply.send(rs.index);
@@ -261,6 +279,7 @@ impl RaftNode {
         if let Some(commit) = light.commit_index() {
             self.node.mut_store().wl().mut_hard_state().set_commit(commit);
         }
+        self.transport.send(light.take_messages());
         self.send_committed(light.take_committed_entries())?;
         self.node.advance_apply();
         let r = &self.node.raft;

@@ -170,11 +170,6 @@ fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
 /// Runs a member until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), Error> {
     set_log_level(&config.log_level);
-    if config.initial_cluster.len() > 1 {
-        return Err(Error::Storage(
-            "multi-member clusters are not implemented yet (peer transport is in progress): use a single-member --initial-cluster".into(),
-        ));
-    }
     let member_dir = config.data_dir.join("member");
     let storage = |e: std::io::Error| Error::Storage(format!("{}: {e}", member_dir.display()));
     std::fs::create_dir_all(member_dir.join("snap")).map_err(storage)?;
@@ -273,6 +268,16 @@ pub fn run(config: Config) -> Result<(), Error> {
         })
         .map_err(storage)?;
 
+    let peers: std::collections::HashMap<u64, std::net::SocketAddr> = config
+        .initial_cluster
+        .iter()
+        .filter(|(name, _)| **name != config.name)
+        .filter_map(|(name, urls)| urls.first().map(|u| (ids_by_name[name], u.addr)))
+        .collect();
+    for url in &config.listen_peer_urls {
+        crate::transport::listen(url.addr, raft_tx.clone())?;
+    }
+    let transport = crate::transport::Transport::new(&peers)?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
         id: me,
@@ -280,6 +285,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         heartbeat: Duration::from_millis(config.heartbeat_ms),
         election_ticks: (config.election_ms / config.heartbeat_ms) as usize,
         applied: store.applied().0,
+        transport,
     };
     let raft = RaftNode::new(start, wal, apply_tx, raft_rx, compactions, Arc::clone(&proposals), Arc::clone(&status))?;
     let raft_thread = std::thread::Builder::new()
@@ -308,6 +314,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
     let served = runtime.block_on(serve(Arc::clone(&node)));
     drop(runtime);
+    let _ = node.raft.send(Msg::Stop);
     drop(node);
     let _ = raft_thread.join();
     let _ = apply_thread.join();

@@ -1,5 +1,5 @@
-//! The Maintenance service: Status, Defragment (online, see mvcc's `defrag`), HashKV, Hash, Alarm and Snapshot.
-//! MoveLeader and Downgrade are not implemented yet and say so.
+//! The Maintenance service: Status, Defragment (online, see mvcc's `defrag`), HashKV, Hash, Alarm, Snapshot and
+//! MoveLeader. Downgrade is not implemented and says so.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,0 +1,147 @@
+//! The peer transport: Raft messages between members over plain TCP.
+//!
+//! Wire format, per connection and direction: a stream of frames `u32 length (LE) | raft::eraftpb::Message
+//! (protobuf)`; a connection only ever carries messages from the dialling member to the listening one.
+//!
+//! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
+//! writer thread through a bounded queue and drops it when the queue is full or the peer is unreachable; Raft
+//! already tolerates lost messages (it retries appends, heartbeats and votes). Each writer thread owns one
+//! outgoing connection and redials with a short back-off. Received messages go to the Raft thread as
+//! `Msg::Step`. Snapshot messages are not sent: a member that falls behind the compacted log stays behind (logged)
+//! instead of installing a snapshot that would not carry the state machine's data.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+
+use crate::error::Error;
+use crate::raft_node::Msg;
+
+/// Frames queued per peer before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Largest frame accepted from a peer.
+const MAX_FRAME: usize = 64 << 20;
+const REDIAL: Duration = Duration::from_millis(100);
+
+/// Outgoing queues, one per peer.
+#[derive(Debug, Default)]
+pub struct Transport {
+    peers: HashMap<u64, SyncSender<Vec<u8>>>,
+}
+
+impl Transport {
+    /// Starts a writer thread per peer (`id → address`).
+    pub fn new(peers: &HashMap<u64, SocketAddr>) -> Result<Self, Error> {
+        let mut queues = HashMap::new();
+        for (&id, &addr) in peers {
+            let (tx, rx) = sync_channel(QUEUE);
+            std::thread::Builder::new()
+                .name(format!("peer-{id:x}"))
+                .spawn(move || writer(addr, rx))
+                .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
+            queues.insert(id, tx);
+        }
+        Ok(Transport { peers: queues })
+    }
+
+    /// Queues `msgs` for their recipients; never blocks.
+    pub fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                crate::server::log(
+                    "warn",
+                    "member needs a snapshot, which is not implemented; it stays behind",
+                    &[("to", format!("{:x}", m.to))],
+                );
+                continue;
+            }
+            let Some(q) = self.peers.get(&m.to) else { continue };
+            let Ok(bytes) = m.write_to_bytes() else { continue };
+            match q.try_send(bytes) {
+                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+}
+
+/// Owns the connection to one peer: dials, writes every queued frame, redials after an error.
+fn writer(addr: SocketAddr, rx: Receiver<Vec<u8>>) {
+    let mut conn: Option<BufWriter<TcpStream>> = None;
+    while let Ok(frame) = rx.recv() {
+        if conn.is_none() {
+            match TcpStream::connect_timeout(&addr, REDIAL) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    conn = Some(BufWriter::new(s));
+                }
+                Err(_) => {
+                    // Unreachable: drop what is queued (Raft resends) and wait a little before the next dial.
+                    std::thread::sleep(REDIAL);
+                    while rx.try_recv().is_ok() {}
+                    continue;
+                }
+            }
+        }
+        let Some(w) = conn.as_mut() else { continue };
+        let mut ok = write_frame(w, &frame);
+        // Write whatever else is already queued, then flush once.
+        while ok {
+            match rx.try_recv() {
+                Ok(f) => ok = write_frame(w, &f),
+                Err(_) => break,
+            }
+        }
+        if !ok || w.flush().is_err() {
+            conn = None;
+        }
+    }
+}
+
+fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
+    w.write_all(&(frame.len() as u32).to_le_bytes()).and_then(|()| w.write_all(frame)).is_ok()
+}
+
+/// Accepts peer connections on `addr`; every message received is handed to the Raft thread.
+pub fn listen(addr: SocketAddr, raft: Sender<Msg>) -> Result<(), Error> {
+    let listener = TcpListener::bind(addr).map_err(|e| Error::Storage(format!("listen peer {addr}: {e}")))?;
+    std::thread::Builder::new()
+        .name("peer-listen".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let raft = raft.clone();
+                let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || reader(conn, raft));
+            }
+        })
+        .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
+    Ok(())
+}
+
+/// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
+fn reader(conn: TcpStream, raft: Sender<Msg>) {
+    let mut r = BufReader::new(conn);
+    let mut len = [0u8; 4];
+    let mut buf = Vec::new();
+    loop {
+        if r.read_exact(&mut len).is_err() {
+            return;
+        }
+        let n = u32::from_le_bytes(len) as usize;
+        if n > MAX_FRAME {
+            return;
+        }
+        buf.resize(n, 0);
+        if r.read_exact(&mut buf).is_err() {
+            return;
+        }
+        let Ok(m) = Message::parse_from_bytes(&buf) else { return };
+        if raft.send(Msg::Step(Box::new(m))).is_err() {
+            return;
+        }
+    }
+}
