@@ -156,7 +156,10 @@ impl RaftNode {
             applied,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // As etcd: pre-vote plus check-quorum, so a member that rejoins (or is cut off) cannot disrupt a
+            // healthy leader, and a leader that lost its quorum steps down.
             pre_vote: true,
+            check_quorum: true,
             ..raft::Config::default()
         };
         config.validate().map_err(|e| Error::Storage(format!("raft config: {e}")))?;
