@@ -323,46 +323,36 @@ pub fn run(config: Config) -> Result<(), Error> {
 
 async fn serve(node: Arc<Node>) -> Result<(), Error> {
     let max = node.config.max_request_bytes as usize + 512 * 1024;
+    // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls serve only the latter.
+    let client = node.config.listen_client_urls.iter().map(|u| (u, true));
+    let metrics_only = node.config.listen_metrics_urls.iter().map(|u| (u, false));
     let mut listeners = Vec::new();
-    for url in &node.config.listen_client_urls {
+    for (url, grpc) in client.chain(metrics_only) {
         let l = tokio::net::TcpListener::bind(url.addr)
             .await
             .map_err(|e| Error::Storage(format!("listen {}: {e}", url.text)))?;
-        listeners.push((url.clone(), l, true));
-    }
-    for url in &node.config.listen_metrics_urls {
-        let l = tokio::net::TcpListener::bind(url.addr)
-            .await
-            .map_err(|e| Error::Storage(format!("listen {}: {e}", url.text)))?;
-        listeners.push((url.clone(), l, false));
+        listeners.push((url.clone(), l, grpc));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (url, listener, grpc) in listeners {
-        let http = tonic::service::Routes::from(crate::metrics::router(Arc::clone(&node)));
-        let kv = KvServer::new(crate::grpc::kv::KvService { node: Arc::clone(&node) }).max_decoding_message_size(max);
-        let maintenance =
-            MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: Arc::clone(&node) });
-        let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService { node: Arc::clone(&node) });
-        let watch = WatchServer::new(crate::grpc::watch::WatchService { node: Arc::clone(&node) });
-        let lease = LeaseServer::new(crate::grpc::lease::LeaseService { node: Arc::clone(&node) });
+        let mut routes = tonic::service::Routes::from(crate::metrics::router(Arc::clone(&node)));
+        if grpc {
+            let n = || Arc::clone(&node);
+            routes = routes
+                .add_service(KvServer::new(crate::grpc::kv::KvService { node: n() }).max_decoding_message_size(max))
+                .add_service(MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: n() }))
+                .add_service(ClusterServer::new(crate::grpc::cluster::ClusterService { node: n() }))
+                .add_service(WatchServer::new(crate::grpc::watch::WatchService { node: n() }))
+                .add_service(LeaseServer::new(crate::grpc::lease::LeaseService { node: n() }));
+        }
         let mut stop = stop_rx.clone();
         let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
-            let mut builder = tonic::transport::Server::builder().accept_http1(true);
-            let router = builder.add_routes(http);
-            let router = if grpc {
-                router
-                    .add_service(kv)
-                    .add_service(maintenance)
-                    .add_service(cluster)
-                    .add_service(watch)
-                    .add_service(lease)
-            } else {
-                router
-            };
-            let served = router
+            let served = tonic::transport::Server::builder()
+                .accept_http1(true)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

@@ -125,6 +125,16 @@ impl KvService {
         Ok(())
     }
 
+    /// A range request, validated and, unless serializable, linearized: ready to read from the store.
+    async fn read_request(&self, request: Request<pb::RangeRequest>) -> Result<pb::RangeRequest, Error> {
+        let r = request.into_inner();
+        Self::check_key(&r.key)?;
+        if !r.serializable {
+            self.linearize().await?;
+        }
+        Ok(r)
+    }
+
     fn header(&self) -> Option<pb::ResponseHeader> {
         let node = &self.node;
         node.ids.header(node.store.current_revision(), node.status.term.load(std::sync::atomic::Ordering::Relaxed))
@@ -134,11 +144,7 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
-        let r = request.into_inner();
-        Self::check_key(&r.key)?;
-        if !r.serializable {
-            self.linearize().await?;
-        }
+        let r = self.read_request(request).await?;
         let res = self.node.store.range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
         Ok(Response::new(shape_range(&r, res, self.header())))
     }
@@ -149,11 +155,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
-        let r = request.into_inner();
-        Self::check_key(&r.key)?;
-        if !r.serializable {
-            self.linearize().await?;
-        }
+        let r = self.read_request(request).await?;
         Ok(Response::new(crate::grpc::range_stream::start(Arc::clone(&self.node), r, self.header())))
     }
 
