@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh Debian machine that has only the Rust toolchain.
-# Installs what the tests need (fio, and etcdctl 3.4 from etcd-client; mount/umount come with Debian), then runs
-# the format check, clippy and every test.
+# Installs what the tests need (fio; etcdctl 3.4 from etcd-client; protoc from protobuf-compiler, which the
+# etcd-client crate's build needs; mount/umount come with Debian), then runs the format check, clippy and every test.
 # Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v fio >/dev/null 2>&1 || missing+=(fio)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

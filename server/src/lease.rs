@@ -104,6 +104,16 @@ impl Lessor {
         Some(l.granted_ttl)
     }
 
+    /// This member became leader: every lease expires a full TTL plus `extra` from now (its renewals went to the
+    /// old leader), and revocations the old leader had in flight are decided again.
+    pub fn promote(&mut self, extra: Duration) {
+        let now = Instant::now();
+        for l in self.leases.values_mut() {
+            l.expiry = now + secs(l.granted_ttl) + extra;
+            l.revoking = false;
+        }
+    }
+
     /// `(remaining TTL in seconds, granted TTL, keys)` of a lease.
     pub fn time_to_live(&self, id: i64) -> Option<(i64, i64, Vec<Vec<u8>>)> {
         let l = self.leases.get(&id)?;

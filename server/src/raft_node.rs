@@ -48,6 +48,8 @@ pub enum Msg {
     Step(Box<raft::eraftpb::Message>),
     /// Hand leadership to `target` (MoveLeader); progress shows in [`RaftStatus::leader`].
     TransferLeader { target: u64 },
+    /// Keep-alives a follower received: forwarded to the current leader, which decides expiry.
+    RenewLeases(Vec<i64>),
 }
 
 /// What the Raft thread publishes for Status.
@@ -199,6 +201,12 @@ impl RaftNode {
                     self.reads.insert(ctx, reply);
                 }
                 Ok(Msg::TransferLeader { target }) => self.node.transfer_leader(target),
+                Ok(Msg::RenewLeases(ids)) => {
+                    let leader = self.node.raft.leader_id;
+                    if leader != 0 && leader != self.node.raft.id {
+                        self.transport.renew(leader, &ids);
+                    }
+                }
                 Ok(Msg::Stop) => return Ok(()),
                 Ok(Msg::Step(m)) => {
                     // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.

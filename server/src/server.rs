@@ -74,12 +74,20 @@ impl Node {
     }
 }
 
-/// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see `lease`).
+/// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see `lease`). On
+/// becoming leader, every lease first gets a full TTL again: the old leader's renewals were not seen here.
 async fn expire_leases(node: Arc<Node>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut leading = false;
     loop {
         tick.tick().await;
-        if node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != node.ids.member {
+        let was_leading = leading;
+        leading = node.status.leader.load(std::sync::atomic::Ordering::Relaxed) == node.ids.member;
+        if !leading {
+            continue;
+        }
+        if !was_leading {
+            node.leases().promote(Duration::from_millis(node.config.election_ms));
             continue;
         }
         let expired = node.leases().take_expired();
@@ -275,7 +283,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         .filter_map(|(name, urls)| urls.first().map(|u| (ids_by_name[name], u.addr)))
         .collect();
     for url in &config.listen_peer_urls {
-        crate::transport::listen(url.addr, raft_tx.clone())?;
+        crate::transport::listen(url.addr, raft_tx.clone(), Arc::clone(&lessor))?;
     }
     let transport = crate::transport::Transport::new(&peers)?;
     let status = Arc::new(RaftStatus::default());

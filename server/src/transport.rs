@@ -1,7 +1,10 @@
-//! The peer transport: Raft messages between members over plain TCP.
+//! The peer transport: Raft messages (and lease renewals) between members over plain TCP.
 //!
-//! Wire format, per connection and direction: a stream of frames `u32 length (LE) | raft::eraftpb::Message
-//! (protobuf)`; a connection only ever carries messages from the dialling member to the listening one.
+//! Wire format, per connection and direction: a stream of frames `u32 length (LE) | u8 kind | body`, the length
+//! counting kind and body; a connection only ever carries messages from the dialling member to the listening one.
+//! Kinds: `0` a `raft::eraftpb::Message` (protobuf); `1` lease renewals, the body a sequence of lease ids (i64 LE),
+//! which a follower forwards to the leader for the keep-alives its clients send (expiry is the leader's business,
+//! see `lease`). An unknown kind or a malformed body ends the connection (the dialler redials).
 //!
 //! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
 //! writer thread through a bounded queue and drops it when the queue is full or the peer is unreachable; Raft
@@ -14,13 +17,19 @@ use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 
 use crate::error::Error;
+use crate::lease::Lessor;
 use crate::raft_node::Msg;
+
+/// Frame kinds (see the module header).
+const RAFT: u8 = 0;
+const RENEW: u8 = 1;
 
 /// Frames queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -61,10 +70,25 @@ impl Transport {
                 continue;
             }
             let Some(q) = self.peers.get(&m.to) else { continue };
-            let Ok(bytes) = m.write_to_bytes() else { continue };
+            let mut frame = vec![RAFT];
+            if m.write_to_vec(&mut frame).is_err() {
+                continue;
+            }
             // A full queue or a stopped writer drops the message; Raft resends.
-            let _ = q.try_send(bytes);
+            let _ = q.try_send(frame);
         }
+    }
+
+    /// Queues renewals of `leases` for member `to` (the leader); never blocks. A lost renewal is like a lost
+    /// keep-alive: the client sends the next one well before the TTL runs out.
+    pub fn renew(&self, to: u64, leases: &[i64]) {
+        let Some(q) = self.peers.get(&to) else { return };
+        let mut frame = Vec::with_capacity(1 + 8 * leases.len());
+        frame.push(RENEW);
+        for id in leases {
+            frame.extend_from_slice(&id.to_le_bytes());
+        }
+        let _ = q.try_send(frame);
     }
 }
 
@@ -105,16 +129,17 @@ fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
     w.write_all(&(frame.len() as u32).to_le_bytes()).and_then(|()| w.write_all(frame)).is_ok()
 }
 
-/// Accepts peer connections on `addr`; every message received is handed to the Raft thread.
-pub fn listen(addr: SocketAddr, raft: Sender<Msg>) -> Result<(), Error> {
+/// Accepts peer connections on `addr`; every Raft message received is handed to the Raft thread, every lease
+/// renewal to the lessor.
+pub fn listen(addr: SocketAddr, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>) -> Result<(), Error> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::Storage(format!("listen peer {addr}: {e}")))?;
     std::thread::Builder::new()
         .name("peer-listen".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let raft = raft.clone();
-                let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || reader(conn, raft));
+                let (raft, lessor) = (raft.clone(), Arc::clone(&lessor));
+                let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || reader(conn, raft, lessor));
             }
         })
         .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
@@ -122,7 +147,7 @@ pub fn listen(addr: SocketAddr, raft: Sender<Msg>) -> Result<(), Error> {
 }
 
 /// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
-fn reader(conn: TcpStream, raft: Sender<Msg>) {
+fn reader(conn: TcpStream, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>) {
     let mut r = BufReader::new(conn);
     let mut len = [0u8; 4];
     let mut buf = Vec::new();
@@ -138,9 +163,21 @@ fn reader(conn: TcpStream, raft: Sender<Msg>) {
         if r.read_exact(&mut buf).is_err() {
             return;
         }
-        let Ok(m) = Message::parse_from_bytes(&buf) else { return };
-        if raft.send(Msg::Step(Box::new(m))).is_err() {
-            return;
+        match buf.split_first() {
+            Some((&RAFT, body)) => {
+                let Ok(m) = Message::parse_from_bytes(body) else { return };
+                if raft.send(Msg::Step(Box::new(m))).is_err() {
+                    return;
+                }
+            }
+            Some((&RENEW, body)) if body.len() % 8 == 0 => {
+                let mut l = lessor.lock().unwrap_or_else(|p| p.into_inner());
+                for id in body.chunks_exact(8) {
+                    let id = i64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
+                    let _ = l.renew(id);
+                }
+            }
+            _ => return,
         }
     }
 }

@@ -6,26 +6,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Member, free_port, start_with};
+use common::Member;
+use common::cluster::{agreed_leader, hash_kv, launch, specs, status};
 use server::proto::etcdserverpb::{
-    HashKvRequest, MoveLeaderRequest, PutRequest, RangeRequest, StatusRequest, kv_client::KvClient,
-    maintenance_client::MaintenanceClient,
+    MoveLeaderRequest, PutRequest, RangeRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
 };
-
-struct Spec {
-    name: String,
-    client: u16,
-    peer: u16,
-}
-
-fn launch(dir: &Path, s: &Spec, cluster: &str) -> Member {
-    let flags =
-        ["--name", &s.name, "--initial-cluster", cluster, "--heartbeat-interval", "50", "--election-timeout", "500"];
-    start_with(&dir.join(&s.name), s.client, s.peer, &flags)
-}
 
 async fn put(endpoint: &str, key: &str) -> bool {
     let attempt = async {
@@ -33,20 +20,6 @@ async fn put(endpoint: &str, key: &str) -> bool {
         kv.put(PutRequest { key: key.into(), value: key.into(), ..Default::default() }).await.ok()
     };
     matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(_)))
-}
-
-/// (member id, leader id) as `endpoint` reports them.
-async fn status(endpoint: &str) -> Option<(u64, u64)> {
-    let mut m = MaintenanceClient::connect(format!("http://{endpoint}")).await.ok()?;
-    let s = tokio::time::timeout(Duration::from_secs(2), m.status(StatusRequest {})).await.ok()?.ok()?.into_inner();
-    Some((s.header?.member_id, s.leader))
-}
-
-/// (hash, revision) of `endpoint`'s store.
-async fn hash_kv(endpoint: &str) -> Option<(u32, i64)> {
-    let mut m = MaintenanceClient::connect(format!("http://{endpoint}")).await.ok()?;
-    let h = m.hash_kv(HashKvRequest { revision: 0 }).await.ok()?.into_inner();
-    Some((h.hash, h.header?.revision))
 }
 
 #[test]
@@ -61,34 +34,12 @@ fn five_members_survive_losing_the_leader() {
 
 fn survive_losing_the_leader(size: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let specs: Vec<Spec> =
-        (1..=size).map(|i| Spec { name: format!("m{i}"), client: free_port(), peer: free_port() }).collect();
-    let cluster = specs.iter().map(|s| format!("{}=http://127.0.0.1:{}", s.name, s.peer)).collect::<Vec<_>>().join(",");
+    let (specs, cluster) = specs(size);
     let mut members: Vec<Option<Member>> = specs.iter().map(|s| Some(launch(dir.path(), s, &cluster))).collect();
     let endpoints: Vec<String> = members.iter().map(|m| m.as_ref().unwrap().endpoint.clone()).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        // Everyone agrees on a leader.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let leader = loop {
-            let mut seen = BTreeSet::new();
-            for e in &endpoints {
-                seen.insert(status(e).await.map(|s| s.1));
-            }
-            if let [Some(l)] = seen.iter().copied().collect::<Vec<_>>()[..]
-                && l != 0
-            {
-                break l;
-            }
-            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let mut leader_index = 0;
-        for (i, e) in endpoints.iter().enumerate() {
-            if status(e).await.unwrap().0 == leader {
-                leader_index = i;
-            }
-        }
+        let (leader, leader_index) = agreed_leader(&endpoints).await;
         // Write load round-robin through all members; kill the leader after 150 acknowledged puts.
         let mut acked = Vec::new();
         let mut n = 0;

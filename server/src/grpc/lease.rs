@@ -35,9 +35,12 @@ impl LeaseService {
         self.node.ids.header(self.node.store.current_revision(), self.node.status.term.load(Ordering::Relaxed))
     }
 
-    /// The shortest TTL etcd grants: long enough to survive a leader election.
+    /// The shortest TTL etcd grants, long enough to survive a leader election: one and a half election timeouts
+    /// counted in whole heartbeats, rounded up to seconds (2 s with the default flags, as etcd grants).
     fn min_ttl(&self) -> i64 {
-        (3 * self.node.config.election_ms).div_ceil(1000) as i64
+        let c = &self.node.config;
+        let ticks = c.election_ms / c.heartbeat_ms.max(1);
+        ((3 * ticks / 2) * c.heartbeat_ms).div_ceil(1000) as i64
     }
 }
 
@@ -84,8 +87,12 @@ impl Lease for LeaseService {
         let node = Arc::clone(&self.node);
         tokio::spawn(async move {
             while let Ok(Some(req)) = inbound.message().await {
-                // An unknown (or expired) lease renews to TTL 0, as etcd answers.
+                // An unknown (or expired) lease renews to TTL 0, as etcd answers. A follower renews its own copy
+                // (for TimeToLive) and forwards the renewal to the leader, which decides expiry.
                 let ttl = node.leases().renew(req.id).unwrap_or(0);
+                if ttl > 0 && node.status.leader.load(Ordering::Relaxed) != node.ids.member {
+                    let _ = node.raft.send(crate::raft_node::Msg::RenewLeases(vec![req.id]));
+                }
                 let header = node.ids.header(node.store.current_revision(), node.status.term.load(Ordering::Relaxed));
                 if tx.send(Ok(pb::LeaseKeepAliveResponse { header, id: req.id, ttl })).await.is_err() {
                     return;

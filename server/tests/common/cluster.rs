@@ -1,0 +1,70 @@
+//! A local cluster of ferrokv processes on 127.0.0.1 for the multi-member tests: fast timers (50 ms heartbeats,
+//! 500 ms elections), one data dir per member under the test's temp dir.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use server::proto::etcdserverpb::{HashKvRequest, StatusRequest, maintenance_client::MaintenanceClient};
+
+use super::{Member, free_port, start_with};
+
+/// One member's name and ports.
+pub struct Spec {
+    pub name: String,
+    pub client: u16,
+    pub peer: u16,
+}
+
+/// `size` members' specs and the `--initial-cluster` value naming them.
+pub fn specs(size: usize) -> (Vec<Spec>, String) {
+    let specs: Vec<Spec> =
+        (1..=size).map(|i| Spec { name: format!("m{i}"), client: free_port(), peer: free_port() }).collect();
+    let cluster = specs.iter().map(|s| format!("{}=http://127.0.0.1:{}", s.name, s.peer)).collect::<Vec<_>>().join(",");
+    (specs, cluster)
+}
+
+/// Starts (or restarts) one member of `cluster`, its data in `dir/<name>`.
+pub fn launch(dir: &Path, s: &Spec, cluster: &str) -> Member {
+    let flags =
+        ["--name", &s.name, "--initial-cluster", cluster, "--heartbeat-interval", "50", "--election-timeout", "500"];
+    start_with(&dir.join(&s.name), s.client, s.peer, &flags)
+}
+
+/// (member id, leader id) as `endpoint` reports them.
+pub async fn status(endpoint: &str) -> Option<(u64, u64)> {
+    let mut m = MaintenanceClient::connect(format!("http://{endpoint}")).await.ok()?;
+    let s = tokio::time::timeout(Duration::from_secs(2), m.status(StatusRequest {})).await.ok()?.ok()?.into_inner();
+    Some((s.header?.member_id, s.leader))
+}
+
+/// (hash, revision) of `endpoint`'s store.
+pub async fn hash_kv(endpoint: &str) -> Option<(u32, i64)> {
+    let mut m = MaintenanceClient::connect(format!("http://{endpoint}")).await.ok()?;
+    let h = m.hash_kv(HashKvRequest { revision: 0 }).await.ok()?.into_inner();
+    Some((h.hash, h.header?.revision))
+}
+
+/// Waits until every endpoint names the same leader; returns its id and its index in `endpoints`.
+pub async fn agreed_leader(endpoints: &[String]) -> (u64, usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let leader = loop {
+        let mut seen = BTreeSet::new();
+        for e in endpoints {
+            seen.insert(status(e).await.map(|s| s.1));
+        }
+        if let [Some(l)] = seen.iter().copied().collect::<Vec<_>>()[..]
+            && l != 0
+        {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (i, e) in endpoints.iter().enumerate() {
+        if status(e).await.is_some_and(|s| s.0 == leader) {
+            return (leader, i);
+        }
+    }
+    panic!("leader {leader:x} is none of {endpoints:?}");
+}
