@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod lease;
+pub mod logging;
 pub mod metrics;
 pub mod proposals;
 pub mod proto;

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     match server::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            server::server::log("fatal", "ferrokv stopped", &[("error", e.to_string())]);
+            server::logging::log("fatal", "ferrokv stopped", &[("error", e.to_string())]);
             ExitCode::from(1)
         }
     }

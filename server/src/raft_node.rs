@@ -165,7 +165,7 @@ impl RaftNode {
             ..raft::Config::default()
         };
         config.validate().map_err(|e| Error::Storage(format!("raft config: {e}")))?;
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let logger = crate::logging::raft_logger();
         let mut node = RawNode::new(&config, storage, &logger).map_err(|e| Error::Storage(format!("raft: {e}")))?;
         if start.voters == [start.id] {
             // A single member elects itself at once instead of waiting out an election timeout.

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::apply::{Apply, Ids};
 use crate::config::{Config, Url};
 use crate::error::Error;
+use crate::logging::log;
 use crate::proposals::Proposals;
 use crate::proto::etcdserverpb::{
     self as pb, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
@@ -125,51 +126,6 @@ pub fn member_id(token: &str, peers: &[Url]) -> u64 {
     fnv1a(&parts)
 }
 
-/// etcd's log levels, least severe first.
-const LEVELS: [&str; 6] = ["debug", "info", "warn", "error", "panic", "fatal"];
-
-/// The least severe level logged (`--log-level`), set once at start-up.
-static MIN_LEVEL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
-
-fn severity(level: &str) -> usize {
-    LEVELS.iter().position(|l| *l == level).unwrap_or(LEVELS.len() - 1)
-}
-
-/// Sets the least severe level logged (one of etcd's levels; validated by `config`).
-pub fn set_log_level(level: &str) {
-    MIN_LEVEL.store(severity(level), std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Writes one JSON log line on stderr, in the shape etcd's logs have (level, ts, msg), if `level` is at or above
-/// `--log-level`.
-pub fn log(level: &str, msg: &str, fields: &[(&str, String)]) {
-    if severity(level) < MIN_LEVEL.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let mut line = format!("{{\"level\":\"{level}\",\"ts\":{ts:.6},\"msg\":{}", json_string(msg));
-    for (k, v) in fields {
-        line.push_str(&format!(",{}:{}", json_string(k), json_string(v)));
-    }
-    line.push('}');
-    eprintln!("{line}");
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
     log("fatal", what, &[("error", e.to_string())]);
     std::process::exit(1);
@@ -177,7 +133,7 @@ fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
 
 /// Runs a member until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), Error> {
-    set_log_level(&config.log_level);
+    crate::logging::set_log_level(&config.log_level);
     let member_dir = config.data_dir.join("member");
     let storage = |e: std::io::Error| Error::Storage(format!("{}: {e}", member_dir.display()));
     std::fs::create_dir_all(member_dir.join("snap")).map_err(storage)?;

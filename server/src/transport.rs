@@ -8,14 +8,17 @@
 //!
 //! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
 //! writer thread through a bounded queue and drops it when the queue is full or the peer is unreachable; Raft
-//! already tolerates lost messages (it retries appends, heartbeats and votes). Each writer thread owns one
-//! outgoing connection and redials with a short back-off. Received messages go to the Raft thread as
+//! tolerates lost messages (appends and heartbeats are resent; a lost vote costs an election timeout). Each writer
+//! thread owns one outgoing connection, redials with a short back-off, and before each batch checks that the peer
+//! has not closed it: a restarted peer leaves the old connection half-closed, and the first write into it would
+//! vanish (with 5 members, the lost vote responses made leader transfers to a restarted member fail). Received messages go to the Raft thread as
 //! `Msg::Step`. Snapshot messages are not sent: a member that falls behind the compacted log stays behind (logged)
 //! instead of installing a snapshot that would not carry the state machine's data.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,7 +65,7 @@ impl Transport {
     pub fn send(&self, msgs: Vec<Message>) {
         for m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
-                crate::server::log(
+                crate::logging::log(
                     "warn",
                     "member needs a snapshot, which is not implemented; it stays behind",
                     &[("to", format!("{:x}", m.to))],
@@ -96,6 +99,11 @@ impl Transport {
 fn writer(addr: SocketAddr, rx: Receiver<Vec<u8>>) {
     let mut conn: Option<BufWriter<TcpStream>> = None;
     while let Ok(frame) = rx.recv() {
+        // A peer that restarted left our old connection half-closed: the first write to it would still succeed and
+        // be lost. A vote response lost that way can cost a whole election, so check before writing.
+        if conn.as_ref().is_some_and(|w| !open(w.get_ref())) {
+            conn = None;
+        }
         if conn.is_none() {
             match TcpStream::connect_timeout(&addr, REDIAL) {
                 Ok(s) => {
@@ -123,6 +131,15 @@ fn writer(addr: SocketAddr, rx: Receiver<Vec<u8>>) {
             conn = None;
         }
     }
+}
+
+/// Whether the peer has not closed or reset `conn`. Peers never write on our connections, so anything readable
+/// means the end of it.
+fn open(conn: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a non-blocking peek of at most one byte into a live local, on a descriptor `conn` owns.
+    let n = unsafe { libc::recv(conn.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN | libc::EINTR))
 }
 
 fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {

@@ -5,22 +5,35 @@
 
 pub mod cluster;
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 pub struct Member {
     pub child: Child,
     pub endpoint: String,
+    /// The last lines the member logged, shown when a test fails.
+    pub log: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// Log lines kept per member.
+const LOG_TAIL: usize = 80;
 
 impl Drop for Member {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            eprintln!("--- last {} log lines of the member at {} ---", log.len(), self.endpoint);
+            for line in log.iter() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -48,13 +61,21 @@ pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let log = Arc::new(Mutex::new(VecDeque::new()));
+    let tail = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("ready to serve client requests") {
                 let _ = tx.send(());
             }
+            let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.len() == LOG_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line);
         }
     });
+    let member = Member { child, endpoint: format!("127.0.0.1:{client}"), log };
     rx.recv_timeout(Duration::from_secs(20)).expect("ferrokv logs `ready to serve client requests`");
-    Member { child, endpoint: format!("127.0.0.1:{client}") }
+    member
 }
