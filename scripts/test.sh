@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh Debian machine that has only the Rust toolchain.
-# Installs what the tests need (fio; etcdctl 3.4 from etcd-client; protoc from protobuf-compiler, which the
-# etcd-client crate's build needs; mount/umount come with Debian), then runs the format check, clippy and every test.
+# Installs what the tests need (fio; etcdctl 3.4 from etcd-client; etcd 3.4.23 from etcd-server, the behaviour
+# reference some tests run side by side with ferrokv; protoc from protobuf-compiler, which the etcd-client crate's
+# build needs; mount/umount come with Debian), then runs the format check, clippy and every test.
 # Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ missing=()
 command -v fio >/dev/null 2>&1 || missing+=(fio)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -144,6 +144,9 @@ pub fn txn_response(req: &pb::TxnRequest, res: TxnResult, ids: Ids, revision: i6
     use pb::request_op::Request;
     use pb::response_op::Response as R;
     let ops = if res.succeeded { &req.success } else { &req.failure };
+    // As etcd: the ops' own headers carry only a revision (the range's, or the transaction's for writes); a nested
+    // transaction's header is empty.
+    let only = |revision| Some(pb::ResponseHeader { revision, ..Default::default() });
     let responses = ops
         .iter()
         .filter_map(|o| o.request.as_ref())
@@ -151,21 +154,24 @@ pub fn txn_response(req: &pb::TxnRequest, res: TxnResult, ids: Ids, revision: i6
         .map(|(req, resp)| {
             let response = match (req, resp) {
                 (Request::RequestRange(r), ResponseOp::Range(rr)) => {
-                    R::ResponseRange(crate::grpc::kv::shape_range(r, rr, ids.header(revision, term)))
+                    let header = only(rr.revision);
+                    R::ResponseRange(crate::grpc::kv::shape_range(r, rr, header))
                 }
                 (Request::RequestPut(p), ResponseOp::Put(pr)) => R::ResponsePut(pb::PutResponse {
-                    header: ids.header(revision, term),
+                    header: only(revision),
                     prev_kv: if p.prev_kv { pr.prev.map(to_pb) } else { None },
                 }),
                 (Request::RequestDeleteRange(d), ResponseOp::DeleteRange(dr)) => {
                     R::ResponseDeleteRange(pb::DeleteRangeResponse {
-                        header: ids.header(revision, term),
+                        header: only(revision),
                         deleted: dr.deleted,
                         prev_kvs: if d.prev_kv { dr.prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
                     })
                 }
                 (Request::RequestTxn(t), ResponseOp::Txn(tr)) => {
-                    R::ResponseTxn(txn_response(t, tr, ids, revision, term))
+                    let mut nested = txn_response(t, tr, ids, revision, term);
+                    nested.header = Some(pb::ResponseHeader::default());
+                    R::ResponseTxn(nested)
                 }
                 _ => unreachable!("mvcc answers each op with the matching response kind"),
             };

@@ -36,7 +36,8 @@ impl Cluster for ClusterService {
 
     async fn member_list(&self, _: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
         let n = &self.node;
-        let header = n.ids.header(n.store.current_revision(), n.status.term.load(Ordering::Relaxed));
+        // etcd's Cluster service headers carry no revision.
+        let header = n.ids.header(0, n.status.term.load(Ordering::Relaxed));
         Ok(Response::new(pb::MemberListResponse { header, members: n.members.clone() }))
     }
 

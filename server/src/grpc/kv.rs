@@ -1,6 +1,7 @@
 //! The KV service: validation, then writes through Raft (`propose`) and reads from the store, linearizable ones
 //! after a ReadIndex round. No storage access beyond reads of the store.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,15 +48,18 @@ pub fn shape_range(
         order = SortOrder::Ascend; // etcd sorts ascending when only a target is given
     }
     if order != SortOrder::None {
-        match target {
-            SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
-            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-        }
+        let by = |a: &mvccpb::KeyValue, b: &mvccpb::KeyValue| match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        };
+        // A stable sort either way: equal ones stay in key order, as etcd prints them.
         if order == SortOrder::Descend {
-            kvs.reverse();
+            kvs.sort_by(|a, b| by(b, a));
+        } else {
+            kvs.sort_by(by);
         }
     }
     // When the store applied the limit (no filters, no sort), keys beyond it exist iff the count exceeds it;
@@ -69,30 +73,83 @@ pub fn shape_range(
     pb::RangeResponse { header, kvs, more, count }
 }
 
+/// A deleted key range `[start, end)`; `None` is unbounded.
+type Deleted = (Vec<u8>, Option<Vec<u8>>);
+
+/// etcd's rule for the writes of one branch of a transaction, nested ones included: a key is put at most once, and
+/// never where the branch also deletes. The two branches of a nested transaction exclude each other, so both may
+/// put the same key. Returns the branch's puts and deleted ranges, for the enclosing level.
+fn writes(ops: &[pb::RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Deleted>), Error> {
+    use pb::request_op::Request;
+    let deleted = |dels: &[Deleted], key: &[u8]| {
+        dels.iter().any(|(start, end)| key >= &start[..] && end.as_ref().is_none_or(|e| key < &e[..]))
+    };
+    let mut dels: Vec<Deleted> = Vec::new();
+    for op in ops.iter().filter_map(|o| o.request.as_ref()) {
+        if let Request::RequestDeleteRange(d) = op {
+            let end = match &d.range_end[..] {
+                [] => Some([&d.key[..], &[0]].concat()),
+                [0] => None,
+                end => Some(end.to_vec()),
+            };
+            dels.push((d.key.clone(), end));
+        }
+    }
+    let mut puts = HashSet::new();
+    for op in ops.iter().filter_map(|o| o.request.as_ref()) {
+        if let Request::RequestTxn(t) = op {
+            let (then_puts, then_dels) = writes(&t.success)?;
+            let (else_puts, else_dels) = writes(&t.failure)?;
+            for k in &then_puts {
+                if puts.contains(k) || deleted(&dels, k) {
+                    return Err(Error::DuplicateKey);
+                }
+            }
+            for k in &else_puts {
+                if (puts.contains(k) && !then_puts.contains(k)) || deleted(&dels, k) {
+                    return Err(Error::DuplicateKey);
+                }
+            }
+            puts.extend(then_puts);
+            puts.extend(else_puts);
+            dels.extend(then_dels);
+            dels.extend(else_dels);
+        }
+    }
+    for op in ops.iter().filter_map(|o| o.request.as_ref()) {
+        if let Request::RequestPut(p) = op
+            && (deleted(&dels, &p.key) || !puts.insert(p.key.clone()))
+        {
+            return Err(Error::DuplicateKey);
+        }
+    }
+    Ok((puts, dels))
+}
+
 impl KvService {
     fn check_key(key: &[u8]) -> Result<(), Error> {
         if key.is_empty() { Err(Error::EmptyKey) } else { Ok(()) }
     }
 
     fn check_txn(t: &pb::TxnRequest) -> Result<(), Error> {
+        Self::check_ops(t)?;
+        writes(&t.success)?;
+        writes(&t.failure)?;
+        Ok(())
+    }
+
+    /// Op counts and keys, at every level of nesting.
+    fn check_ops(t: &pb::TxnRequest) -> Result<(), Error> {
         use pb::request_op::Request;
         if t.compare.len() > MAX_TXN_OPS || t.success.len() > MAX_TXN_OPS || t.failure.len() > MAX_TXN_OPS {
             return Err(Error::TooManyOps);
         }
-        for ops in [&t.success, &t.failure] {
-            let mut puts = std::collections::HashSet::new();
-            for op in ops.iter().filter_map(|o| o.request.as_ref()) {
-                match op {
-                    Request::RequestPut(p) => {
-                        Self::check_key(&p.key)?;
-                        if !puts.insert(p.key.clone()) {
-                            return Err(Error::DuplicateKey);
-                        }
-                    }
-                    Request::RequestRange(r) => Self::check_key(&r.key)?,
-                    Request::RequestDeleteRange(d) => Self::check_key(&d.key)?,
-                    Request::RequestTxn(t) => Self::check_txn(t)?,
-                }
+        for op in t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()) {
+            match op {
+                Request::RequestPut(p) => Self::check_key(&p.key)?,
+                Request::RequestRange(r) => Self::check_key(&r.key)?,
+                Request::RequestDeleteRange(d) => Self::check_key(&d.key)?,
+                Request::RequestTxn(t) => Self::check_ops(t)?,
             }
         }
         Ok(())
@@ -197,5 +254,45 @@ impl Kv for KvService {
             Applied::Compaction(r) => Ok(Response::new(r)),
             _ => Err(Status::internal("mismatched apply result")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::request_op::Request;
+
+    fn put(k: &str) -> pb::RequestOp {
+        pb::RequestOp { request: Some(Request::RequestPut(pb::PutRequest { key: k.into(), ..Default::default() })) }
+    }
+
+    fn del(k: &str, end: &[u8]) -> pb::RequestOp {
+        let d = pb::DeleteRangeRequest { key: k.into(), range_end: end.to_vec(), ..Default::default() };
+        pb::RequestOp { request: Some(Request::RequestDeleteRange(d)) }
+    }
+
+    fn txn(success: Vec<pb::RequestOp>, failure: Vec<pb::RequestOp>) -> pb::RequestOp {
+        let t = pb::TxnRequest { success, failure, ..Default::default() };
+        pb::RequestOp { request: Some(Request::RequestTxn(t)) }
+    }
+
+    fn ok(ops: Vec<pb::RequestOp>) -> bool {
+        writes(&ops).is_ok()
+    }
+
+    #[test]
+    fn duplicate_writes_in_a_branch_are_refused_as_etcd_does() {
+        assert!(ok(vec![put("a"), put("b"), del("c", b""), del("c", b"")]), "deletes may overlap each other");
+        assert!(!ok(vec![put("a"), put("a")]));
+        assert!(!ok(vec![put("a"), del("a", b"")]), "a put and a delete of one key");
+        assert!(!ok(vec![del("a", b"c"), put("b")]), "a put inside a deleted range");
+        assert!(ok(vec![del("a", b"c"), put("c")]), "the range end is exclusive");
+        assert!(!ok(vec![del("a", &[0]), put("zzz")]), "a range to the end");
+        assert!(ok(vec![txn(vec![put("x")], vec![put("x")])]), "the branches of a nested txn exclude each other");
+        assert!(!ok(vec![put("x"), txn(vec![put("x")], vec![])]), "a nested put of a key put outside");
+        assert!(!ok(vec![put("y"), txn(vec![], vec![put("y")])]));
+        assert!(!ok(vec![del("p", b"q"), txn(vec![], vec![put("pa")])]), "a nested put inside an outer delete");
+        assert!(!ok(vec![txn(vec![del("p", b"")], vec![]), put("p")]), "an outer put inside a nested delete");
+        assert!(!ok(vec![txn(vec![put("x")], vec![]), txn(vec![put("x")], vec![])]), "two nested txns");
     }
 }
