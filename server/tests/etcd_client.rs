@@ -1,4 +1,5 @@
-//! The Watch and Lease streams through the `etcd-client` crate, as a Rust application would use them.
+//! The Watch and Lease streams through the `etcd-client` crate, as a Rust application would use them; each scenario
+//! runs against ferrokv and then, unchanged, against real etcd 3.4.23, so every expectation is etcd's behaviour.
 //!
 //! - One watch stream carries 54 watchers (a prefix from a past revision with prev_kv, an exact key, a range, a
 //!   delete-only prefix, fifty single keys); after a scripted workload each watcher has received exactly the events a
@@ -10,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::{free_port, start};
@@ -48,13 +50,34 @@ impl Want {
     }
 }
 
+/// Runs `scenario` against a fresh ferrokv, then (where installed) against a fresh etcd 3.4.23: the same
+/// expectations must hold for both.
+fn on_ferrokv_and_etcd<F: Future<Output = ()>>(scenario: impl Fn(String) -> F) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let m = start(&dir.path().join("ferrokv"), free_port(), free_port());
+    rt.block_on(scenario(m.endpoint.clone()));
+    drop(m);
+    if common::etcd::installed("etcd") {
+        let etcd = common::etcd::start(&dir.path().join("etcd"), free_port(), free_port());
+        eprintln!("the same against etcd 3.4.23 at {}", etcd.endpoint);
+        rt.block_on(scenario(etcd.endpoint.clone()));
+    }
+}
+
 #[test]
 fn one_watch_stream_many_watchers() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = start(&dir.path().join("data"), free_port(), free_port());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let mut c = Client::connect([m.endpoint.as_str()], None).await.unwrap();
+    on_ferrokv_and_etcd(watch_scenario);
+}
+
+#[test]
+fn lease_keep_alive_streams() {
+    on_ferrokv_and_etcd(lease_scenario);
+}
+
+async fn watch_scenario(endpoint: String) {
+    {
+        let mut c = Client::connect([endpoint.as_str()], None).await.unwrap();
         // The model: every change with its revision, key, value (None for a delete) and the value it replaced.
         let mut log: Vec<(i64, String, Option<String>, Option<String>)> = Vec::new();
         let mut state: BTreeMap<String, String> = BTreeMap::new();
@@ -224,16 +247,12 @@ fn one_watch_stream_many_watchers() {
         }
         assert!(r.canceled(), "a watch from revision {first_rev} after compacting at {rev} is cancelled: {r:?}");
         assert_eq!(r.compact_revision(), rev);
-    });
+    }
 }
 
-#[test]
-fn lease_keep_alive_streams() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = start(&dir.path().join("data"), free_port(), free_port());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let mut c = Client::connect([m.endpoint.as_str()], None).await.unwrap();
+async fn lease_scenario(endpoint: String) {
+    {
+        let mut c = Client::connect([endpoint.as_str()], None).await.unwrap();
         const TTL: i64 = 2;
         let mut leases = Vec::new();
         for i in 0..20 {
@@ -283,5 +302,5 @@ fn lease_keep_alive_streams() {
         assert_eq!(c.get("k/00", None).await.unwrap().kvs().len(), 0);
         let err = c.lease_revoke(leases[0]).await.unwrap_err().to_string();
         assert!(err.contains("etcdserver: requested lease not found"), "{err}");
-    });
+    }
 }

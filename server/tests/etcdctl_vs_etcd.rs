@@ -12,61 +12,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
+use common::etcd::installed;
 use common::{free_port, start};
 use regex::Regex;
-
-/// Real etcd on 127.0.0.1, killed when dropped.
-struct Etcd {
-    child: Child,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_etcd(data: &Path, client: u16, peer: u16) -> Etcd {
-    let c = format!("http://127.0.0.1:{client}");
-    let p = format!("http://127.0.0.1:{peer}");
-    let mut child = Command::new("etcd")
-        .args(["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c])
-        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-        .args(["--initial-cluster", &format!("default={p}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("etcd");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ready to serve client requests") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let etcd = Etcd { child };
-    rx.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
-    etcd
-}
-
-fn installed(cmd: &str) -> bool {
-    if Command::new(cmd).arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI installs {cmd} (scripts/test.sh); it must be on PATH");
-    eprintln!("skipping: {cmd} is not installed (apt-get install etcd-server etcd-client)");
-    false
-}
 
 /// One command of the script: etcdctl's arguments and what to feed its standard input.
 struct Step {
@@ -224,9 +174,9 @@ fn etcdctl_prints_what_etcd_prints() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (fk_client, fk_peer, etcd_client, etcd_peer) = (free_port(), free_port(), free_port(), free_port());
-    let etcd = start_etcd(&dir.path().join("etcd"), etcd_client, etcd_peer);
+    let etcd = common::etcd::start(&dir.path().join("etcd"), etcd_client, etcd_peer);
     let ferrokv = start(&dir.path().join("ferrokv"), fk_client, fk_peer);
-    let etcd_endpoint = format!("127.0.0.1:{etcd_client}");
+    let etcd_endpoint = etcd.endpoint.clone();
     let (mut mask_etcd, mut mask_ours) = (Masker::new(etcd_client, etcd_peer), Masker::new(fk_client, fk_peer));
     let mut differences = Vec::new();
     let mut failed = Vec::new();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod etcd;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,57 @@
+//! Real etcd 3.4.23 (Debian's etcd-server), the behaviour reference, as a child process on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A single-member etcd, killed when dropped.
+pub struct Etcd {
+    pub child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `cmd` is on PATH; under CI=true its absence is a failure (scripts/test.sh installs it).
+pub fn installed(cmd: &str) -> bool {
+    if Command::new(cmd).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI installs {cmd} (scripts/test.sh); it must be on PATH");
+    eprintln!("skipping the comparison with etcd: {cmd} is not installed (apt-get install etcd-server etcd-client)");
+    false
+}
+
+/// Starts etcd on `data` with the given ports and waits for its ready line.
+pub fn start(data: &Path, client: u16, peer: u16) -> Etcd {
+    let c = format!("http://127.0.0.1:{client}");
+    let p = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new("etcd")
+        .args(["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c])
+        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+        .args(["--initial-cluster", &format!("default={p}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcd");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ready to serve client requests") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let etcd = Etcd { child, endpoint: format!("127.0.0.1:{client}") };
+    rx.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
+    etcd
+}
