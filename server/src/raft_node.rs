@@ -40,8 +40,9 @@ use crate::request::RequestId;
 pub enum Msg {
     /// Propose an encoded `InternalRequest`.
     Propose { id: RequestId, data: Vec<u8> },
-    /// Ask for a read index; answered with the index once leadership is confirmed.
-    ReadIndex { ctx: Vec<u8>, reply: oneshot::Sender<u64> },
+    /// Ask for a read index; answered with the index once leadership is confirmed. Reads queued together share
+    /// one ReadIndex round.
+    ReadIndex { reply: oneshot::Sender<u64> },
     /// Shut down (peer listeners hold senders too, so a closed channel alone cannot tell).
     Stop,
     /// A message from a peer.
@@ -67,6 +68,9 @@ fn wal_entry(e: &Entry) -> Result<Vec<u8>, Error> {
     e.write_to_bytes().map_err(|err| Error::Storage(format!("encode raft entry: {err}")))
 }
 
+/// Messages taken from the queue per turn of the Raft loop.
+const BATCH: usize = 4096;
+
 /// The Raft thread's state.
 pub struct RaftNode {
     node: RawNode<MemStorage>,
@@ -77,7 +81,8 @@ pub struct RaftNode {
     /// the Raft thread alive at shutdown).
     compactions: Receiver<u64>,
     tick: Duration,
-    reads: HashMap<Vec<u8>, oneshot::Sender<u64>>,
+    /// Pending ReadIndex rounds: each one's context and the readers waiting for its index.
+    reads: HashMap<Vec<u8>, Vec<oneshot::Sender<u64>>>,
     proposals: Arc<Proposals>,
     status: Arc<RaftStatus>,
     transport: crate::transport::Transport,
@@ -186,34 +191,52 @@ impl RaftNode {
     }
 
     /// The thread's body; returns on a fatal error (the server then stops) or when every sender is gone.
+    ///
+    /// Each turn takes every message already queued (up to [`BATCH`]) before one Ready: proposals that arrive
+    /// together share one WAL write and fsync, and the reads that arrive together share one ReadIndex round.
     pub fn run(mut self) -> Result<(), Error> {
         let mut next_tick = Instant::now() + self.tick;
+        let mut read_seq: u64 = 0;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(Msg::Propose { id, data }) => {
-                    if self.node.propose(vec![], data).is_err() {
-                        self.proposals.complete(id, Err(Error::NoLeader));
-                    }
-                }
-                Ok(Msg::ReadIndex { ctx, reply }) => {
-                    self.node.read_index(ctx.clone());
-                    self.reads.insert(ctx, reply);
-                }
-                Ok(Msg::TransferLeader { target }) => self.node.transfer_leader(target),
-                Ok(Msg::RenewLeases(ids)) => {
-                    let leader = self.node.raft.leader_id;
-                    if leader != 0 && leader != self.node.raft.id {
-                        self.transport.renew(leader, &ids);
-                    }
-                }
-                Ok(Msg::Stop) => return Ok(()),
-                Ok(Msg::Step(m)) => {
-                    // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.
-                    let _ = self.node.step(*m);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            let mut next = match self.rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            let mut taken = 0;
+            let mut readers = Vec::new();
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Propose { id, data } => {
+                        if self.node.propose(vec![], data).is_err() {
+                            self.proposals.complete(id, Err(Error::NoLeader));
+                        }
+                    }
+                    Msg::ReadIndex { reply } => readers.push(reply),
+                    Msg::TransferLeader { target } => self.node.transfer_leader(target),
+                    Msg::RenewLeases(ids) => {
+                        let leader = self.node.raft.leader_id;
+                        if leader != 0 && leader != self.node.raft.id {
+                            self.transport.renew(leader, &ids);
+                        }
+                    }
+                    Msg::Stop => return Ok(()),
+                    Msg::Step(m) => {
+                        // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.
+                        let _ = self.node.step(*m);
+                    }
+                }
+                taken += 1;
+                if taken < BATCH {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if !readers.is_empty() {
+                read_seq += 1;
+                let ctx = read_seq.to_be_bytes().to_vec();
+                self.node.read_index(ctx.clone());
+                self.reads.insert(ctx, readers);
             }
             while let Ok(index) = self.compactions.try_recv() {
                 self.compact(index)?;
@@ -222,7 +245,10 @@ impl RaftNode {
                 self.node.tick();
                 next_tick += self.tick;
                 // Read requests Raft dropped (their askers have moved on to a new attempt).
-                self.reads.retain(|_, reply| !reply.is_closed());
+                self.reads.retain(|_, replies| {
+                    replies.retain(|r| !r.is_closed());
+                    !replies.is_empty()
+                });
             }
             self.on_ready()?;
         }
@@ -282,7 +308,7 @@ impl RaftNode {
         // Votes and append responses only once what they promise is durable.
         self.transport.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {
-            if let Some(reply) = self.reads.remove(&rs.request_ctx) {
+            for reply in self.reads.remove(&rs.request_ctx).unwrap_or_default() {
                 let _ = reply.send(rs.index);
             }
         }

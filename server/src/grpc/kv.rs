@@ -165,8 +165,7 @@ impl KvService {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let index = loop {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let ctx = node.proposals.next_id().0.to_be_bytes().to_vec();
-            node.raft.send(crate::raft_node::Msg::ReadIndex { ctx, reply: tx }).map_err(|_| Error::Stopped)?;
+            node.raft.send(crate::raft_node::Msg::ReadIndex { reply: tx }).map_err(|_| Error::Stopped)?;
             match tokio::time::timeout(READ_INDEX_ATTEMPT, rx).await {
                 Ok(Ok(index)) => break index,
                 Ok(Err(_)) => return Err(Error::Stopped),
