@@ -3,8 +3,13 @@
 //! **Invariants**
 //! 1. Entries at or below the store's applied index are skipped (a restart replays the WAL from its start; the
 //!    applied index is committed in the same mvcc commit as the writes it produced).
-//! 2. Each request runs in its own store transaction. A request that fails (a Put with `ignore_value` on a missing
-//!    key, say) is dropped whole, and only its index is recorded: the same error on every member, same state.
+//! 2. Each request gets its own etcd revision. A run of consecutive plain writes (Put, DeleteRange, Txn without
+//!    leases) of one batch of committed entries is applied in one store transaction, one B+tree commit carrying
+//!    all their revisions and the last one's index; results and watch events go out only after that commit. If
+//!    any request of the run fails, the whole transaction is discarded and the run is applied again one request
+//!    per transaction, where a failing request (a Put with `ignore_value` on a missing key, say) is dropped whole
+//!    and only its index is recorded: the same error on every member, same state. Lease operations and
+//!    compactions always run alone.
 //! 3. The result goes to the request's waiter by id (see `proposals`), with the header etcd returns: cluster and
 //!    member id, the store revision after the request, and the entry's term.
 
@@ -189,6 +194,40 @@ pub struct Batch {
     pub changes: Vec<mvcc::Change>,
 }
 
+/// A committed entry of a run: its index and term, and its request (none for an empty entry).
+struct Item {
+    index: u64,
+    term: u64,
+    request: Option<(RequestId, Op)>,
+}
+
+/// What a request of a run produced.
+struct Done {
+    id: RequestId,
+    response: Response,
+    changes: Vec<mvcc::Change>,
+    revision: i64,
+    term: u64,
+}
+
+/// Whether `op` may share a store transaction with its neighbours: plain writes, except a Txn that puts keys
+/// under leases (whether its leases exist is decided on the state before it, see `txn_leases_exist`).
+fn runs_with_others(op: &Op) -> bool {
+    fn leases(ops: &[pb::RequestOp]) -> bool {
+        use pb::request_op::Request;
+        ops.iter().filter_map(|o| o.request.as_ref()).any(|r| match r {
+            Request::RequestPut(p) => p.lease != 0 && !p.ignore_lease,
+            Request::RequestTxn(t) => leases(&t.success) || leases(&t.failure),
+            _ => false,
+        })
+    }
+    match op {
+        Op::Put(_) | Op::DeleteRange(_) => true,
+        Op::Txn(t) => !leases(&t.success) && !leases(&t.failure),
+        Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) => false,
+    }
+}
+
 /// Applies committed entries (see the module header).
 pub struct Apply {
     pub store: Arc<Store>,
@@ -211,6 +250,7 @@ impl std::fmt::Debug for Apply {
 impl Apply {
     /// Applies entries in order; a storage failure is fatal (returned, and the node stops).
     pub fn apply(&self, entries: Vec<Entry>) -> Result<(), mvcc::Error> {
+        let mut run: Vec<Item> = Vec::new();
         for e in entries {
             let (index, term) = (e.index, e.term);
             if index <= self.store.applied().0 {
@@ -220,19 +260,92 @@ impl Apply {
                 EntryType::EntryNormal if !e.data.is_empty() => InternalRequest::decode(&e.data[..]).ok(),
                 _ => None,
             };
-            let result = match request {
-                Some(InternalRequest { id, op: Some(op) }) => Some((RequestId(id), self.execute(op, index, term)?)),
-                _ => {
-                    self.record(index, term)?;
+            match request {
+                Some(InternalRequest { id, op: Some(op) }) if !runs_with_others(&op) => {
+                    self.flush(&mut run)?;
+                    let result = self.execute(op, index, term)?;
+                    self.applied.send_replace(index);
+                    self.proposals.complete(RequestId(id), result);
+                }
+                Some(InternalRequest { id, op: Some(op) }) => {
+                    run.push(Item { index, term, request: Some((RequestId(id), op)) })
+                }
+                _ => run.push(Item { index, term, request: None }),
+            }
+        }
+        self.flush(&mut run)
+    }
+
+    /// Applies a run of plain writes in one commit, or one by one if any of them fails (see the module header).
+    fn flush(&self, run: &mut Vec<Item>) -> Result<(), mvcc::Error> {
+        let items = std::mem::take(run);
+        let Some(last) = items.last() else { return Ok(()) };
+        let (last_index, last_term) = (last.index, last.term);
+        if let Some(done) = self.apply_together(&items)? {
+            let mut lessor = self.lessor();
+            for d in &done {
+                for c in &d.changes {
+                    let old = c.prev.as_ref().map_or(0, |p| p.lease);
+                    lessor.reattach(&c.kv.key, old, if c.deleted { 0 } else { c.kv.lease });
+                }
+            }
+            drop(lessor);
+            self.applied.send_replace(last_index);
+            for d in done {
+                if !d.changes.is_empty() {
+                    // No subscriber is not an error: nobody is watching.
+                    let _ =
+                        self.events.send(Arc::new(Batch { revision: d.revision, term: d.term, changes: d.changes }));
+                }
+                self.proposals.complete(d.id, Ok(d.response));
+            }
+            return Ok(());
+        }
+        for item in items {
+            let result = match item.request {
+                Some((id, op)) => Some((id, self.execute(op, item.index, item.term)?)),
+                None => {
+                    self.record(item.index, item.term)?;
                     None
                 }
             };
-            self.applied.send_replace(index);
+            self.applied.send_replace(item.index);
             if let Some((id, result)) = result {
                 self.proposals.complete(id, result);
             }
         }
+        debug_assert_eq!(self.store.applied(), (last_index, last_term));
         Ok(())
+    }
+
+    /// The run in one store transaction; `None` (and nothing written) if a request failed or needs a lease that
+    /// does not exist.
+    fn apply_together(&self, items: &[Item]) -> Result<Option<Vec<Done>>, mvcc::Error> {
+        let mut w = self.store.write()?;
+        let mut done = Vec::with_capacity(items.len());
+        for item in items {
+            let Some((id, op)) = &item.request else { continue };
+            if let Op::Put(p) = op
+                && p.lease != 0
+                && !p.ignore_lease
+                && !self.lessor().exists(p.lease)
+            {
+                return Ok(None);
+            }
+            match self.write_op(&mut w, op, item.term) {
+                Ok(response) => {
+                    let (changes, revision) = (w.take_changes(), w.current());
+                    w.end_revision();
+                    done.push(Done { id: *id, response, changes, revision, term: item.term });
+                }
+                Err(mvcc::Error::KeyNotFound | mvcc::Error::Compacted | mvcc::Error::FutureRev) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(last) = items.last() else { return Ok(Some(done)) };
+        w.set_applied(last.index, last.term);
+        w.commit()?;
+        Ok(Some(done))
     }
 
     /// Records `index` as applied with no change to the data.
@@ -323,6 +436,35 @@ impl Apply {
         }
     }
 
+    /// One plain write (Put, DeleteRange or Txn) in `w`, with the response etcd gives for it.
+    fn write_op(&self, w: &mut mvcc::StoreWrite<'_>, op: &Op, term: u64) -> Result<Response, mvcc::Error> {
+        Ok(match op {
+            Op::Put(p) => {
+                let opts = PutOptions { ignore_value: p.ignore_value, ignore_lease: p.ignore_lease };
+                let prev = w.put(&p.key, &p.value, p.lease, opts)?;
+                Response::Put(pb::PutResponse {
+                    header: self.ids.header(w.current(), term),
+                    prev_kv: if p.prev_kv { prev.map(to_pb) } else { None },
+                })
+            }
+            Op::DeleteRange(d) => {
+                let prevs = w.delete_range(&d.key, &d.range_end)?;
+                Response::DeleteRange(pb::DeleteRangeResponse {
+                    header: self.ids.header(w.current(), term),
+                    deleted: prevs.len() as i64,
+                    prev_kvs: if d.prev_kv { prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
+                })
+            }
+            Op::Txn(t) => {
+                let res = w.txn(&txn_request(t))?;
+                Response::Txn(txn_response(t, res, self.ids, w.current(), term))
+            }
+            Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) => {
+                unreachable!("lease operations and compactions are not plain writes")
+            }
+        })
+    }
+
     fn execute(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
         if matches!(op, Op::LeaseGrant(_) | Op::LeaseRevoke(_)) {
             return self.execute_lease(op, index, term);
@@ -353,35 +495,7 @@ impl Apply {
             return Ok(result);
         }
         let mut w = self.store.write()?;
-        let outcome: Result<Response, mvcc::Error> = (|| {
-            Ok(match &op {
-                Op::Put(p) => {
-                    let prev = w.put(
-                        &p.key,
-                        &p.value,
-                        p.lease,
-                        PutOptions { ignore_value: p.ignore_value, ignore_lease: p.ignore_lease },
-                    )?;
-                    Response::Put(pb::PutResponse {
-                        header: self.ids.header(w.current(), term),
-                        prev_kv: if p.prev_kv { prev.map(to_pb) } else { None },
-                    })
-                }
-                Op::DeleteRange(d) => {
-                    let prevs = w.delete_range(&d.key, &d.range_end)?;
-                    Response::DeleteRange(pb::DeleteRangeResponse {
-                        header: self.ids.header(w.current(), term),
-                        deleted: prevs.len() as i64,
-                        prev_kvs: if d.prev_kv { prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
-                    })
-                }
-                Op::Txn(t) => {
-                    let res = w.txn(&txn_request(t))?;
-                    Response::Txn(txn_response(t, res, self.ids, w.current(), term))
-                }
-                Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) => unreachable!("handled above"),
-            })
-        })();
+        let outcome = self.write_op(&mut w, &op, term);
         match outcome {
             Ok(response) => {
                 let changes = w.take_changes();
