@@ -47,7 +47,8 @@ pub enum Msg {
     Stop,
     /// A message from a peer.
     Step(Box<raft::eraftpb::Message>),
-    /// Hand leadership to `target` (MoveLeader); progress shows in [`RaftStatus::leader`].
+    /// Hand leadership to `target` (MoveLeader), or with `target` 0 to the best-placed voter (before a graceful
+    /// stop); progress shows in [`RaftStatus::leader`].
     TransferLeader { target: u64 },
     /// Keep-alives a follower received: forwarded to the current leader, which decides expiry.
     RenewLeases(Vec<i64>),
@@ -214,6 +215,11 @@ impl RaftNode {
                         }
                     }
                     Msg::ReadIndex { reply } => readers.push(reply),
+                    Msg::TransferLeader { target: 0 } => {
+                        if let Some(best) = self.best_transferee() {
+                            self.node.transfer_leader(best);
+                        }
+                    }
                     Msg::TransferLeader { target } => self.node.transfer_leader(target),
                     Msg::RenewLeases(ids) => {
                         let leader = self.node.raft.leader_id;
@@ -252,6 +258,17 @@ impl RaftNode {
             }
             self.on_ready()?;
         }
+    }
+
+    /// The voter (not this member) best placed to lead next: recently active, with the longest matched log.
+    fn best_transferee(&self) -> Option<u64> {
+        let r = &self.node.raft;
+        let voters = self.node.store().initial_state().map(|s| s.conf_state.voters).unwrap_or_default();
+        r.prs()
+            .iter()
+            .filter(|(id, _)| **id != r.id && voters.contains(id))
+            .max_by_key(|(_, p)| (p.recent_active, p.matched))
+            .map(|(id, _)| *id)
     }
 
     /// Drops the log below `index` (see the module header). The marker is durable before any segment goes.

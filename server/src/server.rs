@@ -75,6 +75,32 @@ impl Node {
     }
 }
 
+/// Before a graceful stop, a leader of several members hands leadership to the best-placed voter, as etcd does,
+/// so that a rolling restart costs no election timeout. Gives up after a few election timeouts (the stop goes on).
+async fn hand_over_leadership(node: &Node) {
+    let me = node.ids.member;
+    if node.members.len() < 2 || node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != me {
+        return;
+    }
+    log("info", "leadership transfer starting before stop", &[("from", format!("{me:x}"))]);
+    if node.raft.send(Msg::TransferLeader { target: 0 }).is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(5 * node.config.election_ms);
+    loop {
+        let leader = node.status.leader.load(std::sync::atomic::Ordering::Relaxed);
+        if leader != me && leader != 0 {
+            log("info", "leadership transferred before stop", &[("to", format!("{leader:x}"))]);
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            log("warn", "leadership transfer before stop timed out", &[]);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(node.config.heartbeat_ms)).await;
+    }
+}
+
 /// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see `lease`). On
 /// becoming leader, every lease first gets a full TTL again: the old leader's renewals were not seen here.
 async fn expire_leases(node: Arc<Node>) {
@@ -339,6 +365,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
         _ = term.recv() => {}
     }
     log("info", "received a stop signal, shutting down", &[]);
+    hand_over_leadership(&node).await;
     let _ = stop_tx.send(true);
     expiry.abort();
     // In-flight requests get a moment to finish; open streams (watches, keep-alives) and idle connections would
