@@ -8,8 +8,10 @@
 //! The image is taken from a read transaction, so pages it copies cannot change under it; pages it does not reach
 //! may be reused by the writer at any moment, which is why they are zeroed rather than copied.
 //!
-//! Restore verifies the trailer's checksum before anything is written, writes to `<path>.tmp`, fsyncs, renames
-//! over `<path>` and fsyncs the directory, then opens the result (verifying every page once more).
+//! Restore streams the image to `<path>.restore.tmp` as it arrives (never holding it whole in memory), verifies the
+//! trailer's checksum at the end (a bad or truncated stream removes the temporary file and leaves `<path>` as it
+//! was), fsyncs, renames over `<path>` and fsyncs the directory, then opens the result (verifying every page once
+//! more).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -32,6 +34,9 @@ pub struct SnapshotInfo {
     pub crc: u32,
     /// The commit the image is of.
     pub txn: u64,
+    /// The Raft index and term the image's commit had applied.
+    pub applied_index: u64,
+    pub applied_term: u64,
 }
 
 impl Db {
@@ -76,7 +81,13 @@ impl Db {
         trailer[8..12].copy_from_slice(&crc.to_le_bytes());
         out.write_all(&trailer).map_err(io)?;
         out.flush().map_err(io)?;
-        Ok(SnapshotInfo { bytes: snap.page_count * page as u64 + TRAILER_LEN as u64, crc, txn: snap.txn.0 })
+        Ok(SnapshotInfo {
+            bytes: snap.page_count * page as u64 + TRAILER_LEN as u64,
+            crc,
+            txn: snap.txn.0,
+            applied_index: snap.applied_index,
+            applied_term: snap.applied_term,
+        })
     }
 
     /// Creates the store at `path` from a snapshot stream (replacing any file there), after verifying its
@@ -91,30 +102,63 @@ impl Db {
         config: DbConfig,
     ) -> Result<Db> {
         let path = path.as_ref();
-        let mut data = Vec::new();
-        input.read_to_end(&mut data).map_err(|e| Error::io("read snapshot", path, e))?;
         let bad = |what: &str| Error::Format { path: path.to_path_buf(), what: format!("snapshot {what}") };
-        if data.len() < TRAILER_LEN + 8192 {
-            return Err(bad("is too short"));
-        }
-        let (image, trailer) = data.split_at(data.len() - TRAILER_LEN);
-        if trailer[..8] != MAGIC {
-            return Err(bad("has no trailer (truncated or not a snapshot)"));
-        }
-        let want = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
-        if crc32c::crc32c(image) != want {
-            return Err(bad("checksum does not match its contents"));
-        }
         let tmp = path.with_extension("restore.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(image)?;
-            f.sync_all()?;
+        let io = |e| Error::io("restore snapshot", path, e);
+        // Streamed to `tmp` as it arrives (never whole in memory), the last TRAILER_LEN bytes held back: they are
+        // the trailer once the stream ends.
+        let mut copy = || -> Result<std::result::Result<(), Error>> {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut held: Vec<u8> = Vec::with_capacity(TRAILER_LEN);
+            let (mut crc, mut len) = (0u32, 0u64);
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("read snapshot", path, e)),
+                };
+                // Everything but the last TRAILER_LEN bytes seen so far is image.
+                let fresh = &buf[..n];
+                let total = held.len() + fresh.len();
+                let emit = total.saturating_sub(TRAILER_LEN);
+                let from_held = emit.min(held.len());
+                let from_fresh = emit - from_held;
+                crc = crc32c::crc32c_append(crc, &held[..from_held]);
+                out.write_all(&held[..from_held]).map_err(io)?;
+                crc = crc32c::crc32c_append(crc, &fresh[..from_fresh]);
+                out.write_all(&fresh[..from_fresh]).map_err(io)?;
+                held.drain(..from_held);
+                held.extend_from_slice(&fresh[from_fresh..]);
+                len += emit as u64;
+            }
+            if len < 8192 || held.len() < TRAILER_LEN {
+                return Ok(Err(bad("is too short")));
+            }
+            if held[..8] != MAGIC {
+                return Ok(Err(bad("has no trailer (truncated or not a snapshot)")));
+            }
+            if crc != u32::from_le_bytes([held[8], held[9], held[10], held[11]]) {
+                return Ok(Err(bad("checksum does not match its contents")));
+            }
+            let f = out.into_inner().map_err(|e| io(e.into_error()))?;
+            f.sync_all().map_err(io)?;
+            Ok(Ok(()))
+        };
+        match copy() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+        let install = || -> std::io::Result<()> {
             std::fs::rename(&tmp, path)?;
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             std::fs::File::open(dir)?.sync_all()
         };
-        write().map_err(|e| Error::io("restore snapshot", path, e))?;
+        install().map_err(io)?;
         Db::open(path, keyspaces, config)
     }
 }

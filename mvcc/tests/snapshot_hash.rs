@@ -60,6 +60,24 @@ fn snapshot_while_writing_then_restore() {
     let err = Db::restore_from(dir.path().join("bad"), &mut bad.as_slice(), &["t"], DbConfig::default()).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
     assert!(!dir.path().join("bad").exists());
+    assert!(!dir.path().join("bad.restore.tmp").exists(), "the partial copy is removed");
+    // A stream that arrives a few bytes at a time (as from a socket) restores the same image.
+    struct Trickle<'a>(&'a [u8]);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(7 + self.0.len() % 5);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let trickled = Db::restore_from(dir.path().join("trickle"), &mut Trickle(&image), &["t"], DbConfig::default());
+    drop(trickled.unwrap());
+    assert_eq!(
+        std::fs::read(dir.path().join("trickle")).unwrap(),
+        image[..image.len() - 16],
+        "the image, byte for byte"
+    );
     let cut = &image[..image.len() - 100];
     assert!(matches!(
         Db::restore_from(dir.path().join("cut"), &mut &cut[..], &["t"], DbConfig::default()),
