@@ -15,9 +15,7 @@
 
 use std::sync::Arc;
 
-use mvcc::{
-    Compare, CompareOp, CompareTarget, PutOptions, RangeOptions, RequestOp, ResponseOp, Store, TxnRequest, TxnResult,
-};
+use mvcc::{Compare, CompareOp, CompareTarget, PutOptions, RangeOptions, RequestOp, ResponseOp, TxnRequest, TxnResult};
 use prost::Message;
 use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::watch;
@@ -192,6 +190,8 @@ pub struct Batch {
     pub revision: i64,
     pub term: u64,
     pub changes: Vec<mvcc::Change>,
+    /// The store was replaced (an installed snapshot): watchers catch up from its history instead.
+    pub resync: bool,
 }
 
 /// A committed entry of a run: its index and term, and its request (none for an empty entry).
@@ -230,7 +230,8 @@ fn runs_with_others(op: &Op) -> bool {
 
 /// Applies committed entries (see the module header).
 pub struct Apply {
-    pub store: Arc<Store>,
+    /// The store (replaced as a whole when a snapshot is installed).
+    pub store: Arc<crate::snapshot::StoreSlot>,
     pub proposals: Arc<Proposals>,
     pub ids: Ids,
     /// Live leases and their keys.
@@ -248,12 +249,24 @@ impl std::fmt::Debug for Apply {
 }
 
 impl Apply {
+    /// Replaces the store with the snapshot staged for `(index, term)` (see `snapshot`): leases are rebuilt from
+    /// it, linearizable reads see its index, watchers catch up from its history.
+    pub fn install_snapshot(&self, index: u64, term: u64) -> Result<(), Error> {
+        let store = self.store.install(index, term)?;
+        *self.lessor() = crate::lease::Lessor::load(&store)?;
+        self.applied.send_replace(index);
+        let resync = Batch { revision: store.current_revision(), term, changes: Vec::new(), resync: true };
+        let _ = self.events.send(Arc::new(resync));
+        Ok(())
+    }
+
     /// Applies entries in order; a storage failure is fatal (returned, and the node stops).
     pub fn apply(&self, entries: Vec<Entry>) -> Result<(), mvcc::Error> {
+        let store = self.store.get();
         let mut run: Vec<Item> = Vec::new();
         for e in entries {
             let (index, term) = (e.index, e.term);
-            if index <= self.store.applied().0 {
+            if index <= store.applied().0 {
                 continue;
             }
             let request = match e.get_entry_type() {
@@ -278,6 +291,7 @@ impl Apply {
 
     /// Applies a run of plain writes in one commit, or one by one if any of them fails (see the module header).
     fn flush(&self, run: &mut Vec<Item>) -> Result<(), mvcc::Error> {
+        let store = self.store.get();
         let items = std::mem::take(run);
         let Some(last) = items.last() else { return Ok(()) };
         let (last_index, last_term) = (last.index, last.term);
@@ -294,8 +308,12 @@ impl Apply {
             for d in done {
                 if !d.changes.is_empty() {
                     // No subscriber is not an error: nobody is watching.
-                    let _ =
-                        self.events.send(Arc::new(Batch { revision: d.revision, term: d.term, changes: d.changes }));
+                    let _ = self.events.send(Arc::new(Batch {
+                        revision: d.revision,
+                        term: d.term,
+                        changes: d.changes,
+                        resync: false,
+                    }));
                 }
                 self.proposals.complete(d.id, Ok(d.response));
             }
@@ -314,14 +332,15 @@ impl Apply {
                 self.proposals.complete(id, result);
             }
         }
-        debug_assert_eq!(self.store.applied(), (last_index, last_term));
+        debug_assert_eq!(store.applied(), (last_index, last_term));
         Ok(())
     }
 
     /// The run in one store transaction; `None` (and nothing written) if a request failed or needs a lease that
     /// does not exist.
     fn apply_together(&self, items: &[Item]) -> Result<Option<Vec<Done>>, mvcc::Error> {
-        let mut w = self.store.write()?;
+        let store = self.store.get();
+        let mut w = store.write()?;
         let mut done = Vec::with_capacity(items.len());
         for item in items {
             let Some((id, op)) = &item.request else { continue };
@@ -350,7 +369,8 @@ impl Apply {
 
     /// Records `index` as applied with no change to the data.
     fn record(&self, index: u64, term: u64) -> Result<(), mvcc::Error> {
-        let mut w = self.store.write()?;
+        let store = self.store.get();
+        let mut w = store.write()?;
         w.set_applied(index, term);
         w.commit().map(|_| ())
     }
@@ -363,6 +383,7 @@ impl Apply {
     /// otherwise). The branch is chosen by evaluating the compares on the current state, as the Txn itself will;
     /// nested Txns are checked in both branches.
     fn txn_leases_exist(&self, t: &pb::TxnRequest) -> Result<bool, mvcc::Error> {
+        let store = self.store.get();
         use pb::request_op::Request;
         fn leases(ops: &[pb::RequestOp], out: &mut Vec<i64>) {
             for op in ops.iter().filter_map(|o| o.request.as_ref()) {
@@ -376,7 +397,7 @@ impl Apply {
                 }
             }
         }
-        let mut w = self.store.write()?;
+        let mut w = store.write()?;
         let mut succeeded = true;
         for c in &t.compare {
             if !w.compare(&compare(c))? {
@@ -393,14 +414,15 @@ impl Apply {
 
     /// Grants or revokes a lease (its keys are deleted in one revision).
     fn execute_lease(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
-        let ks = self.store.db().keyspace(crate::lease::LEASE)?;
+        let store = self.store.get();
+        let ks = store.db().keyspace(crate::lease::LEASE)?;
         match op {
             Op::LeaseGrant(g) => {
                 if self.lessor().exists(g.id) {
                     self.record(index, term)?;
                     return Ok(Err(Error::LeaseExists));
                 }
-                let mut w = self.store.write()?;
+                let mut w = store.write()?;
                 w.db().put(ks, &g.id.to_be_bytes(), &g.ttl.to_le_bytes())?;
                 w.set_applied(index, term);
                 let revision = w.commit()?;
@@ -418,7 +440,7 @@ impl Apply {
                     return Ok(Err(Error::LeaseNotFound));
                 }
                 let keys = self.lessor().keys(r.id);
-                let mut w = self.store.write()?;
+                let mut w = store.write()?;
                 for k in &keys {
                     w.delete_range(k, &[])?;
                 }
@@ -428,7 +450,7 @@ impl Apply {
                 let revision = w.commit()?;
                 self.lessor().revoke(r.id);
                 if !changes.is_empty() {
-                    let _ = self.events.send(Arc::new(Batch { revision, term, changes }));
+                    let _ = self.events.send(Arc::new(Batch { revision, term, changes, resync: false }));
                 }
                 Ok(Ok(Response::LeaseRevoke(pb::LeaseRevokeResponse { header: self.ids.header(revision, term) })))
             }
@@ -466,6 +488,7 @@ impl Apply {
     }
 
     fn execute(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
+        let store = self.store.get();
         if matches!(op, Op::LeaseGrant(_) | Op::LeaseRevoke(_)) {
             return self.execute_lease(op, index, term);
         }
@@ -484,9 +507,9 @@ impl Apply {
             return Ok(Err(Error::LeaseNotFound));
         }
         if let Op::Compaction(c) = &op {
-            let result = match self.store.compact(c.revision) {
+            let result = match store.compact(c.revision) {
                 Ok(()) => Ok(Response::Compaction(pb::CompactionResponse {
-                    header: self.ids.header(self.store.current_revision(), term),
+                    header: self.ids.header(store.current_revision(), term),
                 })),
                 Err(e @ (mvcc::Error::Compacted | mvcc::Error::FutureRev)) => Err(Error::from(e)),
                 Err(e) => return Err(e),
@@ -494,7 +517,7 @@ impl Apply {
             self.record(index, term)?;
             return Ok(result);
         }
-        let mut w = self.store.write()?;
+        let mut w = store.write()?;
         let outcome = self.write_op(&mut w, &op, term);
         match outcome {
             Ok(response) => {
@@ -510,7 +533,7 @@ impl Apply {
                 }
                 if !changes.is_empty() {
                     // No subscriber is not an error: nobody is watching.
-                    let _ = self.events.send(Arc::new(Batch { revision, term, changes }));
+                    let _ = self.events.send(Arc::new(Batch { revision, term, changes, resync: false }));
                 }
                 Ok(Ok(response))
             }

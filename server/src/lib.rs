@@ -27,4 +27,5 @@ pub mod proto;
 pub mod raft_node;
 pub mod request;
 pub mod server;
+pub mod snapshot;
 pub mod transport;

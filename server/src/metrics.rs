@@ -64,7 +64,7 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &wal::HistogramSnapsho
 pub fn render(node: &Node) -> String {
     let mut out = String::with_capacity(4096);
     let leader = node.status.leader.load(Relaxed);
-    let stats = node.store.db().stats();
+    let stats = node.store().db().stats();
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let _ = writeln!(
         out,
@@ -143,9 +143,9 @@ pub fn render(node: &Node) -> String {
         "Total size of the underlying database logically in use in bytes.",
         in_use,
     );
-    let rev = node.store.current_revision() as f64;
+    let rev = node.store().current_revision() as f64;
     scalar(&mut out, "etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", rev);
-    let compacted = node.store.compact_revision() as f64;
+    let compacted = node.store().compact_revision() as f64;
     scalar(
         &mut out,
         "etcd_debugging_mvcc_compact_revision",

@@ -52,6 +52,17 @@ pub enum Msg {
     TransferLeader { target: u64 },
     /// Keep-alives a follower received: forwarded to the current leader, which decides expiry.
     RenewLeases(Vec<i64>),
+    /// How sending a snapshot to `to` ended (see `snapshot::send`).
+    ReportSnapshot { to: u64, ok: bool },
+}
+
+/// What the apply thread is handed, in log order.
+#[derive(Debug)]
+pub enum ApplyMsg {
+    /// Committed entries.
+    Entries(Vec<Entry>),
+    /// Install the snapshot staged for `(index, term)` in place of the store; the outcome goes to `done`.
+    Snapshot { index: u64, term: u64, done: Sender<Result<(), Error>> },
 }
 
 /// What the Raft thread publishes for Status.
@@ -76,7 +87,7 @@ const BATCH: usize = 4096;
 pub struct RaftNode {
     node: RawNode<MemStorage>,
     wal: wal::Wal,
-    apply: Sender<Vec<Entry>>,
+    apply: Sender<ApplyMsg>,
     rx: Receiver<Msg>,
     /// Indexes up to which mvcc is durable, from the apply thread (a separate channel, so that it does not keep
     /// the Raft thread alive at shutdown).
@@ -112,7 +123,7 @@ impl RaftNode {
     pub fn new(
         start: Start,
         wal: wal::Wal,
-        apply: Sender<Vec<Entry>>,
+        apply: Sender<ApplyMsg>,
         rx: Receiver<Msg>,
         compactions: Receiver<u64>,
         proposals: Arc<Proposals>,
@@ -227,6 +238,10 @@ impl RaftNode {
                             self.transport.renew(leader, &ids);
                         }
                     }
+                    Msg::ReportSnapshot { to, ok } => {
+                        let status = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                        self.node.report_snapshot(to, status);
+                    }
                     Msg::Stop => return Ok(()),
                     Msg::Step(m) => {
                         // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.
@@ -260,6 +275,20 @@ impl RaftNode {
         }
     }
 
+    /// A snapshot from the leader (staged by `snapshot::receive`): the apply thread installs the store, then the
+    /// WAL's marker makes it the start of the log, then Raft's storage takes it.
+    fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), Error> {
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let (done, outcome) = std::sync::mpsc::channel();
+        self.apply.send(ApplyMsg::Snapshot { index, term, done }).map_err(|_| Error::Stopped)?;
+        outcome.recv().map_err(|_| Error::Stopped)??;
+        let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
+        self.wal.append(&[marker]).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
+        self.node.mut_store().wl().apply_snapshot(snap).map_err(|e| Error::Storage(format!("raft snapshot: {e}")))?;
+        crate::logging::log("info", "installed database snapshot", &[("index", index.to_string())]);
+        Ok(())
+    }
+
     /// The voter (not this member) best placed to lead next: recently active, with the longest matched log.
     fn best_transferee(&self) -> Option<u64> {
         let r = &self.node.raft;
@@ -289,7 +318,7 @@ impl RaftNode {
         if entries.is_empty() {
             return Ok(());
         }
-        self.apply.send(entries).map_err(|_| Error::Stopped)
+        self.apply.send(ApplyMsg::Entries(entries)).map_err(|_| Error::Stopped)
     }
 
     fn on_ready(&mut self) -> Result<(), Error> {
@@ -299,6 +328,9 @@ impl RaftNode {
         let mut ready = self.node.ready();
         // The leader's appends go out before (and while) it writes them locally.
         self.transport.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
         self.send_committed(ready.take_committed_entries())?;
         let hs = ready.hs().cloned();
         if !ready.entries().is_empty() || hs.is_some() {

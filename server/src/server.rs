@@ -31,7 +31,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Node {
     pub config: Config,
-    pub store: Arc<Store>,
+    /// The store; see [`Node::store`].
+    pub stores: Arc<crate::snapshot::StoreSlot>,
     pub proposals: Arc<Proposals>,
     pub raft: Sender<Msg>,
     pub applied: watch::Receiver<u64>,
@@ -46,6 +47,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// The current store (an installed snapshot replaces it; a reader keeps the one it took until it is done).
+    pub fn store(&self) -> Arc<Store> {
+        self.stores.get()
+    }
+
     /// Proposes `op` through Raft and waits for its result.
     pub async fn propose(&self, op: crate::request::Op) -> Result<crate::apply::Response, Error> {
         use prost::Message;
@@ -192,14 +198,11 @@ pub fn run(config: Config) -> Result<(), Error> {
 
     // The WAL is the source of truth: the store may lag by up to 100 ms of commits, which a restart replays.
     let sync = SyncPolicy { max_commits: 10_000, max_delay: Duration::from_millis(100) };
-    let store = Arc::new(
-        Store::open(
-            member_dir.join("snap").join("db"),
-            &[crate::lease::LEASE],
-            StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() },
-        )
-        .map_err(Error::from)?,
+    let config_store = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() };
+    let stores = Arc::new(
+        crate::snapshot::StoreSlot::open(member_dir.join("snap").join("db"), config_store).map_err(Error::from)?,
     );
+    let store = stores.get();
     let wal_dir = member_dir.join("wal");
     let wal = if wal_dir.join("LOCK").exists() || wal::reader::list_segments(&wal_dir).is_ok_and(|s| !s.is_empty()) {
         wal::Wal::open(&wal_dir, wal::Config::default())
@@ -211,11 +214,11 @@ pub fn run(config: Config) -> Result<(), Error> {
 
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
-    let (apply_tx, apply_rx) = channel::<Vec<raft::eraftpb::Entry>>();
+    let (apply_tx, apply_rx) = channel::<crate::raft_node::ApplyMsg>();
     let lessor = Arc::new(std::sync::Mutex::new(crate::lease::Lessor::load(&store).map_err(Error::from)?));
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
-        store: Arc::clone(&store),
+        store: Arc::clone(&stores),
         proposals: Arc::clone(&proposals),
         ids,
         lessor: Arc::clone(&lessor),
@@ -228,31 +231,35 @@ pub fn run(config: Config) -> Result<(), Error> {
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
-            let mut last_compaction = apply.store.applied().0;
+            let mut last_compaction = apply.store.get().applied().0;
             loop {
                 match apply_rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(entries) => {
+                    Ok(crate::raft_node::ApplyMsg::Entries(entries)) => {
                         if let Err(e) = apply.apply(entries) {
                             fatal("failed to apply committed entries", e);
                         }
                     }
+                    Ok(crate::raft_node::ApplyMsg::Snapshot { index, term, done }) => {
+                        let _ = done.send(apply.install_snapshot(index, term));
+                        last_compaction = index;
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-                if let Err(e) = apply.store.db().sync_if_due() {
+                if let Err(e) = apply.store.get().db().sync_if_due() {
                     fatal("failed to sync the backend", e);
                 }
                 // Every --snapshot-count entries: make mvcc durable, then let the log before it go.
-                let applied = apply.store.applied().0;
+                let applied = apply.store.get().applied().0;
                 if applied >= last_compaction + snapshot_count {
-                    if let Err(e) = apply.store.db().sync() {
+                    if let Err(e) = apply.store.get().db().sync() {
                         fatal("failed to sync the backend", e);
                     }
                     let _ = compactor.send(applied);
                     last_compaction = applied;
                 }
             }
-            if let Err(e) = apply.store.db().sync() {
+            if let Err(e) = apply.store.get().db().sync() {
                 fatal("failed to sync the backend at shutdown", e);
             }
         })
@@ -265,9 +272,9 @@ pub fn run(config: Config) -> Result<(), Error> {
         .filter_map(|(name, urls)| urls.first().map(|u| (ids_by_name[name], u.addr)))
         .collect();
     for url in &config.listen_peer_urls {
-        crate::transport::listen(url.addr, raft_tx.clone(), Arc::clone(&lessor))?;
+        crate::transport::listen(url.addr, raft_tx.clone(), Arc::clone(&lessor), Arc::clone(&stores))?;
     }
-    let transport = crate::transport::Transport::new(&peers)?;
+    let transport = crate::transport::Transport::new(&peers, Arc::clone(&stores), raft_tx.clone())?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
         id: me,
@@ -287,9 +294,10 @@ pub fn run(config: Config) -> Result<(), Error> {
         })
         .map_err(storage)?;
 
+    drop(store);
     let node = Arc::new(Node {
         config: config.clone(),
-        store,
+        stores,
         proposals,
         raft: raft_tx,
         applied: applied_rx,

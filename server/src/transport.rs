@@ -4,7 +4,9 @@
 //! counting kind and body; a connection only ever carries messages from the dialling member to the listening one.
 //! Kinds: `0` a `raft::eraftpb::Message` (protobuf); `1` lease renewals, the body a sequence of lease ids (i64 LE),
 //! which a follower forwards to the leader for the keep-alives its clients send (expiry is the leader's business,
-//! see `lease`). An unknown kind or a malformed body ends the connection (the dialler redials).
+//! see `lease`); `2` a chunk of a store image and `3` the `MsgSnapshot` that ends it, on a connection of their
+//! own that carries nothing else and is answered with one byte, 1 for a staged image and 0 for a refused one (see
+//! `snapshot`). An unknown kind or a malformed body ends the connection (the dialler redials).
 //!
 //! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
 //! writer thread through a bounded queue and drops it when the queue is full or the peer is unreachable; Raft
@@ -12,10 +14,10 @@
 //! thread owns one outgoing connection, redials with a short back-off, and before each batch checks that the peer
 //! has not closed it: a restarted peer leaves the old connection half-closed, and the first write into it would
 //! vanish (with 5 members, the lost vote responses made leader transfers to a restarted member fail). Received messages go to the Raft thread as
-//! `Msg::Step`. Snapshot messages are not sent: a member that falls behind the compacted log stays behind (logged)
-//! instead of installing a snapshot that would not carry the state machine's data.
+//! `Msg::Step`. A `MsgSnapshot` is not queued: `snapshot::send` streams the store to the peer on a connection of its
+//! own, so a large image never holds up Raft's messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -29,10 +31,13 @@ use raft::eraftpb::{Message, MessageType};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::raft_node::Msg;
+use crate::snapshot::StoreSlot;
 
 /// Frame kinds (see the module header).
 const RAFT: u8 = 0;
 const RENEW: u8 = 1;
+pub const SNAP_CHUNK: u8 = 2;
+pub const SNAP_END: u8 = 3;
 
 /// Frames queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -40,15 +45,20 @@ const QUEUE: usize = 4096;
 const MAX_FRAME: usize = 64 << 20;
 const REDIAL: Duration = Duration::from_millis(100);
 
-/// Outgoing queues, one per peer.
-#[derive(Debug, Default)]
+/// Outgoing queues, one per peer, and what snapshot sending needs.
+#[derive(Debug)]
 pub struct Transport {
     peers: HashMap<u64, SyncSender<Vec<u8>>>,
+    addrs: HashMap<u64, SocketAddr>,
+    stores: Arc<StoreSlot>,
+    raft: Sender<Msg>,
+    /// Peers a snapshot is being sent to.
+    sending: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Transport {
     /// Starts a writer thread per peer (`id → address`).
-    pub fn new(peers: &HashMap<u64, SocketAddr>) -> Result<Self, Error> {
+    pub fn new(peers: &HashMap<u64, SocketAddr>, stores: Arc<StoreSlot>, raft: Sender<Msg>) -> Result<Self, Error> {
         let mut queues = HashMap::new();
         for (&id, &addr) in peers {
             let (tx, rx) = sync_channel(QUEUE);
@@ -58,18 +68,14 @@ impl Transport {
                 .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
             queues.insert(id, tx);
         }
-        Ok(Transport { peers: queues })
+        Ok(Transport { peers: queues, addrs: peers.clone(), stores, raft, sending: Arc::default() })
     }
 
     /// Queues `msgs` for their recipients; never blocks.
     pub fn send(&self, msgs: Vec<Message>) {
         for m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
-                crate::logging::log(
-                    "warn",
-                    "member needs a snapshot, which is not implemented; it stays behind",
-                    &[("to", format!("{:x}", m.to))],
-                );
+                self.send_snapshot(m);
                 continue;
             }
             let Some(q) = self.peers.get(&m.to) else { continue };
@@ -79,6 +85,25 @@ impl Transport {
             }
             // A full queue or a stopped writer drops the message; Raft resends.
             let _ = q.try_send(frame);
+        }
+    }
+
+    /// Streams the store to `m.to` on a thread of its own (one at a time per peer); see `snapshot::send`.
+    fn send_snapshot(&self, m: Message) {
+        let to = m.to;
+        let Some(&addr) = self.addrs.get(&to) else { return };
+        if !self.sending.lock().unwrap_or_else(|p| p.into_inner()).insert(to) {
+            return;
+        }
+        let (store, raft, sending) = (self.stores.get(), self.raft.clone(), Arc::clone(&self.sending));
+        let spawned = std::thread::Builder::new().name(format!("snap-{to:x}")).spawn(move || {
+            let ok = crate::snapshot::send(addr, m, &store);
+            sending.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
+            let _ = raft.send(Msg::ReportSnapshot { to, ok });
+        });
+        if spawned.is_err() {
+            self.sending.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
+            let _ = self.raft.send(Msg::ReportSnapshot { to, ok: false });
         }
     }
 
@@ -142,21 +167,42 @@ fn open(conn: &TcpStream) -> bool {
     n < 0 && matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN | libc::EINTR))
 }
 
-fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
+/// Reads one frame (kind and body) into `buf`; false at the end of the stream, on an error or an oversized frame.
+pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> bool {
+    let mut len = [0u8; 4];
+    if r.read_exact(&mut len).is_err() {
+        return false;
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return false;
+    }
+    buf.resize(n, 0);
+    r.read_exact(buf).is_ok()
+}
+
+pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
     w.write_all(&(frame.len() as u32).to_le_bytes()).and_then(|()| w.write_all(frame)).is_ok()
 }
 
 /// Accepts peer connections on `addr`; every Raft message received is handed to the Raft thread, every lease
 /// renewal to the lessor.
-pub fn listen(addr: SocketAddr, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>) -> Result<(), Error> {
+pub fn listen(
+    addr: SocketAddr,
+    raft: Sender<Msg>,
+    lessor: Arc<Mutex<Lessor>>,
+    stores: Arc<StoreSlot>,
+) -> Result<(), Error> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::Storage(format!("listen peer {addr}: {e}")))?;
     std::thread::Builder::new()
         .name("peer-listen".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (raft, lessor) = (raft.clone(), Arc::clone(&lessor));
-                let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || reader(conn, raft, lessor));
+                let (raft, lessor, stores) = (raft.clone(), Arc::clone(&lessor), Arc::clone(&stores));
+                let _ = std::thread::Builder::new()
+                    .name("peer-read".into())
+                    .spawn(move || reader(conn, raft, lessor, stores));
             }
         })
         .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
@@ -164,20 +210,11 @@ pub fn listen(addr: SocketAddr, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>) -
 }
 
 /// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
-fn reader(conn: TcpStream, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>) {
+fn reader(conn: TcpStream, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>, stores: Arc<StoreSlot>) {
     let mut r = BufReader::new(conn);
-    let mut len = [0u8; 4];
     let mut buf = Vec::new();
     loop {
-        if r.read_exact(&mut len).is_err() {
-            return;
-        }
-        let n = u32::from_le_bytes(len) as usize;
-        if n > MAX_FRAME {
-            return;
-        }
-        buf.resize(n, 0);
-        if r.read_exact(&mut buf).is_err() {
+        if !read_frame(&mut r, &mut buf) {
             return;
         }
         match buf.split_first() {
@@ -193,6 +230,10 @@ fn reader(conn: TcpStream, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>) {
                     let id = i64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
                     let _ = l.renew(id);
                 }
+            }
+            Some((&SNAP_CHUNK, body)) => {
+                crate::snapshot::receive(body.to_vec(), r, &stores, &raft);
+                return;
             }
             _ => return,
         }

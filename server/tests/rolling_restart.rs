@@ -1,6 +1,8 @@
 //! A rolling restart of a 3-member cluster under continuous writes (issue 6): each member in turn is stopped with
-//! SIGTERM (a leader first hands leadership over, so no election timeout is waited out), restarted, and caught up
-//! before the next. A client on all three endpoints that retries what etcd's clients retry (Unavailable) sees no
+//! SIGTERM (a leader first hands leadership over, so no election timeout is waited out: its log must say so),
+//! restarted, and caught up before the next. The slowest put is printed: usually under 100 ms; a proposal a
+//! follower forwarded while leadership moved can be dropped by Raft, and then waits out the client's 3 s timeout
+//! before its retry. A client on all three endpoints that retries what etcd's clients retry (Unavailable) sees no
 //! failed request, and no acknowledged write is lost.
 
 mod common;
@@ -14,8 +16,8 @@ use common::Member;
 use common::cluster::{agreed_leader, hash_kv, launch, specs, status};
 use etcd_client::{Client, GetOptions};
 
-/// Stops a member the way an operator does (SIGTERM) and waits for it to exit.
-fn stop(mut m: Member) {
+/// Stops a member the way an operator does (SIGTERM) and waits for it to exit; returns its last log lines.
+fn stop(mut m: Member) -> String {
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(m.child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -23,6 +25,8 @@ fn stop(mut m: Member) {
         assert!(Instant::now() < deadline, "{} did not stop within 20 s of SIGTERM", m.endpoint);
         std::thread::sleep(Duration::from_millis(20));
     }
+    std::thread::sleep(Duration::from_millis(100)); // the log reader takes the last lines
+    m.log.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")
 }
 
 /// One put, retried on Unavailable (as etcd's clients do) for up to 10 s; the error if it still fails.
@@ -33,6 +37,10 @@ async fn put(c: &mut Client, key: &str) -> Result<(), String> {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::Unavailable => {}
             Ok(Err(etcd_client::Error::TransportError(_))) => {}
+            // A request refused because the server closed the connection (HTTP/2 GOAWAY) was not processed;
+            // grpc-go's clients retry those transparently.
+            Ok(Err(etcd_client::Error::GRpcStatus(s)))
+                if s.code() == tonic::Code::Cancelled && s.message().contains("operation was canceled") => {}
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => {}
         }
@@ -79,7 +87,13 @@ fn rolling_restart_under_writes() {
     for i in order {
         std::thread::sleep(Duration::from_millis(500));
         let before = rt.block_on(status(&endpoints[i]));
-        stop(members[i].take().unwrap());
+        let log = stop(members[i].take().unwrap());
+        if i == leader_index {
+            assert!(
+                log.contains("leadership transferred before stop"),
+                "the leader stopped without handing over:\n{log}"
+            );
+        }
         members[i] = Some(launch(dir.path(), &specs[i], &cluster));
         rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -111,8 +125,6 @@ fn rolling_restart_under_writes() {
         failed.len()
     );
     assert!(failed.is_empty(), "failed requests: {failed:?}");
-    // Without the hand-over the writes stall for an election timeout plus the client's timeout (measured: >3 s).
-    assert!(slowest < Duration::from_secs(1), "a put took {slowest:?}: the leader's stop cost an election");
     assert!(acked.len() > 100, "only {} writes went through", acked.len());
     rt.block_on(async {
         // Every member holds every acknowledged write, and all converge to one HashKV.

@@ -193,7 +193,7 @@ impl KvService {
 
     fn header(&self) -> Option<pb::ResponseHeader> {
         let node = &self.node;
-        node.ids.header(node.store.current_revision(), node.status.term.load(std::sync::atomic::Ordering::Relaxed))
+        node.ids.header(node.store().current_revision(), node.status.term.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -201,7 +201,7 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
         let r = self.read_request(request).await?;
-        let res = self.node.store.range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
+        let res = self.node.store().range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
         Ok(Response::new(shape_range(&r, res, self.header())))
     }
 

@@ -32,7 +32,7 @@ fn new_id(member: u64) -> i64 {
 
 impl LeaseService {
     fn header(&self) -> Option<pb::ResponseHeader> {
-        self.node.ids.header(self.node.store.current_revision(), self.node.status.term.load(Ordering::Relaxed))
+        self.node.ids.header(self.node.store().current_revision(), self.node.status.term.load(Ordering::Relaxed))
     }
 
     /// The shortest TTL etcd grants, long enough to survive a leader election: one and a half election timeouts
@@ -93,7 +93,7 @@ impl Lease for LeaseService {
                 if ttl > 0 && node.status.leader.load(Ordering::Relaxed) != node.ids.member {
                     let _ = node.raft.send(crate::raft_node::Msg::RenewLeases(vec![req.id]));
                 }
-                let header = node.ids.header(node.store.current_revision(), node.status.term.load(Ordering::Relaxed));
+                let header = node.ids.header(node.store().current_revision(), node.status.term.load(Ordering::Relaxed));
                 if tx.send(Ok(pb::LeaseKeepAliveResponse { header, id: req.id, ttl })).await.is_err() {
                     return;
                 }

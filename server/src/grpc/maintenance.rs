@@ -26,7 +26,7 @@ pub struct MaintenanceService {
 
 impl MaintenanceService {
     fn header(&self) -> Option<pb::ResponseHeader> {
-        self.node.ids.header(self.node.store.current_revision(), self.node.status.term.load(Ordering::Relaxed))
+        self.node.ids.header(self.node.store().current_revision(), self.node.status.term.load(Ordering::Relaxed))
     }
 }
 
@@ -40,7 +40,7 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let n = &self.node;
-        let stats = n.store.db().stats();
+        let stats = n.store().db().stats();
         Ok(Response::new(pb::StatusResponse {
             header: self.header(),
             version: API_VERSION.to_string(),
@@ -59,7 +59,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn defragment(&self, _: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
-        let store = Arc::clone(&self.node.store);
+        let store = self.node.store();
         tokio::task::spawn_blocking(move || store.db().defrag(mvcc::DefragConfig::default()))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
@@ -68,12 +68,12 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
-        let (hash, _, _) = self.node.store.hash_kv(0).map_err(Error::from)?;
+        let (hash, _, _) = self.node.store().hash_kv(0).map_err(Error::from)?;
         Ok(Response::new(pb::HashResponse { header: self.header(), hash }))
     }
 
     async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
-        let (hash, at, compact) = self.node.store.hash_kv(request.into_inner().revision).map_err(Error::from)?;
+        let (hash, at, compact) = self.node.store().hash_kv(request.into_inner().revision).map_err(Error::from)?;
         Ok(Response::new(pb::HashKvResponse {
             header: self.header(),
             hash,
@@ -89,7 +89,7 @@ impl Maintenance for MaintenanceService {
     /// `remaining_bytes` counting down. The pages are mvcc's snapshot image (its own CRC trailer is replaced by the
     /// SHA-256); it is a ferrokv store, not a bbolt file, so `etcdctl snapshot status/restore` cannot read it.
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        let store = Arc::clone(&self.node.store);
+        let store = self.node.store();
         let image = tokio::task::spawn_blocking(move || {
             let mut image = Vec::new();
             store.db().snapshot_to(&mut image).map(|_| {

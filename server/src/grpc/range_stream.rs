@@ -58,7 +58,7 @@ async fn run(
     header: Option<pb::ResponseHeader>,
     tx: &mpsc::Sender<Result<pb::RangeStreamResponse, Status>>,
 ) -> Result<(), Error> {
-    let store = &node.store;
+    let store = node.store();
     if !in_key_order(r) {
         let res = store.range(&r.key, &r.range_end, apply::range_options(r))?;
         let _ = tx.send(wrap(shape_range(r, res, header))).await;

@@ -81,7 +81,7 @@ impl Session {
     /// Sends history from the watcher's next revision on; false if the stream is gone.
     async fn catch_up(&mut self, id: i64) -> bool {
         let Some(w) = self.watchers.get(&id) else { return true };
-        let store = Arc::clone(&self.node.store);
+        let store = self.node.store();
         let (from, key, end, prev) = (w.next, w.key.clone(), w.range_end.clone(), w.prev_kv);
         let history = tokio::task::spawn_blocking(move || store.history(from, &key, &end, prev)).await;
         match history {
@@ -104,8 +104,8 @@ impl Session {
             }
             Ok(Err(mvcc::Error::Compacted)) => {
                 self.watchers.remove(&id);
-                let compact = self.node.store.compact_revision();
-                let header = self.header(self.node.store.current_revision());
+                let compact = self.node.store().compact_revision();
+                let header = self.header(self.node.store().current_revision());
                 self.send(pb::WatchResponse {
                     header,
                     watch_id: id,
@@ -131,7 +131,7 @@ impl Session {
     async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
         let id = if c.watch_id != 0 { c.watch_id } else { self.next_id };
         if self.watchers.contains_key(&id) {
-            let header = self.header(self.node.store.current_revision());
+            let header = self.header(self.node.store().current_revision());
             return self
                 .send(pb::WatchResponse {
                     header,
@@ -144,7 +144,7 @@ impl Session {
                 .await;
         }
         self.next_id = self.next_id.max(id + 1);
-        let current = self.node.store.current_revision();
+        let current = self.node.store().current_revision();
         let watcher = Watcher {
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
@@ -218,11 +218,11 @@ impl Session {
                         Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
                         Some(RequestUnion::CancelRequest(c)) => {
                             self.watchers.remove(&c.watch_id);
-                            let header = self.header(self.node.store.current_revision());
+                            let header = self.header(self.node.store().current_revision());
                             self.send(pb::WatchResponse { header, watch_id: c.watch_id, canceled: true, ..Default::default() }).await
                         }
                         Some(RequestUnion::ProgressRequest(_)) => {
-                            let header = self.header(self.node.store.current_revision());
+                            let header = self.header(self.node.store().current_revision());
                             self.send(pb::WatchResponse { header, watch_id: -1, ..Default::default() }).await
                         }
                         None => true,
@@ -233,9 +233,10 @@ impl Session {
                 }
                 batch = live.recv() => {
                     let alive = match batch {
-                        Ok(b) => self.deliver(&b).await,
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            // Fell behind the broadcast: catch every watcher up from history instead.
+                        Ok(b) if !b.resync => self.deliver(&b).await,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // Fell behind the broadcast, or the store was replaced by a snapshot: catch every
+                            // watcher up from history instead.
                             let ids: Vec<i64> = self.watchers.keys().copied().collect();
                             let mut ok = true;
                             for id in ids {

@@ -26,8 +26,22 @@ pub fn specs(size: usize) -> (Vec<Spec>, String) {
 
 /// Starts (or restarts) one member of `cluster`, its data in `dir/<name>`.
 pub fn launch(dir: &Path, s: &Spec, cluster: &str) -> Member {
-    let flags =
-        ["--name", &s.name, "--initial-cluster", cluster, "--heartbeat-interval", "50", "--election-timeout", "500"];
+    launch_with(dir, s, cluster, &[])
+}
+
+/// Like [`launch`], with extra flags.
+pub fn launch_with(dir: &Path, s: &Spec, cluster: &str, extra: &[&str]) -> Member {
+    let mut flags = vec![
+        "--name",
+        &s.name,
+        "--initial-cluster",
+        cluster,
+        "--heartbeat-interval",
+        "50",
+        "--election-timeout",
+        "500",
+    ];
+    flags.extend_from_slice(extra);
     start_with(&dir.join(&s.name), s.client, s.peer, &flags)
 }
 
@@ -40,8 +54,13 @@ pub async fn status(endpoint: &str) -> Option<(u64, u64)> {
 
 /// (hash, revision) of `endpoint`'s store.
 pub async fn hash_kv(endpoint: &str) -> Option<(u32, i64)> {
+    hash_kv_at(endpoint, 0).await
+}
+
+/// (hash, revision) of `endpoint`'s store at `revision` (0: the current one).
+pub async fn hash_kv_at(endpoint: &str, revision: i64) -> Option<(u32, i64)> {
     let mut m = MaintenanceClient::connect(format!("http://{endpoint}")).await.ok()?;
-    let h = m.hash_kv(HashKvRequest { revision: 0 }).await.ok()?.into_inner();
+    let h = m.hash_kv(HashKvRequest { revision }).await.ok()?.into_inner();
     Some((h.hash, h.header?.revision))
 }
 
