@@ -30,6 +30,6 @@ pub use page::{PageId, TxnId};
 pub use revision::Revision;
 pub use snapshot::{SnapshotInfo, TRAILER_LEN as SNAPSHOT_TRAILER_LEN};
 pub use store::{
-    Change, Compare, CompareOp, CompareTarget, DeleteResult, PutOptions, PutResult, RangeOptions, RangeResult,
-    RequestOp, ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
+    Change, Compare, CompareOp, CompareTarget, DeleteResult, KEYSPACES as STORE_KEYSPACES, PutOptions, PutResult,
+    RangeOptions, RangeResult, RequestOp, ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
 };

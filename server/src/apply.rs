@@ -213,18 +213,30 @@ struct Done {
 /// Whether `op` may share a store transaction with its neighbours: plain writes, except a Txn that puts keys
 /// under leases (whether its leases exist is decided on the state before it, see `txn_leases_exist`).
 fn runs_with_others(op: &Op) -> bool {
-    fn leases(ops: &[pb::RequestOp]) -> bool {
-        use pb::request_op::Request;
-        ops.iter().filter_map(|o| o.request.as_ref()).any(|r| match r {
-            Request::RequestPut(p) => p.lease != 0 && !p.ignore_lease,
-            Request::RequestTxn(t) => leases(&t.success) || leases(&t.failure),
-            _ => false,
-        })
-    }
     match op {
         Op::Put(_) | Op::DeleteRange(_) => true,
-        Op::Txn(t) => !leases(&t.success) && !leases(&t.failure),
+        Op::Txn(t) => {
+            let mut ids = Vec::new();
+            lease_puts(&t.success, &mut ids);
+            lease_puts(&t.failure, &mut ids);
+            ids.is_empty()
+        }
         Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) => false,
+    }
+}
+
+/// The leases the puts of `ops` (nested Txns' both branches included) attach keys to.
+fn lease_puts(ops: &[pb::RequestOp], out: &mut Vec<i64>) {
+    use pb::request_op::Request;
+    for op in ops.iter().filter_map(|o| o.request.as_ref()) {
+        match op {
+            Request::RequestPut(p) if p.lease != 0 && !p.ignore_lease => out.push(p.lease),
+            Request::RequestTxn(t) => {
+                lease_puts(&t.success, out);
+                lease_puts(&t.failure, out);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -384,19 +396,6 @@ impl Apply {
     /// nested Txns are checked in both branches.
     fn txn_leases_exist(&self, t: &pb::TxnRequest) -> Result<bool, mvcc::Error> {
         let store = self.store.get();
-        use pb::request_op::Request;
-        fn leases(ops: &[pb::RequestOp], out: &mut Vec<i64>) {
-            for op in ops.iter().filter_map(|o| o.request.as_ref()) {
-                match op {
-                    Request::RequestPut(p) if p.lease != 0 && !p.ignore_lease => out.push(p.lease),
-                    Request::RequestTxn(t) => {
-                        leases(&t.success, out);
-                        leases(&t.failure, out);
-                    }
-                    _ => {}
-                }
-            }
-        }
         let mut w = store.write()?;
         let mut succeeded = true;
         for c in &t.compare {
@@ -407,7 +406,7 @@ impl Apply {
         }
         drop(w);
         let mut ids = Vec::new();
-        leases(if succeeded { &t.success } else { &t.failure }, &mut ids);
+        lease_puts(if succeeded { &t.success } else { &t.failure }, &mut ids);
         let lessor = self.lessor();
         Ok(ids.iter().all(|id| lessor.exists(*id)))
     }

@@ -75,6 +75,19 @@ impl Node {
         }
     }
 
+    /// Waits (polling once a heartbeat, up to five election timeouts) until the leader this member sees
+    /// satisfies `done`; false on the deadline. Leader transfers report their progress this way.
+    pub async fn wait_for_leader(&self, done: impl Fn(u64) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(5 * self.config.election_ms);
+        while !done(self.status.leader.load(std::sync::atomic::Ordering::Relaxed)) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(self.config.heartbeat_ms)).await;
+        }
+        true
+    }
+
     /// The lessor, locked.
     pub fn leases(&self) -> std::sync::MutexGuard<'_, crate::lease::Lessor> {
         self.lessor.lock().unwrap_or_else(|p| p.into_inner())
@@ -92,18 +105,11 @@ async fn hand_over_leadership(node: &Node) {
     if node.raft.send(Msg::TransferLeader { target: 0 }).is_err() {
         return;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(5 * node.config.election_ms);
-    loop {
+    if node.wait_for_leader(|l| l != me && l != 0).await {
         let leader = node.status.leader.load(std::sync::atomic::Ordering::Relaxed);
-        if leader != me && leader != 0 {
-            log("info", "leadership transferred before stop", &[("to", format!("{leader:x}"))]);
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            log("warn", "leadership transfer before stop timed out", &[]);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(node.config.heartbeat_ms)).await;
+        log("info", "leadership transferred before stop", &[("to", format!("{leader:x}"))]);
+    } else {
+        log("warn", "leadership transfer before stop timed out", &[]);
     }
 }
 

@@ -40,8 +40,6 @@ pub struct StoreSlot {
     config: StoreConfig,
 }
 
-/// Keyspaces of the store file (mvcc's own and the server's).
-const KEYSPACES: [&str; 3] = ["key", "meta", crate::lease::LEASE];
 const STAGED_PREFIX: &str = "db.incoming-";
 
 impl StoreSlot {
@@ -66,7 +64,9 @@ impl StoreSlot {
     pub fn stage(&self, input: &mut impl Read) -> Result<(u64, u64), Error> {
         let receiving = self.path.with_file_name(format!("{STAGED_PREFIX}receiving"));
         remove_staged(&self.path, None);
-        let db = mvcc::Db::restore_from(&receiving, input, &KEYSPACES, self.config.db.clone())?;
+        let mut keyspaces = mvcc::STORE_KEYSPACES.to_vec();
+        keyspaces.push(crate::lease::LEASE);
+        let db = mvcc::Db::restore_from(&receiving, input, &keyspaces, self.config.db.clone())?;
         let (index, term) = {
             let r = db.read();
             (r.snapshot().applied_index, r.snapshot().applied_term)

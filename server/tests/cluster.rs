@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::Member;
-use common::cluster::{agreed_leader, hash_kv, launch, specs, status};
+use common::cluster::{agreed_leader, converged, launch, specs, status};
 use server::proto::etcdserverpb::{
     MoveLeaderRequest, PutRequest, RangeRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
 };
@@ -78,18 +78,7 @@ fn survive_losing_the_leader(size: usize) {
 
         // The killed member comes back and catches up.
         members[leader_index] = Some(launch(dir.path(), &specs[leader_index], &cluster));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut hashes = BTreeSet::new();
-            for e in &endpoints {
-                hashes.insert(hash_kv(e).await);
-            }
-            if hashes.len() == 1 && hashes.iter().next().unwrap().is_some() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "members did not converge: {hashes:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        converged(&endpoints).await;
         // Every acknowledged write is on every member (serializable reads: each member's own state).
         for e in &endpoints {
             let mut kv = KvClient::connect(format!("http://{e}")).await.unwrap();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Member;
-use common::cluster::{agreed_leader, hash_kv, launch, specs, status};
+use common::cluster::{agreed_leader, converged, hash_kv, launch, specs, status};
 use etcd_client::{Client, GetOptions};
 
 /// Stops a member the way an operator does (SIGTERM) and waits for it to exit; returns its last log lines.
@@ -128,18 +128,7 @@ fn rolling_restart_under_writes() {
     assert!(acked.len() > 100, "only {} writes went through", acked.len());
     rt.block_on(async {
         // Every member holds every acknowledged write, and all converge to one HashKV.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut hashes = BTreeSet::new();
-            for e in &endpoints {
-                hashes.insert(hash_kv(e).await);
-            }
-            if hashes.len() == 1 && hashes.iter().next().unwrap().is_some() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "members did not converge: {hashes:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        converged(&endpoints).await;
         for e in &endpoints {
             let mut c = Client::connect([e.as_str()], None).await.unwrap();
             let r =

@@ -43,6 +43,8 @@ pub use write::{Change, PutOptions, StoreWrite};
 /// The keyspaces the store itself uses.
 pub const KEY: &str = "key";
 pub const META: &str = "meta";
+/// Every keyspace the store itself opens (a file opened as a bare `Db`, a snapshot image say, needs them).
+pub const KEYSPACES: [&str; 2] = [KEY, META];
 const SCHEDULED_COMPACT: &[u8] = b"scheduled_compact";
 const FINISHED_COMPACT: &[u8] = b"finished_compact";
 
@@ -147,7 +149,7 @@ impl Store {
     /// Opens (or creates) the store at `path`, with `extra` keyspaces for the caller (leases, members, ...).
     /// Rebuilds the index, and finishes a compaction a crash interrupted.
     pub fn open(path: impl AsRef<Path>, extra: &[&str], config: StoreConfig) -> Result<Store> {
-        let mut names = vec![KEY, META];
+        let mut names = KEYSPACES.to_vec();
         names.extend_from_slice(extra);
         let db = Db::open(path, &names, config.db)?;
         let (key, meta) = (db.keyspace(KEY)?, db.keyspace(META)?);

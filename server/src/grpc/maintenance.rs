@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -136,12 +135,8 @@ impl Maintenance for MaintenanceService {
         }
         if target != n.ids.member {
             n.raft.send(Msg::TransferLeader { target }).map_err(|_| Error::Stopped)?;
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(5 * n.config.election_ms);
-            while n.status.leader.load(Ordering::Relaxed) != target {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(Error::LeaderTransferTimeout.into());
-                }
-                tokio::time::sleep(Duration::from_millis(n.config.heartbeat_ms)).await;
+            if !n.wait_for_leader(|l| l == target).await {
+                return Err(Error::LeaderTransferTimeout.into());
             }
         }
         Ok(Response::new(pb::MoveLeaderResponse { header: self.header() }))

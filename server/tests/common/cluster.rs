@@ -87,3 +87,19 @@ pub async fn agreed_leader(endpoints: &[String]) -> (u64, usize) {
     }
     panic!("leader {leader:x} is none of {endpoints:?}");
 }
+
+/// Waits (up to 30 s) until every endpoint answers HashKV with the same hash at the same revision.
+pub async fn converged(endpoints: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut hashes = BTreeSet::new();
+        for e in endpoints {
+            hashes.insert(hash_kv(e).await);
+        }
+        if hashes.len() == 1 && hashes.iter().next().unwrap().is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "members did not converge: {hashes:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,9 +1,7 @@
 //! Real etcd 3.4.23 (Debian's etcd-server), the behaviour reference, as a child process on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// A single-member etcd, killed when dropped.
@@ -42,16 +40,8 @@ pub fn start(data: &Path, client: u16, peer: u16) -> Etcd {
         .stderr(Stdio::piped())
         .spawn()
         .expect("etcd");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ready to serve client requests") {
-                let _ = tx.send(());
-            }
-        }
-    });
+    let (_, ready) = super::follow(&mut child);
     let etcd = Etcd { child, endpoint: format!("127.0.0.1:{client}") };
-    rx.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
+    ready.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
     etcd
 }

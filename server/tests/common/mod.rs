@@ -60,7 +60,16 @@ pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let (log, ready) = follow(&mut child);
+    let member = Member { child, endpoint: format!("127.0.0.1:{client}"), log };
+    ready.recv_timeout(Duration::from_secs(20)).expect("ferrokv logs `ready to serve client requests`");
+    member
+}
+
+/// Follows `child`'s standard error: keeps its last [`LOG_TAIL`] lines, and signals once it logs etcd's line
+/// "ready to serve client requests".
+pub fn follow(child: &mut Child) -> (Arc<Mutex<VecDeque<String>>>, mpsc::Receiver<()>) {
+    let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = mpsc::channel();
     let log = Arc::new(Mutex::new(VecDeque::new()));
     let tail = Arc::clone(&log);
@@ -76,7 +85,5 @@ pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member
             tail.push_back(line);
         }
     });
-    let member = Member { child, endpoint: format!("127.0.0.1:{client}"), log };
-    rx.recv_timeout(Duration::from_secs(20)).expect("ferrokv logs `ready to serve client requests`");
-    member
+    (log, rx)
 }
