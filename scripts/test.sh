@@ -6,6 +6,8 @@
 # Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Nothing in the suite reads standard input; CI may hand us one that never closes.
+exec </dev/null
 
 missing=()
 command -v fio >/dev/null 2>&1 || missing+=(fio)
@@ -26,8 +28,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+# Every test bounds its own time; this bound is the backstop that turns a hang anywhere into a failure with
+# output, well inside CI's 90 minutes (the whole suite takes about 10 minutes on a 2-core VM).
+timeout --kill-after=30s 45m cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+  echo "scripts/test.sh: the test run exceeded 45 minutes and was stopped" >&2
+fi
 set -e
 # One closing line with the totals over every test binary (cargo's own last lines are the empty doc-test runs).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

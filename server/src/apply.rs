@@ -38,6 +38,8 @@ pub enum Response {
     Compaction(pb::CompactionResponse),
     LeaseGrant(pb::LeaseGrantResponse),
     LeaseRevoke(pb::LeaseRevokeResponse),
+    /// A membership change or publish: the members after it.
+    Members(Vec<pb::Member>),
 }
 
 /// The ids every response header carries.
@@ -221,7 +223,7 @@ fn runs_with_others(op: &Op) -> bool {
             lease_puts(&t.failure, &mut ids);
             ids.is_empty()
         }
-        Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) => false,
+        Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) => false,
     }
 }
 
@@ -252,6 +254,8 @@ pub struct Apply {
     pub events: tokio::sync::broadcast::Sender<Arc<Batch>>,
     /// The applied index, for linearizable reads waiting on it.
     pub applied: watch::Sender<u64>,
+    /// The member registry (configuration changes and publishes are recorded there).
+    pub cluster: Arc<crate::membership::Shared>,
 }
 
 impl std::fmt::Debug for Apply {
@@ -266,6 +270,7 @@ impl Apply {
     pub fn install_snapshot(&self, index: u64, term: u64) -> Result<(), Error> {
         let store = self.store.install(index, term)?;
         *self.lessor() = crate::lease::Lessor::load(&store)?;
+        *self.cluster.write() = crate::membership::Registry::load(&store)?;
         self.applied.send_replace(index);
         let resync = Batch { revision: store.current_revision(), term, changes: Vec::new(), resync: true };
         let _ = self.events.send(Arc::new(resync));
@@ -285,6 +290,12 @@ impl Apply {
                 EntryType::EntryNormal if !e.data.is_empty() => InternalRequest::decode(&e.data[..]).ok(),
                 _ => None,
             };
+            if e.get_entry_type() == EntryType::EntryConfChange {
+                self.flush(&mut run)?;
+                self.apply_member_change(&e)?;
+                self.applied.send_replace(index);
+                continue;
+            }
             match request {
                 Some(InternalRequest { id, op: Some(op) }) if !runs_with_others(&op) => {
                     self.flush(&mut run)?;
@@ -377,6 +388,26 @@ impl Apply {
         w.set_applied(last.index, last.term);
         w.commit()?;
         Ok(Some(done))
+    }
+
+    /// Records a committed configuration change in the registry, in the commit of its index, and answers its
+    /// proposer with the members after it (Raft's side was applied by the Raft thread; see `membership`).
+    fn apply_member_change(&self, e: &Entry) -> Result<(), mvcc::Error> {
+        use protobuf::Message as _;
+        let change = raft::eraftpb::ConfChange::parse_from_bytes(&e.data)
+            .ok()
+            .and_then(|cc| crate::membership::MemberChange::from_conf_change(&cc));
+        let Some(change) = change else { return self.record(e.index, e.term) };
+        let store = self.store.get();
+        let mut w = store.write()?;
+        let mut registry = self.cluster.write();
+        registry.apply(&mut w, &change)?;
+        w.set_applied(e.index, e.term);
+        w.commit()?;
+        let members = registry.members();
+        drop(registry);
+        self.proposals.complete(RequestId(change.request), Ok(Response::Members(members)));
+        Ok(())
     }
 
     /// Records `index` as applied with no change to the data.
@@ -480,14 +511,22 @@ impl Apply {
                 let res = w.txn(&txn_request(t))?;
                 Response::Txn(txn_response(t, res, self.ids, w.current(), term))
             }
-            Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) => {
-                unreachable!("lease operations and compactions are not plain writes")
+            Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) => {
+                unreachable!("lease operations, compactions and publishes are not plain writes")
             }
         })
     }
 
     fn execute(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
         let store = self.store.get();
+        if let Op::Publish(m) = &op {
+            let mut w = store.write()?;
+            let mut registry = self.cluster.write();
+            registry.publish(&mut w, m)?;
+            w.set_applied(index, term);
+            w.commit()?;
+            return Ok(Ok(Response::Members(registry.members())));
+        }
         if matches!(op, Op::LeaseGrant(_) | Op::LeaseRevoke(_)) {
             return self.execute_lease(op, index, term);
         }

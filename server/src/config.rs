@@ -151,7 +151,8 @@ fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_nanos(nanos as u64))
 }
 
-fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
+/// Parses one `http://host:port` URL (`flag` names where it came from in the error).
+pub fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
     let t = text.trim().trim_end_matches('/');
     let Some(rest) = t.strip_prefix("http://") else {
         if t.starts_with("https://") || t.starts_with("unixs://") {

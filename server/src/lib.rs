@@ -16,11 +16,13 @@
 //! (entries onto mvcc) ↔ `proposals` (who waits for which entry).
 
 pub mod apply;
+pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod lease;
 pub mod logging;
+pub mod membership;
 pub mod metrics;
 pub mod proposals;
 pub mod proto;

@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, HardState};
 use raft::storage::MemStorage;
 use raft::{RawNode, Storage};
 use tokio::sync::oneshot;
@@ -54,6 +54,19 @@ pub enum Msg {
     RenewLeases(Vec<i64>),
     /// How sending a snapshot to `to` ended (see `snapshot::send`).
     ReportSnapshot { to: u64, ok: bool },
+    /// Propose a membership change (its context is a `membership::MemberChange` naming request `id`).
+    ProposeConf { id: RequestId, cc: ConfChange },
+    /// What the leader knows of its followers, for membership checks.
+    Progress { reply: oneshot::Sender<Progress> },
+}
+
+/// The leader's view of replication, from [`Msg::Progress`].
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    pub leader: bool,
+    pub last_index: u64,
+    /// Each member's matched index.
+    pub matched: HashMap<u64, u64>,
 }
 
 /// What the apply thread is handed, in log order.
@@ -73,6 +86,8 @@ pub struct RaftStatus {
     pub commit: AtomicU64,
     /// Times this member saw the leader change (`etcd_server_leader_changes_seen_total`).
     pub leader_changes: AtomicU64,
+    /// Notified once this member has applied its own removal from the cluster.
+    pub removed: tokio::sync::Notify,
 }
 
 /// Converts a raft entry to the WAL record that persists it.
@@ -98,6 +113,10 @@ pub struct RaftNode {
     proposals: Arc<Proposals>,
     status: Arc<RaftStatus>,
     transport: crate::transport::Transport,
+    /// Configuration changes at or below this index are already in Raft's configuration (it was built from the
+    /// registry at that index); later ones are applied as they commit.
+    conf_floor: u64,
+    cluster: Arc<crate::membership::Shared>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -110,7 +129,10 @@ impl std::fmt::Debug for RaftNode {
 #[derive(Debug)]
 pub struct Start {
     pub id: u64,
-    pub voters: Vec<u64>,
+    /// Raft's configuration at `conf_floor` (empty for a member that joins and learns it from the leader).
+    pub conf: ConfState,
+    pub conf_floor: u64,
+    pub cluster: Arc<crate::membership::Shared>,
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub applied: u64,
@@ -129,7 +151,7 @@ impl RaftNode {
         proposals: Arc<Proposals>,
         status: Arc<RaftStatus>,
     ) -> Result<Self, Error> {
-        let conf = ConfState::from((start.voters.clone(), vec![]));
+        let conf = start.conf.clone();
         let storage = MemStorage::new_with_conf_state(conf.clone());
         let replay = wal.replay(wal::RaftIndex(1)).map_err(|e| Error::Storage(e.to_string()))?;
         let floor = replay.snapshot.map_or(0, |s| s.index.0);
@@ -137,7 +159,7 @@ impl RaftNode {
             let mut meta = raft::eraftpb::SnapshotMetadata::default();
             meta.set_index(snap.index.0);
             meta.set_term(snap.term.0);
-            meta.set_conf_state(conf);
+            meta.set_conf_state(conf.clone());
             let mut snapshot = raft::eraftpb::Snapshot::default();
             snapshot.set_metadata(meta);
             storage.wl().apply_snapshot(snapshot).map_err(|e| Error::Storage(format!("raft snapshot: {e}")))?;
@@ -183,11 +205,7 @@ impl RaftNode {
         };
         config.validate().map_err(|e| Error::Storage(format!("raft config: {e}")))?;
         let logger = crate::logging::raft_logger();
-        let mut node = RawNode::new(&config, storage, &logger).map_err(|e| Error::Storage(format!("raft: {e}")))?;
-        if start.voters == [start.id] {
-            // A single member elects itself at once instead of waiting out an election timeout.
-            node.campaign().map_err(|e| Error::Storage(format!("raft campaign: {e}")))?;
-        }
+        let node = RawNode::new(&config, storage, &logger).map_err(|e| Error::Storage(format!("raft: {e}")))?;
         Ok(RaftNode {
             node,
             wal,
@@ -199,6 +217,8 @@ impl RaftNode {
             proposals,
             status,
             transport: start.transport,
+            conf_floor: start.conf_floor,
+            cluster: start.cluster,
         })
     }
 
@@ -207,6 +227,13 @@ impl RaftNode {
     /// Each turn takes every message already queued (up to [`BATCH`]) before one Ready: proposals that arrive
     /// together share one WAL write and fsync, and the reads that arrive together share one ReadIndex round.
     pub fn run(mut self) -> Result<(), Error> {
+        // Hand over what is committed already (Raft campaigns only once its configuration entries are applied),
+        // then a single member elects itself at once instead of waiting out an election timeout.
+        self.on_ready()?;
+        let conf = self.node.raft.prs().conf().to_conf_state();
+        if conf.voters == [self.node.raft.id] && conf.learners.is_empty() {
+            self.node.campaign().map_err(|e| Error::Storage(format!("raft campaign: {e}")))?;
+        }
         let mut next_tick = Instant::now() + self.tick;
         let mut read_seq: u64 = 0;
         loop {
@@ -241,6 +268,19 @@ impl RaftNode {
                     Msg::ReportSnapshot { to, ok } => {
                         let status = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
                         self.node.report_snapshot(to, status);
+                    }
+                    Msg::ProposeConf { id, cc } => {
+                        if self.node.propose_conf_change(vec![], cc).is_err() {
+                            self.proposals.complete(id, Err(Error::NoLeader));
+                        }
+                    }
+                    Msg::Progress { reply } => {
+                        let r = &self.node.raft;
+                        let _ = reply.send(Progress {
+                            leader: r.state == raft::StateRole::Leader,
+                            last_index: r.raft_log.last_index(),
+                            matched: r.prs().iter().map(|(id, p)| (*id, p.matched)).collect(),
+                        });
                     }
                     Msg::Stop => return Ok(()),
                     Msg::Step(m) => {
@@ -285,7 +325,70 @@ impl RaftNode {
         let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
         self.wal.append(&[marker]).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
         self.node.mut_store().wl().apply_snapshot(snap).map_err(|e| Error::Storage(format!("raft snapshot: {e}")))?;
+        // The image's registry (loaded by the apply thread) says where the members are now.
+        self.conf_floor = self.conf_floor.max(index);
+        let members = self.cluster.read().members();
+        for m in &members {
+            self.point_transport(m);
+        }
+        for id in self.transport.peer_ids() {
+            if !members.iter().any(|m| m.id == id) {
+                self.transport.remove_peer(id);
+            }
+        }
         crate::logging::log("info", "installed database snapshot", &[("index", index.to_string())]);
+        Ok(())
+    }
+
+    /// Sends to `m` at its first peer URL (not to this member itself).
+    fn point_transport(&mut self, m: &crate::proto::etcdserverpb::Member) {
+        if m.id == self.node.raft.id {
+            return;
+        }
+        let Some(url) = m.peer_ur_ls.first() else { return };
+        match crate::config::parse_url("peer-urls", url) {
+            Ok(u) => {
+                if let Err(e) = self.transport.set_peer(m.id, u.addr) {
+                    crate::logging::log("warn", "cannot reach a member", &[("error", e.to_string())]);
+                }
+            }
+            Err(e) => crate::logging::log("warn", "member with a bad peer URL", &[("error", e.0)]),
+        }
+    }
+
+    /// Applies the committed configuration changes of `entries` to Raft and points the transport at new or moved
+    /// members (see `membership`); the apply thread records them in the registry.
+    fn apply_conf_changes(&mut self, entries: &[Entry]) -> Result<(), Error> {
+        for e in entries {
+            if e.get_entry_type() != EntryType::EntryConfChange || e.index <= self.conf_floor {
+                continue;
+            }
+            let mut cc = ConfChange::default();
+            if cc.merge_from_bytes(&e.data).is_err() {
+                return Err(Error::Storage(format!("undecodable configuration change at index {}", e.index)));
+            }
+            let cs = match self.node.apply_conf_change(&cc) {
+                Ok(cs) => cs,
+                Err(err) => {
+                    // Refused by Raft (e.g. removing the last voter): every member refuses it alike.
+                    crate::logging::log("warn", "configuration change refused", &[("error", err.to_string())]);
+                    continue;
+                }
+            };
+            self.node.mut_store().wl().set_conf_state(cs);
+            let change = crate::membership::MemberChange::from_conf_change(&cc);
+            let member = change.as_ref().and_then(|c| c.member.clone()).unwrap_or_default();
+            if cc.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode {
+                if cc.node_id == self.node.raft.id {
+                    crate::logging::log("warn", "the member has been permanently removed from the cluster", &[]);
+                    self.status.removed.notify_one();
+                } else {
+                    self.transport.remove_peer(cc.node_id);
+                }
+            } else {
+                self.point_transport(&member);
+            }
+        }
         Ok(())
     }
 
@@ -314,10 +417,11 @@ impl RaftNode {
         Ok(())
     }
 
-    fn send_committed(&self, entries: Vec<Entry>) -> Result<(), Error> {
+    fn send_committed(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
         if entries.is_empty() {
             return Ok(());
         }
+        self.apply_conf_changes(&entries)?;
         self.apply.send(ApplyMsg::Entries(entries)).map_err(|_| Error::Stopped)
     }
 

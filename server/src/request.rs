@@ -2,7 +2,7 @@
 //! etcd's request messages, so an entry is self-describing across versions of ferrokv.
 
 use crate::proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, TxnRequest,
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, Member, PutRequest, TxnRequest,
 };
 
 /// A proposal's id: which waiter the apply loop answers. Unique per member (high bits: member, low: counter).
@@ -14,7 +14,7 @@ pub struct RequestId(pub u64);
 pub struct InternalRequest {
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8")]
     pub op: Option<Op>,
 }
 
@@ -34,6 +34,9 @@ pub enum Op {
     LeaseGrant(LeaseGrantRequest),
     #[prost(message, tag = "7")]
     LeaseRevoke(LeaseRevokeRequest),
+    /// A member's name and client URLs, published by the member itself once it runs (see `membership`).
+    #[prost(message, tag = "8")]
+    Publish(Member),
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! Member and cluster ids are derived deterministically from the bootstrap configuration (FNV-1a over the
 //! cluster token and each member's sorted peer URLs), so every member computes the same ids.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use mvcc::{DbConfig, Store, StoreConfig, SyncPolicy};
 use tokio::sync::watch;
 
 use crate::apply::{Apply, Ids};
-use crate::config::{Config, Url};
+use crate::config::Config;
 use crate::error::Error;
 use crate::logging::log;
 use crate::proposals::Proposals;
@@ -38,12 +37,17 @@ pub struct Node {
     pub applied: watch::Receiver<u64>,
     pub status: Arc<RaftStatus>,
     pub ids: Ids,
-    pub members: Vec<pb::Member>,
+    /// The members of the cluster (see `membership`).
+    pub cluster: Arc<crate::membership::Shared>,
+    /// When each peer was last heard from (membership changes consult it).
+    pub activity: Arc<crate::transport::Activity>,
     /// Each committed revision's changes, for watchers.
     pub events: tokio::sync::broadcast::Sender<Arc<crate::apply::Batch>>,
     pub lessor: Arc<std::sync::Mutex<crate::lease::Lessor>>,
     /// The WAL's live metrics, for /metrics.
     pub wal_metrics: Arc<wal::Metrics>,
+    /// Held by the leader while it makes one membership change (see `grpc::cluster`).
+    pub membership_lock: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -61,7 +65,17 @@ impl Node {
             self.proposals.cancel(id);
             return Err(Error::RequestTooLarge);
         }
-        if self.raft.send(Msg::Propose { id, data }).is_err() {
+        self.submit(id, Msg::Propose { id, data }, rx).await
+    }
+
+    /// Hands `msg` (a proposal of request `id`) to the Raft thread and waits for the request's result.
+    pub async fn submit(
+        &self,
+        id: crate::request::RequestId,
+        msg: Msg,
+        rx: tokio::sync::oneshot::Receiver<crate::apply::Applied>,
+    ) -> Result<crate::apply::Response, Error> {
+        if self.raft.send(msg).is_err() {
             self.proposals.cancel(id);
             return Err(Error::Stopped);
         }
@@ -98,7 +112,8 @@ impl Node {
 /// so that a rolling restart costs no election timeout. Gives up after a few election timeouts (the stop goes on).
 async fn hand_over_leadership(node: &Node) {
     let me = node.ids.member;
-    if node.members.len() < 2 || node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != me {
+    let others = node.cluster.read().voters().iter().any(|v| *v != me);
+    if !others || node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != me {
         return;
     }
     log("info", "leadership transfer starting before stop", &[("from", format!("{me:x}"))]);
@@ -110,6 +125,26 @@ async fn hand_over_leadership(node: &Node) {
         log("info", "leadership transferred before stop", &[("to", format!("{leader:x}"))]);
     } else {
         log("warn", "leadership transfer before stop timed out", &[]);
+    }
+}
+
+/// Publishes this member's name and client URLs through Raft (etcd's publish), retrying until it is applied:
+/// until then the member is "unstarted" to the others.
+async fn publish(node: Arc<Node>) {
+    let me = crate::proto::etcdserverpb::Member {
+        id: node.ids.member,
+        name: node.config.name.clone(),
+        client_ur_ls: node.config.advertise_client_urls.iter().map(|u| u.text.clone()).collect(),
+        ..Default::default()
+    };
+    loop {
+        if node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != 0
+            && node.propose(crate::request::Op::Publish(me.clone())).await.is_ok()
+        {
+            log("info", "published local member to cluster through raft", &[("name", me.name.clone())]);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(node.config.heartbeat_ms.max(100))).await;
     }
 }
 
@@ -142,28 +177,6 @@ async fn expire_leases(node: Arc<Node>) {
     }
 }
 
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in *p {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h.max(1)
-}
-
-/// A member's id: from the cluster token and its sorted peer URLs.
-pub fn member_id(token: &str, peers: &[Url]) -> u64 {
-    let mut urls: Vec<&str> = peers.iter().map(|u| u.text.as_str()).collect();
-    urls.sort();
-    let mut parts: Vec<&[u8]> = vec![token.as_bytes()];
-    parts.extend(urls.iter().map(|u| u.as_bytes()));
-    fnv1a(&parts)
-}
-
 fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
     log("fatal", what, &[("error", e.to_string())]);
     std::process::exit(1);
@@ -175,33 +188,6 @@ pub fn run(config: Config) -> Result<(), Error> {
     let member_dir = config.data_dir.join("member");
     let storage = |e: std::io::Error| Error::Storage(format!("{}: {e}", member_dir.display()));
     std::fs::create_dir_all(member_dir.join("snap")).map_err(storage)?;
-    let ids_by_name: BTreeMap<&String, u64> = config
-        .initial_cluster
-        .iter()
-        .map(|(name, urls)| (name, member_id(&config.initial_cluster_token, urls)))
-        .collect();
-    let me = ids_by_name[&config.name];
-    let mut all: Vec<u64> = ids_by_name.values().copied().collect();
-    all.sort_unstable();
-    let cluster =
-        fnv1a(&all.iter().map(|i| i.to_be_bytes()).collect::<Vec<_>>().iter().map(|b| &b[..]).collect::<Vec<_>>());
-    let ids = Ids { cluster, member: me };
-    let members: Vec<pb::Member> = config
-        .initial_cluster
-        .iter()
-        .map(|(name, urls)| pb::Member {
-            id: ids_by_name[name],
-            name: name.clone(),
-            peer_ur_ls: urls.iter().map(|u| u.text.clone()).collect(),
-            client_ur_ls: if *name == config.name {
-                config.advertise_client_urls.iter().map(|u| u.text.clone()).collect()
-            } else {
-                Vec::new()
-            },
-            is_learner: false,
-        })
-        .collect();
-
     // The WAL is the source of truth: the store may lag by up to 100 ms of commits, which a restart replays.
     let sync = SyncPolicy { max_commits: 10_000, max_delay: Duration::from_millis(100) };
     let config_store = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() };
@@ -217,6 +203,11 @@ pub fn run(config: Config) -> Result<(), Error> {
     }
     .map_err(|e| Error::Storage(e.to_string()))?;
     let wal_metrics = wal.metrics_handle();
+    let boot = crate::bootstrap::prepare(&config, &store, &wal)?;
+    let ids = Ids { cluster: boot.identity.cluster, member: boot.identity.member };
+    let me = ids.member;
+    let cluster = Arc::new(crate::membership::Shared::new(boot.identity, boot.registry.clone()));
+    let activity = Arc::new(crate::transport::Activity::new(Duration::from_millis(config.election_ms)));
 
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
@@ -230,6 +221,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         lessor: Arc::clone(&lessor),
         events: events.clone(),
         applied: applied_tx,
+        cluster: Arc::clone(&cluster),
     };
     let (raft_tx, raft_rx) = channel();
     let (compactor, compactions) = channel::<u64>();
@@ -271,20 +263,24 @@ pub fn run(config: Config) -> Result<(), Error> {
         })
         .map_err(storage)?;
 
-    let peers: std::collections::HashMap<u64, std::net::SocketAddr> = config
-        .initial_cluster
-        .iter()
-        .filter(|(name, _)| **name != config.name)
-        .filter_map(|(name, urls)| urls.first().map(|u| (ids_by_name[name], u.addr)))
-        .collect();
+    let peers = boot.peers(me);
+    let shared = crate::transport::PeerShared {
+        raft: raft_tx.clone(),
+        lessor: Arc::clone(&lessor),
+        stores: Arc::clone(&stores),
+        activity: Arc::clone(&activity),
+        cluster: Arc::clone(&cluster),
+    };
     for url in &config.listen_peer_urls {
-        crate::transport::listen(url.addr, raft_tx.clone(), Arc::clone(&lessor), Arc::clone(&stores))?;
+        crate::transport::listen(url.addr, shared.clone())?;
     }
     let transport = crate::transport::Transport::new(&peers, Arc::clone(&stores), raft_tx.clone())?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
         id: me,
-        voters: all.clone(),
+        conf: boot.conf,
+        conf_floor: boot.conf_floor,
+        cluster: Arc::clone(&cluster),
         heartbeat: Duration::from_millis(config.heartbeat_ms),
         election_ticks: (config.election_ms / config.heartbeat_ms) as usize,
         applied: store.applied().0,
@@ -309,10 +305,12 @@ pub fn run(config: Config) -> Result<(), Error> {
         applied: applied_rx,
         status,
         ids,
-        members,
+        cluster,
+        activity,
         events,
         lessor,
         wal_metrics,
+        membership_lock: tokio::sync::Mutex::new(()),
     });
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
@@ -367,6 +365,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
         }));
     }
     let expiry = tokio::spawn(expire_leases(Arc::clone(&node)));
+    let published = tokio::spawn(publish(Arc::clone(&node)));
     log(
         "info",
         "ready to serve client requests",
@@ -375,13 +374,14 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Storage(e.to_string()))?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => log("info", "received a stop signal, shutting down", &[]),
+        _ = term.recv() => log("info", "received a stop signal, shutting down", &[]),
+        _ = node.status.removed.notified() => {}
     }
-    log("info", "received a stop signal, shutting down", &[]);
     hand_over_leadership(&node).await;
     let _ = stop_tx.send(true);
     expiry.abort();
+    published.abort();
     // In-flight requests get a moment to finish; open streams (watches, keep-alives) and idle connections would
     // keep a graceful stop waiting forever, so after the grace period the runtime's drop closes them.
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);

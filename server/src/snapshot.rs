@@ -42,11 +42,15 @@ pub struct StoreSlot {
 
 const STAGED_PREFIX: &str = "db.incoming-";
 
+/// The store's keyspaces besides mvcc's own.
+pub const KEYSPACES: [&str; 4] =
+    [crate::lease::LEASE, crate::membership::MEMBERS, crate::membership::REMOVED, crate::membership::IDENTITY];
+
 impl StoreSlot {
     /// Opens the store at `path`, removing images staged by an earlier run.
     pub fn open(path: PathBuf, config: StoreConfig) -> Result<StoreSlot, mvcc::Error> {
         remove_staged(&path, None);
-        let store = Store::open(&path, &[crate::lease::LEASE], config.clone())?;
+        let store = Store::open(&path, &crate::snapshot::KEYSPACES, config.clone())?;
         Ok(StoreSlot { current: RwLock::new(Arc::new(store)), path, config })
     }
 
@@ -84,7 +88,7 @@ impl StoreSlot {
         std::fs::rename(&staged, &self.path).map_err(io)?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        let store = Arc::new(Store::open(&self.path, &[crate::lease::LEASE], self.config.clone())?);
+        let store = Arc::new(Store::open(&self.path, &crate::snapshot::KEYSPACES, self.config.clone())?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&store);
         remove_staged(&self.path, None);
         Ok(store)

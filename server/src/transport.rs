@@ -6,7 +6,8 @@
 //! which a follower forwards to the leader for the keep-alives its clients send (expiry is the leader's business,
 //! see `lease`); `2` a chunk of a store image and `3` the `MsgSnapshot` that ends it, on a connection of their
 //! own that carries nothing else and is answered with one byte, 1 for a staged image and 0 for a refused one (see
-//! `snapshot`). An unknown kind or a malformed body ends the connection (the dialler redials).
+//! `snapshot`); `4` (empty body), a joining member's question, answered with one frame: etcd's
+//! `MemberListResponse` (protobuf) whose header carries the cluster id (see `membership`). An unknown kind or a malformed body ends the connection (the dialler redials).
 //!
 //! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
 //! writer thread through a bounded queue and drops it when the queue is full or the peer is unreachable; Raft
@@ -23,7 +24,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
@@ -38,12 +39,46 @@ const RAFT: u8 = 0;
 const RENEW: u8 = 1;
 pub const SNAP_CHUNK: u8 = 2;
 pub const SNAP_END: u8 = 3;
+/// A joining member asks for the cluster id and the member list; answered with one frame (see `membership`).
+pub const MEMBERS: u8 = 4;
 
 /// Frames queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
 /// Largest frame accepted from a peer.
 const MAX_FRAME: usize = 64 << 20;
 const REDIAL: Duration = Duration::from_millis(100);
+
+/// When each peer was last heard from, and since when without a gap: etcd's "active since", which membership
+/// changes consult (a change that needs a quorum is refused while members have not been reachable for long).
+#[derive(Debug)]
+pub struct Activity {
+    /// Peer id → (active since, last heard).
+    heard: Mutex<HashMap<u64, (Instant, Instant)>>,
+    /// A silence longer than this ends an active period.
+    gap: Duration,
+}
+
+impl Activity {
+    pub fn new(gap: Duration) -> Self {
+        Activity { heard: Mutex::new(HashMap::new()), gap }
+    }
+
+    fn heard(&self, id: u64) {
+        let now = Instant::now();
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let e = heard.entry(id).or_insert((now, now));
+        if now.duration_since(e.1) > self.gap {
+            e.0 = now;
+        }
+        e.1 = now;
+    }
+
+    /// Since when `id` has been heard from without a gap; `None` if it is not heard from now.
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        let heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        heard.get(&id).filter(|(_, last)| last.elapsed() <= self.gap).map(|(since, _)| *since)
+    }
+}
 
 /// Outgoing queues, one per peer, and what snapshot sending needs.
 #[derive(Debug)]
@@ -59,16 +94,38 @@ pub struct Transport {
 impl Transport {
     /// Starts a writer thread per peer (`id → address`).
     pub fn new(peers: &HashMap<u64, SocketAddr>, stores: Arc<StoreSlot>, raft: Sender<Msg>) -> Result<Self, Error> {
-        let mut queues = HashMap::new();
+        let mut t = Transport { peers: HashMap::new(), addrs: HashMap::new(), stores, raft, sending: Arc::default() };
         for (&id, &addr) in peers {
-            let (tx, rx) = sync_channel(QUEUE);
-            std::thread::Builder::new()
-                .name(format!("peer-{id:x}"))
-                .spawn(move || writer(addr, rx))
-                .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
-            queues.insert(id, tx);
+            t.set_peer(id, addr)?;
         }
-        Ok(Transport { peers: queues, addrs: peers.clone(), stores, raft, sending: Arc::default() })
+        Ok(t)
+    }
+
+    /// Sends to `id` at `addr` from now on (a new member, or one whose peer URL changed); nothing if unchanged.
+    pub fn set_peer(&mut self, id: u64, addr: SocketAddr) -> Result<(), Error> {
+        if self.addrs.get(&id) == Some(&addr) {
+            return Ok(());
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name(format!("peer-{id:x}"))
+            .spawn(move || writer(addr, rx))
+            .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
+        // Replacing the queue drops the old one's sender, which ends the old writer.
+        self.peers.insert(id, tx);
+        self.addrs.insert(id, addr);
+        Ok(())
+    }
+
+    /// The members messages go to.
+    pub fn peer_ids(&self) -> Vec<u64> {
+        self.addrs.keys().copied().collect()
+    }
+
+    /// Stops sending to `id` (a removed member).
+    pub fn remove_peer(&mut self, id: u64) {
+        self.peers.remove(&id);
+        self.addrs.remove(&id);
     }
 
     /// Queues `msgs` for their recipients; never blocks.
@@ -187,30 +244,34 @@ pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
 
 /// Accepts peer connections on `addr`; every Raft message received is handed to the Raft thread, every lease
 /// renewal to the lessor.
-pub fn listen(
-    addr: SocketAddr,
-    raft: Sender<Msg>,
-    lessor: Arc<Mutex<Lessor>>,
-    stores: Arc<StoreSlot>,
-) -> Result<(), Error> {
+pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::Storage(format!("listen peer {addr}: {e}")))?;
     std::thread::Builder::new()
         .name("peer-listen".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (raft, lessor, stores) = (raft.clone(), Arc::clone(&lessor), Arc::clone(&stores));
-                let _ = std::thread::Builder::new()
-                    .name("peer-read".into())
-                    .spawn(move || reader(conn, raft, lessor, stores));
+                let peer = peer.clone();
+                let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || reader(conn, peer));
             }
         })
         .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
     Ok(())
 }
 
+/// What the peer listener's connections hand their frames to.
+#[derive(Debug, Clone)]
+pub struct PeerShared {
+    pub raft: Sender<Msg>,
+    pub lessor: Arc<Mutex<Lessor>>,
+    pub stores: Arc<StoreSlot>,
+    pub activity: Arc<Activity>,
+    /// Answers a joining member's question (see `membership::join`).
+    pub cluster: Arc<crate::membership::Shared>,
+}
+
 /// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
-fn reader(conn: TcpStream, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>, stores: Arc<StoreSlot>) {
+fn reader(conn: TcpStream, peer: PeerShared) {
     let mut r = BufReader::new(conn);
     let mut buf = Vec::new();
     loop {
@@ -220,19 +281,26 @@ fn reader(conn: TcpStream, raft: Sender<Msg>, lessor: Arc<Mutex<Lessor>>, stores
         match buf.split_first() {
             Some((&RAFT, body)) => {
                 let Ok(m) = Message::parse_from_bytes(body) else { return };
-                if raft.send(Msg::Step(Box::new(m))).is_err() {
+                peer.activity.heard(m.from);
+                if peer.raft.send(Msg::Step(Box::new(m))).is_err() {
                     return;
                 }
             }
+            Some((&MEMBERS, _)) => {
+                let answer = peer.cluster.join_answer();
+                let mut w = BufWriter::new(r.into_inner());
+                let _ = write_frame(&mut w, &answer).then(|| w.flush());
+                return;
+            }
             Some((&RENEW, body)) if body.len() % 8 == 0 => {
-                let mut l = lessor.lock().unwrap_or_else(|p| p.into_inner());
+                let mut l = peer.lessor.lock().unwrap_or_else(|p| p.into_inner());
                 for id in body.chunks_exact(8) {
                     let id = i64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
                     let _ = l.renew(id);
                 }
             }
             Some((&SNAP_CHUNK, body)) => {
-                crate::snapshot::receive(body.to_vec(), r, &stores, &raft);
+                crate::snapshot::receive(body.to_vec(), r, &peer.stores, &peer.raft);
                 return;
             }
             _ => return,

@@ -10,24 +10,9 @@ use std::time::Duration;
 
 use common::{Member, free_port, start};
 
-/// Runs etcdctl; returns (success, stdout, stderr).
+/// Runs etcdctl against `m`; returns (success, stdout, stderr).
 fn ctl(m: &Member, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut cmd = Command::new("etcdctl");
-    cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", m.endpoint)).arg("--command-timeout=10s").args(args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("etcdctl");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::etcdctl(&m.endpoint, args, stdin)
 }
 
 fn ok(m: &Member, args: &[&str]) -> String {

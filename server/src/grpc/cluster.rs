@@ -1,12 +1,35 @@
-//! The Cluster service: MemberList from the bootstrap configuration. Membership changes come with issue 6 and say so.
+//! The Cluster service: MemberList from the registry, and MemberAdd, MemberRemove, MemberUpdate and
+//! MemberPromote as Raft configuration changes (see `membership`), with etcd's safety rules and errors.
+//!
+//! Changes are decided by the leader, which knows which members it hears from: a follower forwards the call to
+//! the leader's client URL. On the leader, one change runs at a time (Raft takes one configuration change at a
+//! time and silently drops a second one proposed while the first is pending).
+//!
+//! **etcd's rules** (its `--strict-reconfig-check`, on by default):
+//! - adding a voter needs a quorum of the voters after the change to be started (published), except when a
+//!   one-member cluster grows to two ("re-configuration failed due to not enough started members"), and every
+//!   voter to have been reachable for the last 5 s ("unhealthy cluster");
+//! - removing a voter needs a quorum of the remaining voters started, and, unless the member is already down, a
+//!   quorum of the remaining voters reachable without it;
+//! - one learner at most; a learner is promoted only once its log is within 90% of the leader's.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
-use crate::proto::etcdserverpb::{self as pb, cluster_server::Cluster};
+use crate::error::Error;
+use crate::membership::{ChangeKind, MemberChange, Registry};
+use crate::proto::etcdserverpb::{self as pb, cluster_client::ClusterClient, cluster_server::Cluster};
 use crate::server::Node;
+
+/// How long every voter must have been reachable before a voter is added (etcd's `HealthInterval`).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// etcd's limit on learners.
+const MAX_LEARNERS: usize = 1;
+/// How close to the leader's log a learner must be to be promoted.
+const LEARNER_READY: f64 = 0.9;
 
 /// The Cluster service.
 #[derive(Debug, Clone)]
@@ -14,37 +37,226 @@ pub struct ClusterService {
     pub node: Arc<Node>,
 }
 
+/// Where a membership call is handled: here (this member leads) or at the leader's client URL.
+enum Route {
+    Here,
+    Leader(ClusterClient<tonic::transport::Channel>),
+}
+
+impl ClusterService {
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        // etcd's Cluster service headers carry no revision.
+        self.node.ids.header(0, self.node.status.term.load(Ordering::Relaxed))
+    }
+
+    async fn route(&self) -> Result<Route, Status> {
+        let n = &self.node;
+        let leader = n.status.leader.load(Ordering::Relaxed);
+        if leader == 0 {
+            return Err(Error::NoLeader.into());
+        }
+        if leader == n.ids.member {
+            return Ok(Route::Here);
+        }
+        let url = n.cluster.read().get(leader).and_then(|m| m.client_ur_ls.first().cloned());
+        let Some(url) = url else { return Err(Error::NoLeader.into()) };
+        let client = ClusterClient::connect(url).await.map_err(|_| Status::from(Error::NoLeader))?;
+        Ok(Route::Leader(client))
+    }
+
+    /// Proposes `change` and waits until it is applied; the members after it.
+    async fn change(&self, kind: ChangeKind, member: pb::Member) -> Result<Vec<pb::Member>, Status> {
+        let (id, rx) = self.node.proposals.register();
+        let change = MemberChange { request: id.0, kind: kind as i32, member: Some(member) };
+        let msg = crate::raft_node::Msg::ProposeConf { id, cc: change.conf_change() };
+        match self.node.submit(id, msg, rx).await? {
+            crate::apply::Response::Members(m) => Ok(m),
+            _ => Err(Status::internal("unexpected response to a membership change")),
+        }
+    }
+
+    /// Whether each voter but this member has been heard from without a gap since `since`; the count of those.
+    fn reachable_since(&self, registry: &Registry, since: Instant) -> (bool, usize) {
+        let me = self.node.ids.member;
+        let mut all = true;
+        let mut count = 1;
+        for v in registry.voters().into_iter().filter(|v| *v != me) {
+            match self.node.activity.active_since(v) {
+                Some(t) if t <= since => count += 1,
+                _ => all = false,
+            }
+        }
+        (all, count)
+    }
+
+    fn check_add(&self, registry: &Registry, urls: &[String], learner: bool) -> Result<(), Error> {
+        for u in urls {
+            crate::config::parse_url("peer-urls", u).map_err(|_| Error::BadMemberUrls)?;
+            if registry.by_peer_url(u).is_some() {
+                return Err(Error::PeerUrlExists);
+            }
+        }
+        if urls.is_empty() {
+            return Err(Error::BadMemberUrls);
+        }
+        let members = registry.members();
+        if learner {
+            if members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+                return Err(Error::TooManyLearners);
+            }
+            return Ok(());
+        }
+        let voters: Vec<&pb::Member> = members.iter().filter(|m| !m.is_learner).collect();
+        let started = voters.iter().filter(|m| Registry::started(m)).count();
+        let after = voters.len() + 1;
+        if !(started == 1 && after == 2) && started < after / 2 + 1 {
+            return Err(Error::NotEnoughStartedMembers);
+        }
+        if !self.reachable_since(registry, Instant::now() - HEALTH_INTERVAL).0 {
+            return Err(Error::Unhealthy);
+        }
+        Ok(())
+    }
+
+    fn check_remove(&self, registry: &Registry, id: u64) -> Result<pb::Member, Error> {
+        let Some(m) = registry.get(id).cloned() else { return Err(Error::MemberNotFound) };
+        if m.is_learner {
+            return Ok(m);
+        }
+        let voters: Vec<pb::Member> = registry.members().into_iter().filter(|v| !v.is_learner).collect();
+        let rest: Vec<&pb::Member> = voters.iter().filter(|v| v.id != id).collect();
+        if rest.iter().filter(|v| Registry::started(v)).count() < rest.len() / 2 + 1 {
+            return Err(Error::NotEnoughStartedMembers);
+        }
+        // A member that is down is not part of the active quorum: removing it is always safe.
+        if id != self.node.ids.member && self.node.activity.active_since(id).is_none() {
+            return Ok(m);
+        }
+        let (_, active) = self.reachable_since(registry, Instant::now() - HEALTH_INTERVAL);
+        if active - 1 < 1 + (voters.len() - 1) / 2 {
+            return Err(Error::Unhealthy);
+        }
+        Ok(m)
+    }
+
+    async fn check_promote(&self, registry: &Registry, id: u64) -> Result<pb::Member, Error> {
+        let Some(m) = registry.get(id).cloned() else { return Err(Error::MemberNotFound) };
+        if !m.is_learner {
+            return Err(Error::MemberNotLearner);
+        }
+        let voters: Vec<pb::Member> = registry.members().into_iter().filter(|v| !v.is_learner).collect();
+        let started = voters.iter().filter(|v| Registry::started(v)).count() + usize::from(Registry::started(&m));
+        let after = voters.len() + 1;
+        if started < after / 2 + 1 {
+            return Err(Error::NotEnoughStartedMembers);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.node.raft.send(crate::raft_node::Msg::Progress { reply }).map_err(|_| Error::Stopped)?;
+        let progress = rx.await.map_err(|_| Error::Stopped)?;
+        if !progress.leader {
+            return Err(Error::NotLeader);
+        }
+        let leader_match = progress.matched.get(&self.node.ids.member).copied().unwrap_or(progress.last_index);
+        match progress.matched.get(&id) {
+            Some(&learner) if learner as f64 >= leader_match as f64 * LEARNER_READY => Ok(m),
+            _ => Err(Error::LearnerNotReady),
+        }
+    }
+}
+
+/// A fresh member id for `urls`: salted with the cluster id and the time, as etcd's, and never one in use or
+/// removed.
+fn new_member_id(node: &Node, registry: &Registry, urls: &[String]) -> u64 {
+    let mut salt = node.ids.cluster.to_le_bytes().to_vec();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    salt.extend_from_slice(&now.as_nanos().to_le_bytes());
+    loop {
+        let id = crate::membership::member_id(&salt, urls);
+        if registry.get(id).is_none() && !registry.is_removed(id) {
+            return id;
+        }
+        salt.push(0);
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, _: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
-        Err(Status::unimplemented("ferrokv: MemberAdd is not implemented yet"))
+    async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let r = req.into_inner();
+        let _one = match self.route().await? {
+            Route::Leader(mut c) => return c.member_add(r).await,
+            Route::Here => self.node.membership_lock.lock().await,
+        };
+        let member = {
+            let registry = self.node.cluster.read();
+            self.check_add(&registry, &r.peer_ur_ls, r.is_learner)?;
+            let id = new_member_id(&self.node, &registry, &r.peer_ur_ls);
+            pb::Member { id, peer_ur_ls: r.peer_ur_ls, is_learner: r.is_learner, ..Default::default() }
+        };
+        let members = self.change(ChangeKind::Add, member.clone()).await?;
+        Ok(Response::new(pb::MemberAddResponse { header: self.header(), member: Some(member), members }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<pb::MemberRemoveRequest>,
+        req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented("ferrokv: MemberRemove is not implemented yet"))
+        let r = req.into_inner();
+        let _one = match self.route().await? {
+            Route::Leader(mut c) => return c.member_remove(r).await,
+            Route::Here => self.node.membership_lock.lock().await,
+        };
+        let member = self.check_remove(&self.node.cluster.read(), r.id)?;
+        let members = self.change(ChangeKind::Remove, member).await?;
+        Ok(Response::new(pb::MemberRemoveResponse { header: self.header(), members }))
     }
 
     async fn member_update(
         &self,
-        _: Request<pb::MemberUpdateRequest>,
+        req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented("ferrokv: MemberUpdate is not implemented yet"))
+        let r = req.into_inner();
+        let _one = match self.route().await? {
+            Route::Leader(mut c) => return c.member_update(r).await,
+            Route::Here => self.node.membership_lock.lock().await,
+        };
+        let member = {
+            let registry = self.node.cluster.read();
+            let Some(mut m) = registry.get(r.id).cloned() else { return Err(Error::MemberNotFound.into()) };
+            for u in &r.peer_ur_ls {
+                crate::config::parse_url("peer-urls", u).map_err(|_| Status::from(Error::BadMemberUrls))?;
+                if registry.by_peer_url(u).is_some_and(|other| other.id != r.id) {
+                    return Err(Error::PeerUrlExists.into());
+                }
+            }
+            if r.peer_ur_ls.is_empty() {
+                return Err(Error::BadMemberUrls.into());
+            }
+            m.peer_ur_ls = r.peer_ur_ls;
+            m
+        };
+        let members = self.change(ChangeKind::Update, member).await?;
+        Ok(Response::new(pb::MemberUpdateResponse { header: self.header(), members }))
     }
 
     async fn member_list(&self, _: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
-        let n = &self.node;
-        // etcd's Cluster service headers carry no revision.
-        let header = n.ids.header(0, n.status.term.load(Ordering::Relaxed));
-        Ok(Response::new(pb::MemberListResponse { header, members: n.members.clone() }))
+        let members = self.node.cluster.read().members();
+        Ok(Response::new(pb::MemberListResponse { header: self.header(), members }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<pb::MemberPromoteRequest>,
+        req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented("ferrokv: MemberPromote is not implemented yet"))
+        let r = req.into_inner();
+        let _one = match self.route().await? {
+            Route::Leader(mut c) => return c.member_promote(r).await,
+            Route::Here => self.node.membership_lock.lock().await,
+        };
+        let registry = self.node.cluster.read().clone();
+        let mut member = self.check_promote(&registry, r.id).await?;
+        member.is_learner = false;
+        let members = self.change(ChangeKind::Promote, member).await?;
+        Ok(Response::new(pb::MemberPromoteResponse { header: self.header(), members }))
     }
 }

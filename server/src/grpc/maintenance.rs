@@ -130,7 +130,7 @@ impl Maintenance for MaintenanceService {
         if n.status.leader.load(Ordering::Relaxed) != n.ids.member {
             return Err(Error::NotLeader.into());
         }
-        if !n.members.iter().any(|m| m.id == target && !m.is_learner) {
+        if n.cluster.read().get(target).is_none_or(|m| m.is_learner) {
             return Err(Error::BadLeaderTransferee.into());
         }
         if target != n.ids.member {

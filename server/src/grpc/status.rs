@@ -13,7 +13,17 @@ impl From<Error> for Status {
             Error::KeyNotFound => Code::InvalidArgument,
             Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
             Error::LeaseNotFound => Code::NotFound,
-            Error::LeaseExists | Error::NotLeader | Error::BadLeaderTransferee => Code::FailedPrecondition,
+            Error::LeaseExists
+            | Error::NotLeader
+            | Error::BadLeaderTransferee
+            | Error::PeerUrlExists
+            | Error::NotEnoughStartedMembers
+            | Error::MemberNotLearner
+            | Error::LearnerNotReady
+            | Error::TooManyLearners => Code::FailedPrecondition,
+            Error::BadMemberUrls => Code::InvalidArgument,
+            Error::MemberNotFound => Code::NotFound,
+            Error::Unhealthy => Code::Unavailable,
             Error::LeaderTransferTimeout => Code::Unavailable,
             Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::Storage(_) => Code::Internal,
@@ -46,6 +56,15 @@ mod tests {
         assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, "etcdserver: bad leader transferee"));
         let s: Status = Error::NotLeader.into();
         assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, "etcdserver: not leader"));
+        let s: Status = Error::NotEnoughStartedMembers.into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members")
+        );
+        let s: Status = Error::Unhealthy.into();
+        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: unhealthy cluster"));
+        let s: Status = Error::MemberNotFound.into();
+        assert_eq!((s.code(), s.message()), (Code::NotFound, "etcdserver: member not found"));
         let s: Status = Error::EmptyKey.into();
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
     }

@@ -38,6 +38,27 @@ impl Drop for Member {
     }
 }
 
+/// Runs Debian's etcdctl 3.4 against `endpoints` (comma-separated), with etcdctl's own deadline of 10 s per
+/// command and `stdin` as its input; returns (success, stdout, stderr).
+pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoints}")).arg("--command-timeout=10s").args(args);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("etcdctl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -1,0 +1,363 @@
+//! Cluster membership: who the members are, kept in the store and changed only through Raft.
+//!
+//! **Where it lives.** The registry (each member's id, name, peer and client URLs, learner flag) is kept in the
+//! mvcc keyspace `members` (key: member id, big-endian u64; value: etcd's `Member` message, protobuf), removed ids
+//! in `members_removed` (key: id; value: empty). Every change is written in the same store commit that records
+//! the index of the entry that made it, so after a crash the registry is exactly the one at the applied index,
+//! and an installed snapshot carries the registry of its image. This member's own identity (member id and
+//! cluster id, both u64 little-endian, 16 bytes) is kept under `identity` in the `member` keyspace, written once
+//! at the first start; later starts ignore `--initial-cluster`, as etcd does.
+//!
+//! **How it changes.** Adding, removing, promoting a member and changing its peer URLs are Raft configuration
+//! changes (`ConfChange` entries) whose context is a [`MemberChange`]: the Raft thread applies the configuration
+//! and points the peer transport at the member's address when the entry commits; the apply thread then records
+//! the change here and answers the proposer. A URL update is an `AddNode` (or `AddLearnerNode`) of a member Raft
+//! already has, which changes nothing in Raft's configuration. A member's name and client URLs arrive with its
+//! own publish (an ordinary entry, [`crate::request::Op::Publish`]) once it runs, as etcd's do; until then it is
+//! "unstarted".
+//!
+//! **Bootstrap.** A new cluster's log starts with one committed `AddNode` entry per initial member, in id order,
+//! at term 1: every member of the bootstrap writes the same entries, and a member added later replays them (or
+//! receives a snapshot) to learn the configuration.
+//!
+//! **Invariants**: 1. a removed id never comes back (`members_removed`); 2. the registry's voters and learners are
+//! Raft's configuration at the store's applied index; 3. no two members share a peer URL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::ops::Bound;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use mvcc::Store;
+use prost::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState};
+
+use crate::error::Error;
+use crate::proto::etcdserverpb as pb;
+use crate::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
+
+/// The keyspace of the registry.
+pub const MEMBERS: &str = "members";
+/// The keyspace of removed ids.
+pub const REMOVED: &str = "members_removed";
+/// The keyspace of this member's identity.
+pub const IDENTITY: &str = "member";
+const IDENTITY_KEY: &[u8] = b"identity";
+
+/// Every keyspace this module owns, for opening the store.
+pub const KEYSPACES: [&str; 3] = [MEMBERS, REMOVED, IDENTITY];
+
+/// What a membership change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum ChangeKind {
+    Add = 0,
+    Remove = 1,
+    Update = 2,
+    Promote = 3,
+}
+
+/// The context of a `ConfChange` entry: who proposed it (the request id its handler waits on; 0 for bootstrap
+/// entries) and the member as it is after the change.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberChange {
+    #[prost(uint64, tag = "1")]
+    pub request: u64,
+    #[prost(enumeration = "ChangeKind", tag = "2")]
+    pub kind: i32,
+    #[prost(message, optional, tag = "3")]
+    pub member: Option<pb::Member>,
+}
+
+impl MemberChange {
+    /// The Raft configuration change carrying this change.
+    pub fn conf_change(&self) -> ConfChange {
+        let m = self.member.clone().unwrap_or_default();
+        let change_type = match self.kind() {
+            ChangeKind::Remove => ConfChangeType::RemoveNode,
+            ChangeKind::Add | ChangeKind::Update if m.is_learner => ConfChangeType::AddLearnerNode,
+            ChangeKind::Add | ChangeKind::Update | ChangeKind::Promote => ConfChangeType::AddNode,
+        };
+        let mut cc = ConfChange::default();
+        cc.set_change_type(change_type);
+        cc.node_id = m.id;
+        cc.context = self.encode_to_vec().into();
+        cc
+    }
+
+    /// Decodes the context of a committed `ConfChange`.
+    pub fn from_conf_change(cc: &ConfChange) -> Option<MemberChange> {
+        MemberChange::decode(&cc.context[..]).ok()
+    }
+}
+
+/// This member's ids, fixed at its first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub member: u64,
+    pub cluster: u64,
+}
+
+impl Identity {
+    /// The identity stored by an earlier start, if any.
+    pub fn load(store: &Store) -> Result<Option<Identity>, mvcc::Error> {
+        let db = store.db();
+        let ks = db.keyspace(IDENTITY)?;
+        let r = db.read();
+        let Some(v) = r.get(ks, IDENTITY_KEY)? else { return Ok(None) };
+        let (Some(m), Some(c)) = (v.get(0..8), v.get(8..16)) else {
+            return Err(mvcc::Error::Keyspace(IDENTITY.into(), "identity record of the wrong length"));
+        };
+        let n = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        Ok(Some(Identity { member: n(m), cluster: n(c) }))
+    }
+
+    /// Stores the identity (durable once the store's next sync completes; the bootstrap syncs it at once).
+    pub fn save(&self, store: &Store) -> Result<(), mvcc::Error> {
+        let ks = store.db().keyspace(IDENTITY)?;
+        let mut w = store.write()?;
+        let mut v = self.member.to_le_bytes().to_vec();
+        v.extend_from_slice(&self.cluster.to_le_bytes());
+        w.db().put(ks, IDENTITY_KEY, &v)?;
+        w.commit()?;
+        store.db().sync()
+    }
+}
+
+/// The members of the cluster (see the module header).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    members: BTreeMap<u64, pb::Member>,
+    removed: BTreeSet<u64>,
+    /// The keyspaces of `members` and of removed ids.
+    ks: (mvcc::KeyspaceId, mvcc::KeyspaceId),
+}
+
+impl Registry {
+    /// Reads the registry from the store.
+    pub fn load(store: &Store) -> Result<Registry, mvcc::Error> {
+        let db = store.db();
+        let (ks, gone) = (db.keyspace(MEMBERS)?, db.keyspace(REMOVED)?);
+        let r = db.read();
+        let mut reg = Registry { members: BTreeMap::new(), removed: BTreeSet::new(), ks: (ks, gone) };
+        for item in r.range(ks, Bound::Unbounded, Bound::Unbounded)? {
+            let (_, v) = item?;
+            let m = pb::Member::decode(v)
+                .map_err(|_| mvcc::Error::Keyspace(MEMBERS.into(), "member record that does not decode"))?;
+            reg.members.insert(m.id, m);
+        }
+        for item in r.range(gone, Bound::Unbounded, Bound::Unbounded)? {
+            let (k, _) = item?;
+            reg.removed.insert(u64::from_be_bytes(k.try_into().unwrap_or([0; 8])));
+        }
+        Ok(reg)
+    }
+
+    /// Every member, in id order.
+    pub fn members(&self) -> Vec<pb::Member> {
+        self.members.values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<&pb::Member> {
+        self.members.get(&id)
+    }
+
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.contains(&id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Voting members' ids.
+    pub fn voters(&self) -> Vec<u64> {
+        self.members.values().filter(|m| !m.is_learner).map(|m| m.id).collect()
+    }
+
+    /// Raft's configuration as the registry says.
+    pub fn conf_state(&self) -> ConfState {
+        let learners = self.members.values().filter(|m| m.is_learner).map(|m| m.id).collect::<Vec<_>>();
+        ConfState::from((self.voters(), learners))
+    }
+
+    /// The member that has `url` among its peer URLs.
+    pub fn by_peer_url(&self, url: &str) -> Option<&pb::Member> {
+        self.members.values().find(|m| m.peer_ur_ls.iter().any(|u| u == url))
+    }
+
+    /// Whether a member has published itself (etcd's "started": it has a name).
+    pub fn started(m: &pb::Member) -> bool {
+        !m.name.is_empty()
+    }
+
+    /// Records `change` in `w` (the caller commits it with the entry's index) and in memory.
+    pub fn apply(&mut self, w: &mut mvcc::StoreWrite<'_>, change: &MemberChange) -> Result<(), mvcc::Error> {
+        let Some(m) = change.member.clone() else { return Ok(()) };
+        let (members, removed) = self.ks;
+        match change.kind() {
+            ChangeKind::Remove => {
+                w.db().delete(members, &m.id.to_be_bytes())?;
+                w.db().put(removed, &m.id.to_be_bytes(), &[])?;
+                self.members.remove(&m.id);
+                self.removed.insert(m.id);
+            }
+            ChangeKind::Add | ChangeKind::Update | ChangeKind::Promote => {
+                // Keep what the change does not carry (name and client URLs come with the member's publish).
+                let mut next = self.members.get(&m.id).cloned().unwrap_or_else(|| m.clone());
+                next.peer_ur_ls = m.peer_ur_ls;
+                next.is_learner = m.is_learner;
+                if next.name.is_empty() {
+                    next.name = m.name;
+                }
+                self.put(w, next)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a member's publish (name and client URLs); a member that is no longer in the cluster is ignored.
+    pub fn publish(&mut self, w: &mut mvcc::StoreWrite<'_>, m: &pb::Member) -> Result<(), mvcc::Error> {
+        let Some(mut next) = self.members.get(&m.id).cloned() else { return Ok(()) };
+        next.name = m.name.clone();
+        next.client_ur_ls = m.client_ur_ls.clone();
+        self.put(w, next)
+    }
+
+    fn put(&mut self, w: &mut mvcc::StoreWrite<'_>, m: pb::Member) -> Result<(), mvcc::Error> {
+        w.db().put(self.ks.0, &m.id.to_be_bytes(), &m.encode_to_vec())?;
+        self.members.insert(m.id, m);
+        Ok(())
+    }
+}
+
+/// The registry as the threads share it: the apply thread changes it, everyone else reads.
+#[derive(Debug)]
+pub struct Shared {
+    pub identity: Identity,
+    registry: RwLock<Registry>,
+}
+
+impl Shared {
+    pub fn new(identity: Identity, registry: Registry) -> Self {
+        Shared { identity, registry: RwLock::new(registry) }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The answer to a joining member: the cluster id and every member.
+    pub fn join_answer(&self) -> Vec<u8> {
+        let header = Some(pb::ResponseHeader {
+            cluster_id: self.identity.cluster,
+            member_id: self.identity.member,
+            ..Default::default()
+        });
+        pb::MemberListResponse { header, members: self.read().members() }.encode_to_vec()
+    }
+}
+
+/// How long a joining member keeps asking the members it was given.
+const JOIN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// A member started with `--initial-cluster-state existing` asks the others (at `peers`) for the cluster id and
+/// the member list, and finds itself there by its advertised peer URLs (added with `member add` beforehand).
+pub fn join(peers: &[SocketAddr], my_urls: &[String]) -> Result<(Identity, Vec<pb::Member>), Error> {
+    let deadline = Instant::now() + JOIN_PATIENCE;
+    loop {
+        for addr in peers {
+            let Some(answer) = ask(*addr) else { continue };
+            let cluster = answer.header.map_or(0, |h| h.cluster_id);
+            let Some(me) = answer.members.iter().find(|m| my_urls.iter().any(|u| m.peer_ur_ls.contains(u))) else {
+                return Err(Error::Storage(format!(
+                    "member with peer URLs {} has not been added to the cluster (use `etcdctl member add` first)",
+                    my_urls.join(",")
+                )));
+            };
+            return Ok((Identity { member: me.id, cluster }, answer.members));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Storage("cannot fetch cluster info from any of the --initial-cluster peers".into()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ask(addr: SocketAddr) -> Option<pb::MemberListResponse> {
+    let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut w = BufWriter::new(conn.try_clone().ok()?);
+    if !write_frame(&mut w, &[ASK_MEMBERS]) || w.flush().is_err() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    read_frame(&mut BufReader::new(conn), &mut buf).then_some(())?;
+    pb::MemberListResponse::decode(&buf[..]).ok()
+}
+
+/// FNV-1a over `parts`, each followed by a separator byte; never 0 (etcd's "no member").
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// A member's id from its sorted peer URLs and `salt` (the cluster token at bootstrap; the cluster id and the
+/// time for a member added later, as etcd does, so that re-adding the same URLs gives a new id).
+pub fn member_id(salt: &[u8], peer_urls: &[String]) -> u64 {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut parts: Vec<&[u8]> = vec![salt];
+    parts.extend(urls.iter().map(|u| u.as_bytes()));
+    fnv1a(&parts)
+}
+
+/// The cluster id from the bootstrap members' ids.
+pub fn cluster_id(members: &[u64]) -> u64 {
+    let mut ids = members.to_vec();
+    ids.sort_unstable();
+    let bytes: Vec<[u8; 8]> = ids.iter().map(|i| i.to_be_bytes()).collect();
+    fnv1a(&bytes.iter().map(|b| &b[..]).collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_kinds_map_to_raft_changes() {
+        let m = |learner| pb::Member { id: 7, is_learner: learner, ..Default::default() };
+        let cc = |kind, learner| {
+            MemberChange { request: 1, kind: kind as i32, member: Some(m(learner)) }.conf_change().get_change_type()
+        };
+        assert_eq!(cc(ChangeKind::Add, false), ConfChangeType::AddNode);
+        assert_eq!(cc(ChangeKind::Add, true), ConfChangeType::AddLearnerNode);
+        assert_eq!(cc(ChangeKind::Update, true), ConfChangeType::AddLearnerNode);
+        assert_eq!(cc(ChangeKind::Promote, false), ConfChangeType::AddNode);
+        assert_eq!(cc(ChangeKind::Remove, false), ConfChangeType::RemoveNode);
+        let change = MemberChange { request: 9, kind: ChangeKind::Update as i32, member: Some(m(false)) };
+        assert_eq!(MemberChange::from_conf_change(&change.conf_change()), Some(change));
+    }
+
+    #[test]
+    fn ids_ignore_url_order_and_depend_on_salt() {
+        let a = member_id(b"t", &["http://b".into(), "http://a".into()]);
+        assert_eq!(a, member_id(b"t", &["http://a".into(), "http://b".into()]));
+        assert_ne!(a, member_id(b"u", &["http://a".into(), "http://b".into()]));
+        assert_eq!(cluster_id(&[3, 1, 2]), cluster_id(&[1, 2, 3]));
+    }
+}
