@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod bootstrap;
+pub mod client_conn;
 pub mod config;
 pub mod error;
 pub mod grpc;

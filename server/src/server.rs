@@ -349,7 +349,9 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
                 .add_service(LeaseServer::new(crate::grpc::lease::LeaseService { node: n() }));
         }
         let mut stop = stop_rx.clone();
-        let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
+        use tonic::codegen::tokio_stream::StreamExt as _;
+        let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener)
+            .map(|conn| conn.map(crate::client_conn::ClientConn::new));
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
             let served = tonic::transport::Server::builder()

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// A single-member etcd, killed when dropped.
@@ -29,19 +30,44 @@ pub fn installed(cmd: &str) -> bool {
 
 /// Starts etcd on `data` with the given ports and waits for its ready line.
 pub fn start(data: &Path, client: u16, peer: u16) -> Etcd {
+    let (etcd, ready) = spawn(data, client, peer, &["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")]);
+    ready.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
+    etcd
+}
+
+/// Starts etcd with `extra` flags; the receiver signals its ready line.
+fn spawn(data: &Path, client: u16, peer: u16, extra: &[&str]) -> (Etcd, mpsc::Receiver<()>) {
     let c = format!("http://127.0.0.1:{client}");
     let p = format!("http://127.0.0.1:{peer}");
     let mut child = Command::new("etcd")
         .args(["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c])
         .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-        .args(["--initial-cluster", &format!("default={p}")])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("etcd");
     let (_, ready) = super::follow(&mut child);
-    let etcd = Etcd { child, endpoint: format!("127.0.0.1:{client}") };
-    ready.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
-    etcd
+    (Etcd { child, endpoint: format!("127.0.0.1:{client}") }, ready)
+}
+
+/// Starts the members of `specs` as one etcd cluster (with the multi-member tests' fast timers, as
+/// `cluster::launch`) and waits until each is ready (etcd serves only once a quorum has formed).
+pub fn start_cluster(dir: &Path, specs: &[super::cluster::Spec], cluster: &str) -> Vec<Etcd> {
+    let started: Vec<(Etcd, mpsc::Receiver<()>)> = specs
+        .iter()
+        .map(|s| {
+            let flags = ["--name", &s.name, "--initial-cluster", cluster, "--heartbeat-interval", "50"];
+            let flags = [&flags[..], &["--election-timeout", "500"]].concat();
+            spawn(&dir.join(&s.name), s.client, s.peer, &flags)
+        })
+        .collect();
+    started
+        .into_iter()
+        .map(|(etcd, ready)| {
+            ready.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
+            etcd
+        })
+        .collect()
 }
