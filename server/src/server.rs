@@ -274,7 +274,11 @@ pub fn run(config: Config) -> Result<(), Error> {
     for url in &config.listen_peer_urls {
         crate::transport::listen(url.addr, shared.clone())?;
     }
-    let transport = crate::transport::Transport::new(&peers, Arc::clone(&stores), raft_tx.clone())?;
+    let dialer = crate::transport::Dialer {
+        local: config.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified()),
+        user_timeout: Duration::from_millis(2 * config.election_ms),
+    };
+    let transport = crate::transport::Transport::new(dialer, &peers, Arc::clone(&stores), raft_tx.clone())?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
         id: me,

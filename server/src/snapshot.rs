@@ -154,11 +154,11 @@ impl<W: Write> Write for FrameWriter<W> {
 
 /// Leader side: streams `store` to the member at `addr`, then `m` (the `MsgSnapshot`, its metadata set to the
 /// Raft index and term the image had applied); true once the member says it staged the image.
-pub fn send(addr: SocketAddr, mut m: Message, store: &Store) -> bool {
+pub fn send(dialer: &crate::transport::Dialer, addr: SocketAddr, mut m: Message, store: &Store) -> bool {
     let to = m.to;
     let started = Instant::now();
     let outcome = (|| -> Result<mvcc::SnapshotInfo, String> {
-        let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("dial: {e}"))?;
+        let conn = dialer.dial(addr).map_err(|e| format!("dial: {e}"))?;
         let _ = conn.set_nodelay(true);
         let out = BufWriter::new(conn.try_clone().map_err(|e| e.to_string())?);
         let mut frames = FrameWriter::new(out, SNAP_CHUNK);

@@ -80,9 +80,36 @@ impl Activity {
     }
 }
 
+/// How outgoing peer connections are made.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialer {
+    /// The source address: the member's own peer address (unless it listens on every address), so a peer, a
+    /// firewall or a test's packet filter sees which member a connection comes from.
+    pub local: Option<std::net::IpAddr>,
+    /// Unacknowledged data older than this drops the connection (`TCP_USER_TIMEOUT`): after a partition heals,
+    /// a redial gets through at once, where TCP's retransmission back-off would stay silent for seconds.
+    pub user_timeout: Duration,
+}
+
+impl Dialer {
+    /// A connection to `addr`, dialled within [`REDIAL`].
+    pub fn dial(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if let Some(ip) = self.local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+            s.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        s.set_tcp_user_timeout(Some(self.user_timeout))?;
+        s.set_tcp_nodelay(true)?;
+        s.connect_timeout(&addr.into(), REDIAL)?;
+        Ok(s.into())
+    }
+}
+
 /// Outgoing queues, one per peer, and what snapshot sending needs.
 #[derive(Debug)]
 pub struct Transport {
+    dialer: Dialer,
     peers: HashMap<u64, SyncSender<Vec<u8>>>,
     addrs: HashMap<u64, SocketAddr>,
     stores: Arc<StoreSlot>,
@@ -93,8 +120,14 @@ pub struct Transport {
 
 impl Transport {
     /// Starts a writer thread per peer (`id → address`).
-    pub fn new(peers: &HashMap<u64, SocketAddr>, stores: Arc<StoreSlot>, raft: Sender<Msg>) -> Result<Self, Error> {
-        let mut t = Transport { peers: HashMap::new(), addrs: HashMap::new(), stores, raft, sending: Arc::default() };
+    pub fn new(
+        dialer: Dialer,
+        peers: &HashMap<u64, SocketAddr>,
+        stores: Arc<StoreSlot>,
+        raft: Sender<Msg>,
+    ) -> Result<Self, Error> {
+        let mut t =
+            Transport { dialer, peers: HashMap::new(), addrs: HashMap::new(), stores, raft, sending: Arc::default() };
         for (&id, &addr) in peers {
             t.set_peer(id, addr)?;
         }
@@ -107,9 +140,10 @@ impl Transport {
             return Ok(());
         }
         let (tx, rx) = sync_channel(QUEUE);
+        let dialer = self.dialer;
         std::thread::Builder::new()
             .name(format!("peer-{id:x}"))
-            .spawn(move || writer(addr, rx))
+            .spawn(move || writer(dialer, addr, rx))
             .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
         // Replacing the queue drops the old one's sender, which ends the old writer.
         self.peers.insert(id, tx);
@@ -153,8 +187,9 @@ impl Transport {
             return;
         }
         let (store, raft, sending) = (self.stores.get(), self.raft.clone(), Arc::clone(&self.sending));
+        let dialer = self.dialer;
         let spawned = std::thread::Builder::new().name(format!("snap-{to:x}")).spawn(move || {
-            let ok = crate::snapshot::send(addr, m, &store);
+            let ok = crate::snapshot::send(&dialer, addr, m, &store);
             sending.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
             let _ = raft.send(Msg::ReportSnapshot { to, ok });
         });
@@ -178,7 +213,7 @@ impl Transport {
 }
 
 /// Owns the connection to one peer: dials, writes every queued frame, redials after an error.
-fn writer(addr: SocketAddr, rx: Receiver<Vec<u8>>) {
+fn writer(dialer: Dialer, addr: SocketAddr, rx: Receiver<Vec<u8>>) {
     let mut conn: Option<BufWriter<TcpStream>> = None;
     while let Ok(frame) = rx.recv() {
         // A peer that restarted left our old connection half-closed: the first write to it would still succeed and
@@ -187,11 +222,8 @@ fn writer(addr: SocketAddr, rx: Receiver<Vec<u8>>) {
             conn = None;
         }
         if conn.is_none() {
-            match TcpStream::connect_timeout(&addr, REDIAL) {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    conn = Some(BufWriter::new(s));
-                }
+            match dialer.dial(addr) {
+                Ok(s) => conn = Some(BufWriter::new(s)),
                 Err(_) => {
                     // Unreachable: drop what is queued (Raft resends) and wait a little before the next dial.
                     std::thread::sleep(REDIAL);

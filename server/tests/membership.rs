@@ -10,13 +10,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{agreed_leader, converged, status};
+use common::writer::Writer;
 use common::{Member, etcdctl, free_port, start_with};
-use server::proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
+use server::proto::etcdserverpb::{RangeRequest, kv_client::KvClient};
 
 const TIMERS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
 
@@ -40,78 +39,6 @@ fn start(dir: &Path, name: &str, client: u16, peer: u16, cluster: &str, existing
     let mut flags = vec!["--name", name, "--initial-cluster", cluster, "--initial-cluster-state", state];
     flags.extend_from_slice(&TIMERS);
     start_with(&dir.join(name), client, peer, &flags)
-}
-
-/// Puts keys round-robin through the live endpoints until stopped; a put that fails is retried on the next
-/// endpoint for up to 10 s, as etcd's clients do.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    endpoints: Arc<Mutex<Vec<String>>>,
-    acked: Arc<Mutex<Vec<String>>>,
-    thread: Option<std::thread::JoinHandle<usize>>,
-}
-
-impl Writer {
-    fn start(endpoints: Vec<String>) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let endpoints = Arc::new(Mutex::new(endpoints));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, e, a) = (Arc::clone(&stop), Arc::clone(&endpoints), Arc::clone(&acked));
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(write_until(s, e, a))
-        });
-        Writer { stop, endpoints, acked, thread: Some(thread) }
-    }
-
-    fn set_endpoints(&self, endpoints: Vec<String>) {
-        *self.endpoints.lock().unwrap() = endpoints;
-    }
-
-    fn acked(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    /// Stops the writer; the acknowledged keys, and how many puts failed for good.
-    fn finish(mut self) -> (Vec<String>, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failed = self.thread.take().unwrap().join().unwrap();
-        (std::mem::take(&mut *self.acked.lock().unwrap()), failed)
-    }
-}
-
-async fn write_until(
-    stop: Arc<AtomicBool>,
-    endpoints: Arc<Mutex<Vec<String>>>,
-    acked: Arc<Mutex<Vec<String>>>,
-) -> usize {
-    let mut failed = 0;
-    let mut n = 0u64;
-    let mut turn = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let key = format!("w/{n:07}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            turn += 1;
-            let list = endpoints.lock().unwrap().clone();
-            let endpoint = &list[turn % list.len()];
-            let put = async {
-                let mut kv = KvClient::connect(format!("http://{endpoint}")).await.ok()?;
-                kv.put(PutRequest { key: key.clone().into(), value: b"v".to_vec(), ..Default::default() }).await.ok()
-            };
-            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(3), put).await {
-                acked.lock().unwrap().push(key);
-                break;
-            }
-            if Instant::now() >= deadline {
-                failed += 1;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    failed
 }
 
 /// etcdctl against `endpoint`, which must succeed; its standard output.

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod writer;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
