@@ -117,6 +117,9 @@ pub struct RaftNode {
     /// registry at that index); later ones are applied as they commit.
     conf_floor: u64,
     cluster: Arc<crate::membership::Shared>,
+    /// A WAL write slower than this (half an election timeout) is a slow disk (see [`RaftNode::check_disk`]).
+    slow_disk: Duration,
+    last_slow_handover: Option<Instant>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -213,6 +216,8 @@ impl RaftNode {
             rx,
             compactions,
             tick: start.heartbeat,
+            slow_disk: start.heartbeat * start.election_ticks.max(2) as u32 / 2,
+            last_slow_handover: None,
             reads: HashMap::new(),
             proposals,
             status,
@@ -392,6 +397,31 @@ impl RaftNode {
         Ok(())
     }
 
+    /// A leader whose WAL write took `took` (while it sent no heartbeat) hands leadership to the best-placed voter
+    /// when that is over half an election timeout, at most once per ten election timeouts: a member with a slow
+    /// disk stops being leader rather than stalling the cluster. Heartbeats getting out between stalls would keep
+    /// the followers from ever electing another leader themselves.
+    fn check_disk(&mut self, took: Duration) {
+        if took <= self.slow_disk || self.node.raft.state != raft::StateRole::Leader {
+            return;
+        }
+        let expected = self.tick;
+        crate::logging::log(
+            "warn",
+            "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
+            &[("took", format!("{took:?}")), ("expected-duration", format!("{expected:?}"))],
+        );
+        let quiet = self.slow_disk * 20;
+        if self.last_slow_handover.is_some_and(|t| t.elapsed() < quiet) {
+            return;
+        }
+        if let Some(best) = self.best_transferee() {
+            crate::logging::log("warn", "handing leadership over from a slow disk", &[("to", format!("{best:x}"))]);
+            self.last_slow_handover = Some(Instant::now());
+            self.node.transfer_leader(best);
+        }
+    }
+
     /// The voter (not this member) best placed to lead next: recently active, with the longest matched log.
     fn best_transferee(&self) -> Option<u64> {
         let r = &self.node.raft;
@@ -451,7 +481,9 @@ impl RaftNode {
                     commit: wal::RaftIndex(h.commit),
                 }));
             }
+            let started = Instant::now();
             self.wal.append(&records).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
+            self.check_disk(started.elapsed());
             let store = self.node.mut_store();
             store.wl().append(ready.entries()).map_err(|e| Error::Storage(e.to_string()))?;
             if let Some(h) = hs {

@@ -1,0 +1,212 @@
+//! A leader whose disk stalls stops being leader rather than stalling the cluster. Each of three members keeps its
+//! data on an ext4 file system of its own (a loop-mounted image); `fsfreeze` stalls the leader's, as a hung or
+//! saturated disk would. Under a writer that retries on another member as etcd's clients do:
+//! 1. **stuck disk** (frozen 2.5 s): the leader's Raft loop is blocked in its WAL write and sends nothing, so the
+//!    others elect a new leader and go on committing writes without it; thawed, the old leader follows;
+//! 2. **slow disk** (frozen 400 ms of every 500 ms): heartbeats get out between stalls, so the followers never
+//!    time out on their own; the leader itself sees its WAL writes take over half an election timeout, logs etcd's
+//!    "leader failed to send out heartbeat on time" warning and hands leadership to the best-placed voter;
+//! 3. no acknowledged put is lost and every member ends with the same HashKV.
+//!
+//! A frozen file system must never outlive the test: a detached watchdog process thaws every mount after 60 s
+//! whatever happens to the test process, and the guard thaws, stops the members and unmounts on the way out.
+//! Needs root (mount, fsfreeze), as CI has; elsewhere it skips with a message (under CI=true it fails).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Member;
+use common::cluster::{agreed_leader, converged, launch, specs, status};
+use common::writer::Writer;
+use server::proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
+
+fn run(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Loop-mounted ext4 file systems, one per member, thawed and unmounted when dropped.
+struct Disks {
+    mounts: Vec<PathBuf>,
+    watchdog: Child,
+}
+
+impl Disks {
+    fn create(dir: &Path, names: &[&str]) -> Disks {
+        let mounts: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+        // The backstop: thaw everything after 60 s even if this process dies with a file system frozen.
+        let thaw_all = mounts.iter().map(|m| format!("fsfreeze -u '{}' 2>/dev/null;", m.display())).collect::<String>();
+        let watchdog = Command::new("setsid")
+            .args(["sh", "-c", &format!("sleep 60; {thaw_all}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setsid");
+        let disks = Disks { mounts, watchdog };
+        for m in &disks.mounts {
+            let image = m.with_extension("img");
+            let f = std::fs::File::create(&image).unwrap();
+            f.set_len(512 << 20).unwrap();
+            std::fs::create_dir_all(m).unwrap();
+            assert!(run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]), "mkfs.ext4");
+            assert!(run("mount", &["-o", "loop", image.to_str().unwrap(), m.to_str().unwrap()]), "mount -o loop");
+        }
+        disks
+    }
+
+    fn freeze(&self, i: usize) {
+        assert!(run("fsfreeze", &["-f", self.mounts[i].to_str().unwrap()]), "fsfreeze -f");
+    }
+
+    fn thaw(&self, i: usize) {
+        run("fsfreeze", &["-u", self.mounts[i].to_str().unwrap()]);
+    }
+}
+
+impl Drop for Disks {
+    fn drop(&mut self) {
+        for i in 0..self.mounts.len() {
+            self.thaw(i);
+        }
+        for m in &self.mounts {
+            // Lazy: members still running (a failing test drops the disks first) must not keep the mount.
+            run("umount", &["-l", m.to_str().unwrap()]);
+        }
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// Waits (up to `limit`) until the members at `endpoints` agree on a leader other than `old`; that leader.
+async fn new_leader(endpoints: &[String], old: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut seen = Vec::new();
+        for e in endpoints {
+            seen.push(status(e).await.map(|s| s.1));
+        }
+        if let Some(Some(l)) = seen.first()
+            && *l != old
+            && *l != 0
+            && seen.iter().all(|s| *s == Some(*l))
+        {
+            return *l;
+        }
+        assert!(Instant::now() < deadline, "no new leader within {limit:?}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
+    eprintln!("skipping: loop mounts and fsfreeze need root");
+    false
+}
+
+#[test]
+fn a_leader_with_a_stalled_disk_stops_leading() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, cluster) = specs(3);
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let disks = Disks::create(dir.path(), &names);
+    let members: Vec<Member> = specs.iter().map(|s| launch(dir.path(), s, &cluster)).collect();
+    let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (leader, li) = rt.block_on(agreed_leader(&endpoints));
+    let writer = Writer::start(endpoints.clone());
+    std::thread::sleep(Duration::from_millis(500));
+
+    // 1. A stuck disk.
+    let others: Vec<String> = (0..3).filter(|i| *i != li).map(|i| endpoints[i].clone()).collect();
+    disks.freeze(li);
+    let frozen_at = Instant::now();
+    let second = rt.block_on(new_leader(&others, leader, Duration::from_secs(2)));
+    let elected_in = frozen_at.elapsed();
+    // Puts straight to the new leader while the old one is stuck.
+    // (Asked of the live members only: the stuck one answers nothing that touches its store.)
+    let si = (0..3).find(|i| *i != li && rt.block_on(status(&endpoints[*i])).is_some_and(|s| s.0 == second)).unwrap();
+    let mut without = Vec::new();
+    rt.block_on(async {
+        let mut kv = KvClient::connect(format!("http://{}", endpoints[si])).await.unwrap();
+        while frozen_at.elapsed() < Duration::from_millis(2500) {
+            let key = format!("w/stuck-{:05}", without.len());
+            let put = kv.put(PutRequest { key: key.clone().into(), value: b"v".to_vec(), ..Default::default() });
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), put).await {
+                without.push(key);
+            }
+        }
+    });
+    let committed_without = without.len();
+    disks.thaw(li);
+    assert!(committed_without > 20, "the cluster went on without the stuck leader: {committed_without} puts");
+    rt.block_on(new_leader(&endpoints, leader, Duration::from_secs(10)));
+
+    // 2. A slow disk: frozen 400 ms of every 500 ms until leadership moves (or 6 s pass).
+    let stop = Arc::new(AtomicBool::new(false));
+    let disks = Arc::new(disks);
+    let toggler = {
+        let (stop, disks) = (Arc::clone(&stop), Arc::clone(&disks));
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(6);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                disks.freeze(si);
+                std::thread::sleep(Duration::from_millis(400));
+                disks.thaw(si);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let slow_at = Instant::now();
+    let others: Vec<String> = (0..3).filter(|i| *i != si).map(|i| endpoints[i].clone()).collect();
+    let third = rt.block_on(new_leader(&others, second, Duration::from_secs(5)));
+    let moved_in = slow_at.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    toggler.join().unwrap();
+    disks.thaw(si);
+    let log = members[si].log.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n");
+    assert!(log.contains("leader failed to send out heartbeat on time"), "the slow leader said why: {log}");
+    rt.block_on(new_leader(&endpoints, second, Duration::from_secs(10)));
+    let _ = third;
+
+    // 3. Nothing lost.
+    let (mut acked, failed) = writer.finish();
+    acked.extend(without);
+    assert_eq!(failed, 0, "puts that failed on every member for 10 s");
+    rt.block_on(async {
+        converged(&endpoints).await;
+        for e in &endpoints {
+            let mut kv = KvClient::connect(format!("http://{e}")).await.unwrap();
+            let r =
+                RangeRequest { key: b"w/".to_vec(), range_end: b"w0".to_vec(), keys_only: true, ..Default::default() };
+            let keys: std::collections::BTreeSet<Vec<u8>> =
+                kv.range(r).await.unwrap().into_inner().kvs.into_iter().map(|kv| kv.key).collect();
+            assert_eq!(acked.iter().filter(|k| !keys.contains(k.as_bytes())).count(), 0, "{e} lost acknowledged puts");
+        }
+    });
+    eprintln!(
+        "disk stall: stuck leader replaced in {:.2} s ({committed_without} puts committed without it); slow leader \
+         handed over in {:.2} s; {} puts acknowledged, 0 failed",
+        elected_in.as_secs_f64(),
+        moved_in.as_secs_f64(),
+        acked.len()
+    );
+    drop(members);
+}
