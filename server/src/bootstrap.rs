@@ -78,7 +78,7 @@ fn initial_members(config: &Config) -> Vec<pb::Member> {
 }
 
 /// Works out the start (see the module header), storing the identity and the bootstrap entries on a first start.
-pub fn prepare(config: &Config, store: &Store, wal: &wal::Wal) -> Result<Boot, Error> {
+pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal: &wal::Wal) -> Result<Boot, Error> {
     let registry = Registry::load(store)?;
     let my_urls: Vec<String> = config.initial_advertise_peer_urls.iter().map(|u| u.text.clone()).collect();
     let peer_addrs: Vec<SocketAddr> = config
@@ -87,7 +87,7 @@ pub fn prepare(config: &Config, store: &Store, wal: &wal::Wal) -> Result<Boot, E
         .filter(|(name, _)| **name != config.name)
         .flat_map(|(_, urls)| urls.iter().map(|u| u.addr))
         .collect();
-    let stored = Identity::load(store)?;
+    let stored = Identity::load(member_dir)?;
     if stored.is_none() && wal.last_index().is_some() {
         return Err(Error::Storage(
             "the data directory has a WAL but no member identity (written by an older ferrokv?)".into(),
@@ -114,7 +114,7 @@ pub fn prepare(config: &Config, store: &Store, wal: &wal::Wal) -> Result<Boot, E
             }
         };
         if stored.is_none() {
-            identity.save(store)?;
+            identity.save(member_dir)?;
         }
         return Ok(floor_conf(&registry, members, identity));
     }
@@ -127,7 +127,7 @@ pub fn prepare(config: &Config, store: &Store, wal: &wal::Wal) -> Result<Boot, E
                 Error::Storage(format!("--initial-cluster does not name this member ({})", config.name))
             })?;
             let identity = Identity { member: me, cluster: cluster_id(&ids) };
-            identity.save(store)?;
+            identity.save(member_dir)?;
             identity
         }
     };

@@ -4,9 +4,10 @@
 //! mvcc keyspace `members` (key: member id, big-endian u64; value: etcd's `Member` message, protobuf), removed ids
 //! in `members_removed` (key: id; value: empty). Every change is written in the same store commit that records
 //! the index of the entry that made it, so after a crash the registry is exactly the one at the applied index,
-//! and an installed snapshot carries the registry of its image. This member's own identity (member id and
-//! cluster id, both u64 little-endian, 16 bytes) is kept under `identity` in the `member` keyspace, written once
-//! at the first start; later starts ignore `--initial-cluster`, as etcd does.
+//! and an installed snapshot carries the registry of its image. This member's own identity is kept apart, in
+//! the file `member/identity` (member id, cluster id: u64 little-endian each, then the CRC32C of those 16 bytes,
+//! u32 little-endian), written once at the first start; later starts ignore `--initial-cluster`, as etcd does.
+//! It must not live in the store: a snapshot from the leader replaces the store whole.
 //!
 //! **How it changes.** Adding, removing, promoting a member and changing its peer URLs are Raft configuration
 //! changes (`ConfChange` entries) whose context is a [`MemberChange`]: the Raft thread applies the configuration
@@ -27,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::Bound;
+use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -42,12 +44,6 @@ use crate::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
 pub const MEMBERS: &str = "members";
 /// The keyspace of removed ids.
 pub const REMOVED: &str = "members_removed";
-/// The keyspace of this member's identity.
-pub const IDENTITY: &str = "member";
-const IDENTITY_KEY: &[u8] = b"identity";
-
-/// Every keyspace this module owns, for opening the store.
-pub const KEYSPACES: [&str; 3] = [MEMBERS, REMOVED, IDENTITY];
 
 /// What a membership change does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, prost::Enumeration)]
@@ -100,29 +96,42 @@ pub struct Identity {
     pub cluster: u64,
 }
 
+/// The identity file's name in the member directory.
+const IDENTITY_FILE: &str = "identity";
+/// Its length: member id, cluster id (u64 little-endian each), CRC32C of the 16 bytes before it (u32 LE).
+const IDENTITY_LEN: usize = 20;
+
 impl Identity {
-    /// The identity stored by an earlier start, if any.
-    pub fn load(store: &Store) -> Result<Option<Identity>, mvcc::Error> {
-        let db = store.db();
-        let ks = db.keyspace(IDENTITY)?;
-        let r = db.read();
-        let Some(v) = r.get(ks, IDENTITY_KEY)? else { return Ok(None) };
-        let (Some(m), Some(c)) = (v.get(0..8), v.get(8..16)) else {
-            return Err(mvcc::Error::Keyspace(IDENTITY.into(), "identity record of the wrong length"));
+    /// The identity stored by an earlier start in `member_dir`, if any; a damaged file is an error, never a
+    /// guess.
+    pub fn load(member_dir: &Path) -> Result<Option<Identity>, Error> {
+        let path = member_dir.join(IDENTITY_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::Storage(format!("{}: {e}", path.display()))),
         };
         let n = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        Ok(Some(Identity { member: n(m), cluster: n(c) }))
+        if bytes.len() != IDENTITY_LEN || crc32c::crc32c(&bytes[..16]).to_le_bytes() != bytes[16..] {
+            return Err(Error::Storage(format!("{}: corrupt member identity (checksum mismatch)", path.display())));
+        }
+        Ok(Some(Identity { member: n(&bytes[..8]), cluster: n(&bytes[8..16]) }))
     }
 
-    /// Stores the identity (durable once the store's next sync completes; the bootstrap syncs it at once).
-    pub fn save(&self, store: &Store) -> Result<(), mvcc::Error> {
-        let ks = store.db().keyspace(IDENTITY)?;
-        let mut w = store.write()?;
-        let mut v = self.member.to_le_bytes().to_vec();
-        v.extend_from_slice(&self.cluster.to_le_bytes());
-        w.db().put(ks, IDENTITY_KEY, &v)?;
-        w.commit()?;
-        store.db().sync()
+    /// Stores the identity in `member_dir`.
+    ///
+    /// # Durability
+    /// Durable on return: written to a temporary file, fsynced, renamed over the old name, directory fsynced.
+    pub fn save(&self, member_dir: &Path) -> Result<(), Error> {
+        let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", member_dir.display()));
+        let mut bytes = self.member.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&self.cluster.to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        let tmp = member_dir.join(format!("{IDENTITY_FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, member_dir.join(IDENTITY_FILE)).map_err(io)?;
+        std::fs::File::open(member_dir).and_then(|d| d.sync_all()).map_err(io)
     }
 }
 
@@ -351,6 +360,22 @@ mod tests {
         assert_eq!(cc(ChangeKind::Remove, false), ConfChangeType::RemoveNode);
         let change = MemberChange { request: 9, kind: ChangeKind::Update as i32, member: Some(m(false)) };
         assert_eq!(MemberChange::from_conf_change(&change.conf_change()), Some(change));
+    }
+
+    #[test]
+    fn identity_round_trips_and_a_damaged_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), None);
+        let id = Identity { member: 7, cluster: 9 };
+        id.save(dir.path()).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), Some(id));
+        let path = dir.path().join(IDENTITY_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(Identity::load(dir.path()).is_err(), "a flipped bit is detected");
+        std::fs::write(&path, [0u8; 5]).unwrap();
+        assert!(Identity::load(dir.path()).is_err(), "a short file is detected");
     }
 
     #[test]

@@ -203,7 +203,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     }
     .map_err(|e| Error::Storage(e.to_string()))?;
     let wal_metrics = wal.metrics_handle();
-    let boot = crate::bootstrap::prepare(&config, &store, &wal)?;
+    let boot = crate::bootstrap::prepare(&config, &member_dir, &store, &wal)?;
     let ids = Ids { cluster: boot.identity.cluster, member: boot.identity.member };
     let me = ids.member;
     let cluster = Arc::new(crate::membership::Shared::new(boot.identity, boot.registry.clone()));

@@ -43,8 +43,7 @@ pub struct StoreSlot {
 const STAGED_PREFIX: &str = "db.incoming-";
 
 /// The store's keyspaces besides mvcc's own.
-pub const KEYSPACES: [&str; 4] =
-    [crate::lease::LEASE, crate::membership::MEMBERS, crate::membership::REMOVED, crate::membership::IDENTITY];
+pub const KEYSPACES: [&str; 3] = [crate::lease::LEASE, crate::membership::MEMBERS, crate::membership::REMOVED];
 
 impl StoreSlot {
     /// Opens the store at `path`, removing images staged by an earlier run.

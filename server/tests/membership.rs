@@ -17,7 +17,8 @@ use common::writer::Writer;
 use common::{Member, etcdctl, free_port, start_with};
 use server::proto::etcdserverpb::{RangeRequest, kv_client::KvClient};
 
-const TIMERS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
+/// Fast timers, and a short log (members that join later catch up by snapshot).
+const TIMERS: [&str; 6] = ["--heartbeat-interval", "50", "--election-timeout", "500", "--snapshot-count", "300"];
 
 /// A member of the test's cluster: its process, name and ports.
 struct Node {
