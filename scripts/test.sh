@@ -30,7 +30,7 @@ trap 'rm -f "$log"' EXIT
 set +e
 # Every test bounds its own time; this bound is the backstop that turns a hang anywhere into a failure with
 # output, well inside CI's 90 minutes (the whole suite takes about 10 minutes on a 2-core VM).
-timeout --kill-after=30s 45m cargo test --workspace --locked 2>&1 | tee "$log"
+timeout --kill-after=30s 45m cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "scripts/test.sh: the test run exceeded 45 minutes and was stopped" >&2

@@ -122,7 +122,7 @@ pub struct Config {
 }
 
 /// Parses a Go `time.Duration` string such as `10m`, `1h30m`, `1.5s` or `250ms`.
-fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
+pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return None;

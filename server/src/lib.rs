@@ -16,8 +16,10 @@
 //! (entries onto mvcc) ↔ `proposals` (who waits for which entry).
 
 pub mod apply;
+pub mod bench;
 pub mod bootstrap;
 pub mod client_conn;
+pub mod cluster_cmd;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -1,4 +1,5 @@
-//! `ferrokv`: command line and start-up only; the server is in the library.
+//! `ferrokv`: command line and start-up only; the server is in the library. `ferrokv bench …` (etcd's benchmark
+//! tool) and `ferrokv cluster …` (local clusters) are subcommands of the same binary.
 
 use std::process::ExitCode;
 
@@ -6,6 +7,13 @@ use clap::Parser;
 use server::config::Flags;
 
 fn main() -> ExitCode {
+    // Tools that ship in the same binary, dispatched before etcd's flags.
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("bench") => return ExitCode::from(server::bench::main(args.collect())),
+        Some("cluster") => return ExitCode::from(server::cluster_cmd::main(args.collect())),
+        _ => {}
+    }
     let flags = match Flags::try_parse() {
         Ok(f) => f,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) => {

@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::cluster::{launch, specs};
+use common::cluster::{agreed_leader, launch, specs};
 use common::etcd::installed;
 use common::etcdctl;
 use regex::Regex;
@@ -128,7 +128,10 @@ fn endpoint_status_health_hashkv_and_member_list_match_etcd() {
 
     let (specs, cluster) = specs(3);
     let members: Vec<common::Member> = specs.iter().map(|s| launch(&dir.path().join("ferrokv"), s, &cluster)).collect();
-    let ours = report("ferrokv", &members.iter().map(|m| m.endpoint.clone()).collect::<Vec<_>>());
+    let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
+    // etcd logs its ready line only once a leader is known; ferrokv logs it as soon as it serves.
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(agreed_leader(&endpoints));
+    let ours = report("ferrokv", &endpoints);
 
     for ((args, e), o) in COMMANDS.iter().zip(&etcd.outputs).zip(&ours.outputs) {
         assert_eq!(o, e, "etcdctl {args:?}: ferrokv (left) and etcd (right) differ once masked");
