@@ -72,7 +72,10 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
+    /// Wraps an accepted connection. Nagle's algorithm is switched off, as Go's servers do by default: a small
+    /// response held back until the client's delayed ACK (40 ms) arrives would stall every request behind it.
     pub fn new(inner: TcpStream) -> Self {
+        let _ = inner.set_nodelay(true);
         ClientConn {
             inner,
             mode: Mode::Inspect,

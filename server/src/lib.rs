@@ -1,14 +1,13 @@
 //! `server`: the library behind the `ferrokv` binary: etcd's v3 gRPC API over Raft, on the `wal` and `mvcc` crates.
 //!
-//! Work in progress (issue 5). What works: static clusters of 1, 3 or 5 members (`transport`: Raft messages over
-//! TCP, never blocking the Raft loop; followers' proposals and read indexes reach the leader through Raft) serving
-//! KV (Range with every option, RangeStream, Put, DeleteRange, Txn, Compact), Watch (historical and live events,
-//! prefix and range, prev_kv, filters, cancel, progress notifications and requests, compacted start revisions),
-//! Lease (grant, revoke, keep-alive, time-to-live with keys, list; expiry decided by the leader and applied through
-//! Raft), Maintenance (Status, Defragment, Hash, HashKV, Alarm, Snapshot, MoveLeader), Cluster (MemberList) and
-//! `/metrics`, `/health`; every write goes through Raft (the `raft` crate) and our WAL and is applied to mvcc
-//! exactly once; the Raft log is compacted every `--snapshot-count` entries. Not yet: sending Raft snapshots to a
-//! member that fell behind the compacted log, membership changes.
+//! What works: clusters of 1, 3 or 5 members (`transport`: Raft messages over TCP, never blocking the Raft loop;
+//! followers' proposals and read indexes reach the leader through Raft) serving KV (Range with every option,
+//! RangeStream, Put, DeleteRange, Txn, Compact), Watch, Lease, Maintenance (Status, Defragment, Hash, HashKV, Alarm,
+//! Snapshot, MoveLeader), Cluster (membership through Raft configuration changes: `membership`, `bootstrap`,
+//! `grpc::cluster`) and `/metrics`, `/health`; every write goes through Raft (the `raft` crate) and our WAL and is
+//! applied to mvcc exactly once; the Raft log is compacted every `--snapshot-count` entries and a member behind it
+//! catches up by snapshot (`snapshot`). `bench` (etcd's benchmark tool) and `cluster_cmd` (local clusters) are
+//! subcommands of the same binary. Not yet: TLS, authentication.
 //!
 //! # Reading the source
 //! `config` (flags) → `server` (wiring) → `grpc::*` (services) → `raft_node` (the Ready loop, the WAL, `transport`) →

@@ -120,6 +120,15 @@ pub struct RaftNode {
     /// A WAL write slower than this (half an election timeout) is a slow disk (see [`RaftNode::check_disk`]).
     slow_disk: Duration,
     last_slow_handover: Option<Instant>,
+    /// Proposals that arrived during a leader transfer (see [`RaftNode::release_held`]).
+    held: Vec<(Instant, Held)>,
+}
+
+/// A proposal held during a leader transfer: one of ours, or one a follower forwarded.
+#[derive(Debug)]
+enum Held {
+    Local { id: RequestId, data: Vec<u8> },
+    Forwarded(Box<raft::eraftpb::Message>),
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -218,6 +227,7 @@ impl RaftNode {
             tick: start.heartbeat,
             slow_disk: start.heartbeat * start.election_ticks.max(2) as u32 / 2,
             last_slow_handover: None,
+            held: Vec::new(),
             reads: HashMap::new(),
             proposals,
             status,
@@ -252,6 +262,9 @@ impl RaftNode {
             let mut readers = Vec::new();
             while let Some(m) = next.take() {
                 match m {
+                    Msg::Propose { id, data } if self.node.raft.lead_transferee.is_some() => {
+                        self.held.push((Instant::now(), Held::Local { id, data }));
+                    }
                     Msg::Propose { id, data } => {
                         if self.node.propose(vec![], data).is_err() {
                             self.proposals.complete(id, Err(Error::NoLeader));
@@ -288,6 +301,12 @@ impl RaftNode {
                         });
                     }
                     Msg::Stop => return Ok(()),
+                    Msg::Step(m)
+                        if m.get_msg_type() == raft::eraftpb::MessageType::MsgPropose
+                            && self.node.raft.lead_transferee.is_some() =>
+                    {
+                        self.held.push((Instant::now(), Held::Forwarded(m)));
+                    }
                     Msg::Step(m) => {
                         // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.
                         let _ = self.node.step(*m);
@@ -317,6 +336,37 @@ impl RaftNode {
                 });
             }
             self.on_ready()?;
+            self.release_held();
+        }
+    }
+
+    /// Once a leader transfer is over, proposals held during it go to whoever leads now: proposed here (Raft
+    /// forwards them from a follower), or, for those a follower forwarded to us, sent on to the new leader. Raft
+    /// drops every proposal while a transfer runs; without this, a client would wait out its request timeout.
+    fn release_held(&mut self) {
+        if self.held.is_empty() || self.node.raft.lead_transferee.is_some() {
+            return;
+        }
+        let leader = self.node.raft.leader_id;
+        let patience = self.slow_disk * 4;
+        for (since, h) in std::mem::take(&mut self.held) {
+            match h {
+                Held::Local { id, data } => {
+                    if self.node.propose(vec![], data).is_err() {
+                        self.proposals.complete(id, Err(Error::NoLeader));
+                    }
+                }
+                Held::Forwarded(m) if leader == self.node.raft.id => {
+                    let _ = self.node.step(*m);
+                }
+                Held::Forwarded(mut m) if leader != 0 => {
+                    m.to = leader;
+                    self.transport.send(vec![*m]);
+                }
+                // No leader yet: keep it a little longer (two election timeouts), then let its client retry.
+                held @ Held::Forwarded(_) if since.elapsed() < patience => self.held.push((since, held)),
+                Held::Forwarded(_) => {}
+            }
         }
     }
 
