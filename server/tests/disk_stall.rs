@@ -108,19 +108,9 @@ async fn new_leader(endpoints: &[String], old: u64, limit: Duration) -> u64 {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
-    eprintln!("skipping: loop mounts and fsfreeze need root");
-    false
-}
-
 #[test]
 fn a_leader_with_a_stalled_disk_stops_leading() {
-    if !is_root() {
+    if !common::is_root("loop mounts and fsfreeze") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

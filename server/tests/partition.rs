@@ -120,19 +120,9 @@ async fn all_leaders_and_terms(endpoints: &[String]) -> Vec<(u64, u64)> {
     v
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
-    eprintln!("skipping: network namespaces and tc need root");
-    false
-}
-
 #[test]
 fn partitions_neither_split_the_brain_nor_lose_writes() {
-    if !is_root() {
+    if !common::is_root("network namespaces and tc") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -53,16 +53,23 @@ pub struct KeyArgs {
     pub sequential_keys: bool,
 }
 
+/// How many requests, how fast.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LoadArgs {
+    /// Total number of requests
+    #[arg(long, default_value_t = 10000)]
+    pub total: u64,
+    /// Maximum requests per second (0 is no limit)
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+}
+
 #[derive(Debug, Args)]
 pub struct PutArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Total number of put requests
-    #[arg(long, default_value_t = 10000)]
-    pub total: u64,
-    /// Maximum puts per second (0 is no limit)
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Interval to compact the database (0 is no compaction; a Go duration)
     #[arg(long, default_value = "0s")]
     pub compact_interval: String,
@@ -80,12 +87,8 @@ pub struct RangeArgs {
     /// Linearizable (l) or serializable (s)
     #[arg(long, default_value = "l")]
     pub consistency: String,
-    /// Total number of range requests
-    #[arg(long, default_value_t = 10000)]
-    pub total: u64,
-    /// Maximum range requests per second (0 is no limit)
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Maximum number of results per request (0 is no limit)
     #[arg(long, default_value_t = 0)]
     pub limit: i64,
@@ -98,12 +101,8 @@ pub struct RangeArgs {
 pub struct TxnPutArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Total number of txn requests
-    #[arg(long, default_value_t = 10000)]
-    pub total: u64,
-    /// Maximum txns per second (0 is no limit)
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Number of puts per txn
     #[arg(long, default_value_t = 1)]
     pub txn_ops: u64,
@@ -117,12 +116,8 @@ pub struct TxnMixedArgs {
     pub end_range: Option<String>,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Total number of txn requests
-    #[arg(long, default_value_t = 10000)]
-    pub total: u64,
-    /// Maximum requests per second (0 is no limit)
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Read/write ops ratio
     #[arg(long, default_value_t = 1.0)]
     pub rw_ratio: f64,
@@ -212,13 +207,13 @@ pub async fn run(b: Bench) -> Result<(), String> {
     let g = b.global.clone();
     let channels = Arc::new(connect(&g).await?);
     let chan = move |c: usize| channels[c % channels.len()].clone();
-    let load = |total, rate| Load { total, clients: g.clients, rate };
+    let load = |l: LoadArgs| Load { total: l.total, clients: g.clients, rate: l.rate };
     match b.op {
         Op::Put(a) => {
             let value = vec![b'a'; a.keys.val_size];
             let revision = Arc::new(AtomicI64::new(0));
             let compactor = compact_every(&a, chan(0), Arc::clone(&revision));
-            let stats = drive(load(a.total, a.rate), move |c, i| {
+            let stats = drive(load(a.load), move |c, i| {
                 let (mut kv, req) = (KvClient::new(chan(c)), put_request(&a.keys, i, c, &value));
                 let revision = Arc::clone(&revision);
                 async move {
@@ -242,7 +237,7 @@ pub async fn run(b: Bench) -> Result<(), String> {
                 count_only: a.count_only,
                 ..Default::default()
             };
-            let stats = drive(load(a.total, a.rate), move |c, _| {
+            let stats = drive(load(a.load), move |c, _| {
                 let (mut kv, req) = (KvClient::new(chan(c)), req.clone());
                 async move { kv.range(req).await.map(|_| ()).map_err(status) }
             })
@@ -251,7 +246,7 @@ pub async fn run(b: Bench) -> Result<(), String> {
         }
         Op::TxnPut(a) => {
             let value = vec![b'a'; a.keys.val_size];
-            let stats = drive(load(a.total, a.rate), move |c, i| {
+            let stats = drive(load(a.load), move |c, i| {
                 let success = (0..a.txn_ops)
                     .map(|j| pb::RequestOp {
                         request: Some(pb::request_op::Request::RequestPut(put_request(
@@ -283,7 +278,7 @@ pub async fn run(b: Bench) -> Result<(), String> {
             let writes = Arc::new(Mutex::new(Vec::new()));
             let (r2, w2) = (Arc::clone(&reads), Arc::clone(&writes));
             let ratio = a.rw_ratio / (1.0 + a.rw_ratio);
-            let stats = drive(load(a.total, a.rate), move |c, i| {
+            let stats = drive(load(a.load), move |c, i| {
                 // The same spread as the keys: request i reads with probability rw_ratio / (1 + rw_ratio).
                 let is_read = (key(&KeyArgs { key_size: 8, key_space_size: 1 << 20, ..a.keys.clone() }, i, 7)
                     .iter()
@@ -326,7 +321,7 @@ pub async fn run(b: Bench) -> Result<(), String> {
                 }
                 v
             };
-            let stats = drive(load(a.total, 0.0), move |c, _| {
+            let stats = drive(load(LoadArgs { total: a.total, rate: 0.0 }), move |c, _| {
                 let s = Arc::clone(&streams[c % streams.len()]);
                 async move { s.lock().await.once().await }
             })

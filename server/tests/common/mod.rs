@@ -60,6 +60,18 @@ pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, St
     )
 }
 
+/// Whether the test runs as root (network namespaces, mounts, tc); elsewhere the test skips, saying it needs
+/// `what`, except under CI=true, where CI runs the suite as root and a skip would hide the test.
+pub fn is_root(what: &str) -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
+    eprintln!("skipping: {what} need root");
+    false
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
