@@ -2,7 +2,8 @@
 # The whole test suite, runnable on a fresh Debian machine that has only the Rust toolchain.
 # Installs what the tests need (fio; etcdctl 3.4 from etcd-client; etcd 3.4.23 from etcd-server, the behaviour
 # reference some tests run side by side with ferrokv; protoc from protobuf-compiler, which the etcd-client crate's
-# build needs; mount/umount come with Debian), then runs the format check, clippy and every test.
+# build needs; iproute2 and e2fsprogs for the partition and disk-stall tests), then runs the format check, clippy
+# and every test.
 # Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,10 @@ command -v fio >/dev/null 2>&1 || missing+=(fio)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+# The partition test needs ip and tc; the disk-stall test mkfs.ext4 (mount, fsfreeze and setsid are util-linux's).
+command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || missing+=(iproute2)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+command -v fsfreeze >/dev/null 2>&1 || missing+=(util-linux)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
