@@ -162,6 +162,8 @@ fn grow_shrink_promote_remove_leader_and_update_under_writes() {
     );
     nodes[3].member = Some(start(dir.path(), "m4", nodes[3].client, nodes[3].peer, &cluster4, true));
     wait_started(&e1, "m4");
+    let learner_status = ok(&nodes[3].endpoint(), &["endpoint", "status"]);
+    assert_eq!(learner_status.split(", ").nth(5), Some("true"), "endpoint status says IS LEARNER: {learner_status}");
     eventually(&e1, &["member", "promote", &format!("{m4:x}")]);
     assert!(!list(&e1)["m4"].2, "m4 is a voter after promotion");
     writer.set_endpoints(live_endpoints(&nodes));

@@ -50,7 +50,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: *n.applied.borrow(),
             errors: Vec::new(),
             db_size_in_use: stats.in_use as i64,
-            is_learner: false,
+            is_learner: n.cluster.read().get(n.ids.member).is_some_and(|m| m.is_learner),
             storage_version: String::new(),
             db_size_quota: n.config.quota_backend_bytes,
             downgrade_info: None,
