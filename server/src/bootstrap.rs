@@ -93,6 +93,12 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
             "the data directory has a WAL but no member identity (written by an older ferrokv?)".into(),
         ));
     }
+    if let Some(me) = stored
+        && registry.is_removed(me.member)
+    {
+        // As etcd: a removed member does not come back under its old id.
+        return Err(Error::Storage("the member has been permanently removed from the cluster".into()));
+    }
     let applied = store.applied().0;
     let floor_conf = |registry: &Registry, members: Vec<pb::Member>, identity| Boot {
         identity,

@@ -280,20 +280,26 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(15);
 /// the member list, and finds itself there by its advertised peer URLs (added with `member add` beforehand).
 pub fn join(peers: &[SocketAddr], my_urls: &[String]) -> Result<(Identity, Vec<pb::Member>), Error> {
     let deadline = Instant::now() + JOIN_PATIENCE;
+    let mut answered = false;
     loop {
         for addr in peers {
             let Some(answer) = ask(*addr) else { continue };
+            answered = true;
             let cluster = answer.header.map_or(0, |h| h.cluster_id);
-            let Some(me) = answer.members.iter().find(|m| my_urls.iter().any(|u| m.peer_ur_ls.contains(u))) else {
-                return Err(Error::Storage(format!(
-                    "member with peer URLs {} has not been added to the cluster (use `etcdctl member add` first)",
-                    my_urls.join(",")
-                )));
-            };
-            return Ok((Identity { member: me.id, cluster }, answer.members));
+            // A follower may not have applied the `member add` yet: ask the others, and again, before giving up.
+            if let Some(me) = answer.members.iter().find(|m| my_urls.iter().any(|u| m.peer_ur_ls.contains(u))) {
+                return Ok((Identity { member: me.id, cluster }, answer.members));
+            }
         }
         if Instant::now() >= deadline {
-            return Err(Error::Storage("cannot fetch cluster info from any of the --initial-cluster peers".into()));
+            return Err(Error::Storage(if answered {
+                format!(
+                    "member with peer URLs {} has not been added to the cluster (use `etcdctl member add` first)",
+                    my_urls.join(",")
+                )
+            } else {
+                "cannot fetch cluster info from any of the --initial-cluster peers".into()
+            }));
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -217,6 +217,34 @@ fn grow_shrink_promote_remove_leader_and_update_under_writes() {
     nodes[victim].member = None;
     writer.set_endpoints(live_endpoints(&nodes));
     assert_eq!(list(&nodes[keep].endpoint()).len(), 3);
+    // Restarted on its data, a removed member refuses to come back, as etcd's does.
+    let v = &nodes[victim];
+    let (c, p) = (format!("http://127.0.0.1:{}", v.client), format!("http://127.0.0.1:{}", v.peer));
+    let mut back = std::process::Command::new(env!("CARGO_BIN_EXE_ferrokv"))
+        .args(["--name", &v.name, "--data-dir", dir.path().join(&v.name).to_str().unwrap()])
+        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c, "--listen-peer-urls", &p])
+        .args(["--initial-advertise-peer-urls", &p, "--initial-cluster", &format!("{}={p}", v.name)])
+        .args(["--initial-cluster-state", "existing"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = back.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = back.kill();
+            panic!("a removed member restarted and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut back.stderr.take().unwrap(), &mut said).unwrap();
+    let back = status;
+    assert!(!back.success() && said.contains("permanently removed"), "a removed member restarted: {said}");
 
     // Move one member to a new peer URL, then restart it there.
     let moved = *live.iter().find(|i| **i != victim && **i != keep).unwrap();

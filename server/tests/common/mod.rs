@@ -96,7 +96,11 @@ pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member
         .unwrap();
     let (log, ready) = follow(&mut child);
     let member = Member { child, endpoint: format!("127.0.0.1:{client}"), log };
-    ready.recv_timeout(Duration::from_secs(20)).expect("ferrokv logs `ready to serve client requests`");
+    if let Err(e) = ready.recv_timeout(Duration::from_secs(20)) {
+        // Dropping the member while panicking prints its last log lines.
+        std::thread::sleep(Duration::from_millis(100));
+        panic!("ferrokv at {} never logged `ready to serve client requests` ({e})", member.endpoint);
+    }
     member
 }
 
