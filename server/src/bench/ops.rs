@@ -246,11 +246,14 @@ pub async fn run(b: Bench) -> Result<(), String> {
         }
         Op::TxnPut(a) => {
             let value = vec![b'a'; a.keys.val_size];
+            // As etcd's: the puts of txn i go to keys (i × txn-ops + j) mod key-space-size, so one txn never names
+            // a key twice (which etcd refuses) while txn-ops ≤ key-space-size.
+            let keys = KeyArgs { sequential_keys: true, ..a.keys.clone() };
             let stats = drive(load(a.load), move |c, i| {
                 let success = (0..a.txn_ops)
                     .map(|j| pb::RequestOp {
                         request: Some(pb::request_op::Request::RequestPut(put_request(
-                            &a.keys,
+                            &keys,
                             i * a.txn_ops + j,
                             c,
                             &value,
