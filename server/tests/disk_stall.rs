@@ -16,7 +16,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -150,11 +149,11 @@ fn a_leader_with_a_stalled_disk_stops_leading() {
     rt.block_on(new_leader(&endpoints, leader, Duration::from_secs(10)));
 
     // 2. A slow disk: frozen 400 ms of every 500 ms until leadership moves (or 6 s pass).
-    let stop = Arc::new(AtomicBool::new(false));
-    let disks = Arc::new(disks);
-    let toggler = {
-        let (stop, disks) = (Arc::clone(&stop), Arc::clone(&disks));
-        std::thread::spawn(move || {
+    // A scoped thread: even if the test fails meanwhile, the toggling ends (within 6 s) before `disks` is dropped,
+    // which thaws and unmounts (a detached thread holding the disks would keep them mounted past the test).
+    let stop = AtomicBool::new(false);
+    let (third, moved_in) = std::thread::scope(|scope| {
+        scope.spawn(|| {
             let until = Instant::now() + Duration::from_secs(6);
             while !stop.load(Ordering::Relaxed) && Instant::now() < until {
                 disks.freeze(si);
@@ -162,14 +161,13 @@ fn a_leader_with_a_stalled_disk_stops_leading() {
                 disks.thaw(si);
                 std::thread::sleep(Duration::from_millis(100));
             }
-        })
-    };
-    let slow_at = Instant::now();
-    let others: Vec<String> = (0..3).filter(|i| *i != si).map(|i| endpoints[i].clone()).collect();
-    let third = rt.block_on(new_leader(&others, second, Duration::from_secs(5)));
-    let moved_in = slow_at.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    toggler.join().unwrap();
+        });
+        let slow_at = Instant::now();
+        let others: Vec<String> = (0..3).filter(|i| *i != si).map(|i| endpoints[i].clone()).collect();
+        let third = rt.block_on(new_leader(&others, second, Duration::from_secs(5)));
+        stop.store(true, Ordering::Relaxed);
+        (third, slow_at.elapsed())
+    });
     disks.thaw(si);
     let log = members[si].log.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n");
     assert!(log.contains("leader failed to send out heartbeat on time"), "the slow leader said why: {log}");
