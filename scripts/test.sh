@@ -35,8 +35,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 # Every test bounds its own time; this bound is the backstop that turns a hang anywhere into a failure with
 # output, well inside CI's 90 minutes (the whole suite takes about 10 minutes on a 2-core VM).
-timeout --kill-after=30s 45m cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+# The output goes to a file that `tail` follows until the run ends: a child left behind (even one stuck in the
+# kernel) can keep a pipe open forever, but not a file, so this script ends when the run does.
+timeout --kill-after=30s 45m cargo test --workspace --locked --no-fail-fast >"$log" 2>&1 &
+run=$!
+tail -n +1 -f --pid="$run" "$log"
+wait "$run"
+status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "scripts/test.sh: the test run exceeded 45 minutes and was stopped" >&2
 fi
