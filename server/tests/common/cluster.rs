@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use server::proto::etcdserverpb::{HashKvRequest, StatusRequest, maintenance_client::MaintenanceClient};
+use server::proto::etcdserverpb::{
+    HashKvRequest, RangeRequest, StatusRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
+};
 
 use super::{Member, free_port, start_with};
 
@@ -101,5 +103,22 @@ pub async fn converged(endpoints: &[String]) {
         }
         assert!(Instant::now() < deadline, "members did not converge: {hashes:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every key `endpoint` holds.
+pub async fn keys(endpoint: &str) -> BTreeSet<Vec<u8>> {
+    let mut kv = KvClient::connect(format!("http://{endpoint}")).await.unwrap();
+    let r = RangeRequest { key: vec![0], range_end: vec![0], keys_only: true, ..Default::default() };
+    kv.range(r).await.unwrap().into_inner().kvs.into_iter().map(|kv| kv.key).collect()
+}
+
+/// Waits until the members converge (see [`converged`]), then checks that each holds every key of `acked`.
+pub async fn holds_all(endpoints: &[String], acked: &[String]) {
+    converged(endpoints).await;
+    for e in endpoints {
+        let keys = keys(e).await;
+        let lost: Vec<&String> = acked.iter().filter(|k| !keys.contains(k.as_bytes())).collect();
+        assert!(lost.is_empty(), "{e} lost {} acknowledged puts, e.g. {:?}", lost.len(), lost.first());
     }
 }
