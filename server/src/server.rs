@@ -206,7 +206,8 @@ pub fn run(config: Config) -> Result<(), Error> {
     let boot = crate::bootstrap::prepare(&config, &member_dir, &store, &wal)?;
     let ids = Ids { cluster: boot.identity.cluster, member: boot.identity.member };
     let me = ids.member;
-    let cluster = Arc::new(crate::membership::Shared::new(boot.identity, boot.registry.clone()));
+    let peers = boot.peers(me);
+    let cluster = Arc::new(crate::membership::Shared::new(boot.identity, boot.registry));
     let activity = Arc::new(crate::transport::Activity::new(Duration::from_millis(config.election_ms)));
 
     let proposals = Arc::new(Proposals::new(me));
@@ -263,7 +264,6 @@ pub fn run(config: Config) -> Result<(), Error> {
         })
         .map_err(storage)?;
 
-    let peers = boot.peers(me);
     let shared = crate::transport::PeerShared {
         raft: raft_tx.clone(),
         lessor: Arc::clone(&lessor),

@@ -180,17 +180,17 @@ pub struct LeaseArgs {
     pub total: u64,
 }
 
+/// A well-spread number for request `i` (splitmix64: cheap, and good enough to spread keys and choices).
+fn spread(i: u64, seed: u64) -> u64 {
+    let mut z = (i ^ (seed << 32)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The key of request `i` (see the module header); `seed` varies random keys between clients.
 pub fn key(k: &KeyArgs, i: u64, seed: u64) -> Vec<u8> {
-    let n = if k.sequential_keys {
-        i % k.key_space_size.max(1)
-    } else {
-        // splitmix64: cheap, and good enough to spread keys.
-        let mut z = (i ^ (seed << 32)).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % k.key_space_size.max(1)
-    };
+    let n = if k.sequential_keys { i % k.key_space_size.max(1) } else { spread(i, seed) % k.key_space_size.max(1) };
     let mut key = vec![0u8; k.key_size.max(1)];
     let be = n.to_be_bytes();
     let take = be.len().min(key.len());
@@ -282,11 +282,9 @@ pub async fn run(b: Bench) -> Result<(), String> {
             let (r2, w2) = (Arc::clone(&reads), Arc::clone(&writes));
             let ratio = a.rw_ratio / (1.0 + a.rw_ratio);
             let stats = drive(load(a.load), move |c, i| {
-                // The same spread as the keys: request i reads with probability rw_ratio / (1 + rw_ratio).
-                let is_read = (key(&KeyArgs { key_size: 8, key_space_size: 1 << 20, ..a.keys.clone() }, i, 7)
-                    .iter()
-                    .fold(0u64, |h, b| (h << 8) | u64::from(*b)) as f64)
-                    < ratio * f64::from(1 << 20);
+                // Request i reads with probability rw_ratio / (1 + rw_ratio).
+                // Spread whether or not keys are sequential (a sequential choice would run all reads first).
+                let is_read = ((spread(i, 7) % 1_000_000) as f64) < ratio * 1_000_000.0;
                 let mut kv = KvClient::new(chan(c));
                 let (read, put) = (read.clone(), put_request(&a.keys, i, c, &value));
                 let (reads, writes) = (Arc::clone(&r2), Arc::clone(&w2));

@@ -90,15 +90,7 @@ impl ClusterService {
     }
 
     fn check_add(&self, registry: &Registry, urls: &[String], learner: bool) -> Result<(), Error> {
-        for u in urls {
-            crate::config::parse_url("peer-urls", u).map_err(|_| Error::BadMemberUrls)?;
-            if registry.by_peer_url(u).is_some() {
-                return Err(Error::PeerUrlExists);
-            }
-        }
-        if urls.is_empty() {
-            return Err(Error::BadMemberUrls);
-        }
+        check_urls(registry, urls, None)?;
         let members = registry.members();
         if learner {
             if members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
@@ -164,6 +156,20 @@ impl ClusterService {
     }
 }
 
+/// Peer URLs for a member (`member`, if it exists already): at least one, each valid, none another member's.
+fn check_urls(registry: &Registry, urls: &[String], member: Option<u64>) -> Result<(), Error> {
+    if urls.is_empty() {
+        return Err(Error::BadMemberUrls);
+    }
+    for u in urls {
+        crate::config::parse_url("peer-urls", u).map_err(|_| Error::BadMemberUrls)?;
+        if registry.by_peer_url(u).is_some_and(|other| Some(other.id) != member) {
+            return Err(Error::PeerUrlExists);
+        }
+    }
+    Ok(())
+}
+
 /// A fresh member id for `urls`: salted with the cluster id and the time, as etcd's, and never one in use or
 /// removed.
 fn new_member_id(node: &Node, registry: &Registry, urls: &[String]) -> u64 {
@@ -223,15 +229,7 @@ impl Cluster for ClusterService {
         let member = {
             let registry = self.node.cluster.read();
             let Some(mut m) = registry.get(r.id).cloned() else { return Err(Error::MemberNotFound.into()) };
-            for u in &r.peer_ur_ls {
-                crate::config::parse_url("peer-urls", u).map_err(|_| Status::from(Error::BadMemberUrls))?;
-                if registry.by_peer_url(u).is_some_and(|other| other.id != r.id) {
-                    return Err(Error::PeerUrlExists.into());
-                }
-            }
-            if r.peer_ur_ls.is_empty() {
-                return Err(Error::BadMemberUrls.into());
-            }
+            check_urls(&registry, &r.peer_ur_ls, Some(r.id))?;
             m.peer_ur_ls = r.peer_ur_ls;
             m
         };
