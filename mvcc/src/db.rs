@@ -436,6 +436,14 @@ pub(crate) fn mark_reachable(pager: &Pager, root: PageId, used: &mut [bool]) -> 
     Ok(())
 }
 
+/// Makes every page that no reader and no durable meta can reach any more reusable (allocator invariant 2):
+/// after each commit, and when readers have ended since (defragmentation asks before it measures).
+fn release_unpinned(shared: &Shared, w: &mut Writer) {
+    let oldest_reader = lock(&shared.readers).keys().next().copied().unwrap_or(w.latest.txn);
+    let durable = w.disk[0].max(w.disk[1]);
+    w.alloc.release(oldest_reader.min(durable));
+}
+
 /// Writes the latest meta into the slot holding the older one, between two fdatasyncs.
 fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
     if let Some(p) = &w.poisoned {
@@ -658,13 +666,31 @@ impl<'a> WriteTxn<'a> {
         Ok(found)
     }
 
-    /// Rewrites the path to `key` (and its overflow value, if `value_too`) at the lowest free pages.
-    pub(crate) fn relocate(&mut self, ks: KeyspaceId, key: &[u8], value_too: bool) -> Result<()> {
-        if value_too && let Some(v) = self.get(ks, key)? {
-            return self.put(ks, key, &v);
+    /// Rewrites the path to `key` (and its overflow value, if `value_too`) at the lowest free pages, if `page`
+    /// (the page or run start to move) can land lower: a free page below it, or for a run a free extent below
+    /// it that holds the whole run. Returns whether it moved.
+    pub(crate) fn relocate(&mut self, ks: KeyspaceId, key: &[u8], value_too: bool, page: PageId) -> Result<bool> {
+        if value_too {
+            let Some(v) = self.get(ks, key)? else { return Ok(false) };
+            let n = node::overflow_pages(v.len() as u64, self.pager().page_size());
+            if self.writer().alloc.lowest_fit(n).is_none_or(|at| at >= page.0) {
+                return Ok(false);
+            }
+            self.put(ks, key, &v)?;
+            return Ok(true);
+        }
+        if self.writer().alloc.first_free().is_none_or(|at| at >= page.0) {
+            return Ok(false);
         }
         let pager = self.pager();
-        self.tree(ks)?.touch(pager, key)
+        self.tree(ks)?.touch(pager, key)?;
+        Ok(true)
+    }
+
+    /// Makes the pages freed by earlier commits that no reader can reach any more reusable now.
+    pub(crate) fn release_unpinned(&mut self) {
+        let shared = Arc::clone(&self.db.shared);
+        release_unpinned(&shared, self.writer());
     }
 
     /// The writer state this transaction holds (defragmentation trims the file through it).
@@ -754,10 +780,8 @@ impl<'a> WriteTxn<'a> {
         });
         let readers = lock(&shared.readers);
         *shared.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
-        let oldest_reader = readers.keys().next().copied().unwrap_or(self.txn);
         drop(readers);
-        let durable = w.disk[0].max(w.disk[1]);
-        w.alloc.release(oldest_reader.min(durable));
+        release_unpinned(&shared, &mut w);
         // Hand the lock to the longest waiter (see the module header).
         FairGuard::unlock_fair(w);
         Ok(())

@@ -23,7 +23,7 @@ mod snapshot;
 pub mod store;
 
 pub use db::{Db, DbConfig, KeyspaceId, RangeIter, ReadTxn, Snapshot, Stats, SyncPolicy, WriteTxn};
-pub use defrag::{DefragConfig, DefragReport};
+pub use defrag::{DefragConfig, DefragOutcome, DefragReport, Layout};
 pub use error::{Error, Result};
 pub use kv::KeyValue;
 pub use page::{PageId, TxnId};

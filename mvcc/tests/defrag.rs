@@ -102,13 +102,13 @@ fn defrag_shrinks_the_file_while_reads_and_writes_go_on() {
                 }
             });
         }
-        let report = db.defrag(DefragConfig::default()).unwrap();
+        let report = db.defrag(DefragConfig::default(), &AtomicBool::new(false)).unwrap();
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
         report
     });
     // Readers have ended: a last pass gives back what they were holding.
-    let report2 = db.defrag(DefragConfig::default()).unwrap();
+    let report2 = db.defrag(DefragConfig::default(), &AtomicBool::new(false)).unwrap();
     let after = db.stats();
     eprintln!(
         "defrag {mb} MiB: {before:?} -> {after:?}; {report:?}; then {report2:?}; {} reads; writer's longest commit {} ms",

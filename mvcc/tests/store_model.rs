@@ -193,7 +193,7 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Defrag => {
-                store.db().defrag(mvcc::DefragConfig::default()).unwrap();
+                store.db().defrag(mvcc::DefragConfig::default(), &std::sync::atomic::AtomicBool::new(false)).unwrap();
             }
             Op::Reopen => {
                 drop(store);

@@ -136,3 +136,48 @@ fn an_interrupted_compaction_resumes_at_open() {
     drop(r);
     s.check().unwrap();
 }
+
+/// A key rewritten many times in and across transactions (a hot key) reads, deletes and compacts as any other:
+/// the transaction's index overlay keeps only the new revisions, and compaction still prunes the key's history.
+#[test]
+fn a_hot_key_keeps_its_history_and_compacts() {
+    let (_d, s) = store();
+    for round in 0..20 {
+        let mut w = s.write().unwrap();
+        for i in 0..500 {
+            w.put(b"hot", format!("{round}/{i}").as_bytes(), 0, PutOptions::default()).unwrap();
+            w.end_revision();
+        }
+        // The transaction sees its own latest write, and deletes and recreates within it.
+        let r = w.range(b"hot", &[], RangeOptions::default()).unwrap();
+        assert_eq!(r.kvs[0].value, format!("{round}/499").into_bytes());
+        assert_eq!(r.kvs[0].version, (round + 1) * 500);
+        w.commit().unwrap();
+    }
+    put(&s, "cold", "x", 0);
+    let kv = &s.range(b"hot", &[], RangeOptions::default()).unwrap().kvs[0];
+    assert_eq!((kv.create_revision, kv.version), (2, 10_000));
+    let mid = RangeOptions { revision: 5_001, ..RangeOptions::default() };
+    assert_eq!(s.range(b"hot", &[], mid).unwrap().kvs[0].value, b"9/499");
+    {
+        let mut w = s.write().unwrap();
+        w.delete_range(b"hot", &[]).unwrap();
+        w.end_revision();
+        w.put(b"hot", b"again", 0, PutOptions::default()).unwrap();
+        let r = w.range(b"hot", &[], RangeOptions::default()).unwrap();
+        assert_eq!((r.kvs[0].version, r.kvs[0].create_revision), (1, r.kvs[0].mod_revision), "a new generation");
+        w.commit().unwrap();
+    }
+    s.check().unwrap();
+    let current = s.current_revision();
+    s.compact(current).unwrap();
+    s.check().unwrap();
+    let db = s.db();
+    let records = db.read().count(db.keyspace(mvcc::STORE_KEYSPACES[0]).unwrap());
+    assert_eq!(records, 2, "one revision each of `hot` and `cold` survives the compaction");
+    assert_eq!(s.range(b"hot", &[], RangeOptions::default()).unwrap().kvs[0].value, b"again");
+    let old = RangeOptions { revision: 5_001, ..RangeOptions::default() };
+    assert!(matches!(s.range(b"hot", &[], old), Err(Error::Compacted)));
+    put(&s, "hot", "after", 0);
+    s.check().unwrap();
+}

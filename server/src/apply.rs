@@ -269,7 +269,7 @@ impl Apply {
     /// it, linearizable reads see its index, watchers catch up from its history.
     pub fn install_snapshot(&self, index: u64, term: u64) -> Result<(), Error> {
         let store = self.store.install(index, term)?;
-        *self.lessor() = crate::lease::Lessor::load(&store)?;
+        *self.lessor() = crate::lease::Lessor::load(&store, std::time::Instant::now())?;
         *self.cluster.write() = crate::membership::Registry::load(&store)?;
         self.applied.send_replace(index);
         let resync = Batch { revision: store.current_revision(), term, changes: Vec::new(), resync: true };
@@ -456,7 +456,7 @@ impl Apply {
                 w.db().put(ks, &g.id.to_be_bytes(), &g.ttl.to_le_bytes())?;
                 w.set_applied(index, term);
                 let revision = w.commit()?;
-                self.lessor().grant(g.id, g.ttl);
+                self.lessor().grant(g.id, g.ttl, std::time::Instant::now());
                 Ok(Ok(Response::LeaseGrant(pb::LeaseGrantResponse {
                     header: self.ids.header(revision, term),
                     id: g.id,

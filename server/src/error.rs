@@ -14,6 +14,10 @@ pub enum Error {
     FutureRev,
     #[error("etcdserver: key not found")]
     KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
     #[error("etcdserver: request timed out")]
     Timeout,
     #[error("etcdserver: server stopped")]

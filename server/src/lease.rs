@@ -6,7 +6,13 @@
 //! revocation of every lease past its expiry, so an expired lease's keys are deleted through Raft on every member.
 //! After a restart every lease starts a full TTL again (etcd does the same on a leader change).
 //!
-//! **Invariants**: `keys` of each lease is exactly the set of live keys whose lease field names it.
+//! **Invariants**
+//! 1. `keys` of each lease is exactly the set of live keys whose lease field names it.
+//! 2. A lease granted or renewed at `t` expires at `t + TTL`, and `time_to_live` reports the whole seconds left
+//!    until then (rounded down, as etcd's `Remaining().Seconds()`). Only leases last granted or renewed before this
+//!    member became leader are extended by [`Lessor::promote`]; a lease granted since runs exactly its TTL.
+//!
+//! Every method that depends on the time takes it as an argument (`now`), so tests drive the clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -22,6 +28,8 @@ pub const MAX_TTL: i64 = 9_000_000_000;
 #[derive(Debug, Clone)]
 struct Lease {
     granted_ttl: i64,
+    /// When it was last granted, renewed or extended.
+    touched: Instant,
     expiry: Instant,
     keys: BTreeSet<Vec<u8>>,
     revoking: bool,
@@ -35,20 +43,16 @@ pub struct Lessor {
 
 impl Lessor {
     /// Rebuilds the leases and their keys from the store.
-    pub fn load(store: &Store) -> Result<Lessor, mvcc::Error> {
+    pub fn load(store: &Store, now: Instant) -> Result<Lessor, mvcc::Error> {
         let db = store.db();
         let ks = db.keyspace(LEASE)?;
         let r = db.read();
         let mut lessor = Lessor::default();
-        let now = Instant::now();
         for item in r.range(ks, Bound::Unbounded, Bound::Unbounded)? {
             let (k, v) = item?;
             let (Ok(id), Ok(ttl)) = (<[u8; 8]>::try_from(k), <[u8; 8]>::try_from(v)) else { continue };
             let ttl = i64::from_le_bytes(ttl);
-            lessor.leases.insert(
-                i64::from_be_bytes(id),
-                Lease { granted_ttl: ttl, expiry: now + secs(ttl), keys: BTreeSet::new(), revoking: false },
-            );
+            lessor.leases.insert(i64::from_be_bytes(id), Lease::new(ttl, now));
         }
         drop(r);
         for kv in store.range(b"\0", &[0], RangeOptions::default())?.kvs {
@@ -66,11 +70,8 @@ impl Lessor {
     }
 
     /// Records a granted lease (already stored by the caller's transaction).
-    pub fn grant(&mut self, id: i64, ttl: i64) {
-        self.leases.insert(
-            id,
-            Lease { granted_ttl: ttl, expiry: Instant::now() + secs(ttl), keys: BTreeSet::new(), revoking: false },
-        );
+    pub fn grant(&mut self, id: i64, ttl: i64, now: Instant) {
+        self.leases.insert(id, Lease::new(ttl, now));
     }
 
     /// Forgets a lease; returns the keys it held.
@@ -98,26 +99,30 @@ impl Lessor {
     }
 
     /// Renews a lease; returns its TTL, or `None` if there is no such lease.
-    pub fn renew(&mut self, id: i64) -> Option<i64> {
+    pub fn renew(&mut self, id: i64, now: Instant) -> Option<i64> {
         let l = self.leases.get_mut(&id)?;
-        l.expiry = Instant::now() + secs(l.granted_ttl);
+        l.touched = now;
+        l.expiry = now + secs(l.granted_ttl);
         Some(l.granted_ttl)
     }
 
-    /// This member became leader: every lease expires a full TTL plus `extra` from now (its renewals went to the
-    /// old leader), and revocations the old leader had in flight are decided again.
-    pub fn promote(&mut self, extra: Duration) {
-        let now = Instant::now();
+    /// This member became leader at `since`: every lease last granted or renewed before then expires a full TTL
+    /// plus `extra` after `since` (its renewals went to the old leader), and revocations the old leader had in
+    /// flight are decided again. Leases granted or renewed since then keep their exact expiry.
+    pub fn promote(&mut self, since: Instant, extra: Duration) {
         for l in self.leases.values_mut() {
-            l.expiry = now + secs(l.granted_ttl) + extra;
+            if l.touched < since {
+                l.touched = since;
+                l.expiry = since + secs(l.granted_ttl) + extra;
+            }
             l.revoking = false;
         }
     }
 
-    /// `(remaining TTL in seconds, granted TTL, keys)` of a lease.
-    pub fn time_to_live(&self, id: i64) -> Option<(i64, i64, Vec<Vec<u8>>)> {
+    /// `(remaining TTL in whole seconds, granted TTL, keys)` of a lease.
+    pub fn time_to_live(&self, id: i64, now: Instant) -> Option<(i64, i64, Vec<Vec<u8>>)> {
         let l = self.leases.get(&id)?;
-        let left = l.expiry.saturating_duration_since(Instant::now());
+        let left = l.expiry.saturating_duration_since(now);
         Some((left.as_secs() as i64, l.granted_ttl, l.keys.iter().cloned().collect()))
     }
 
@@ -126,8 +131,7 @@ impl Lessor {
     }
 
     /// Leases past their expiry that nobody is revoking yet; marks them as being revoked.
-    pub fn take_expired(&mut self) -> Vec<i64> {
-        let now = Instant::now();
+    pub fn take_expired(&mut self, now: Instant) -> Vec<i64> {
         let mut out = Vec::new();
         for (id, l) in self.leases.iter_mut() {
             if !l.revoking && l.expiry <= now {
@@ -146,6 +150,12 @@ impl Lessor {
     }
 }
 
+impl Lease {
+    fn new(ttl: i64, now: Instant) -> Lease {
+        Lease { granted_ttl: ttl, touched: now, expiry: now + secs(ttl), keys: BTreeSet::new(), revoking: false }
+    }
+}
+
 fn secs(ttl: i64) -> Duration {
     Duration::from_secs(ttl.max(0) as u64)
 }
@@ -156,20 +166,42 @@ mod tests {
 
     #[test]
     fn renew_reattach_and_expire() {
+        let t = Instant::now();
         let mut l = Lessor::default();
-        l.grant(7, 0);
-        l.grant(8, 100);
+        l.grant(7, 0, t);
+        l.grant(8, 100, t);
         l.reattach(b"k", 0, 7);
         l.reattach(b"k", 7, 8);
         assert_eq!(l.keys(7), Vec::<Vec<u8>>::new());
         assert_eq!(l.keys(8), vec![b"k".to_vec()]);
-        assert_eq!(l.take_expired(), vec![7], "a zero TTL has expired at once; 100 s has not");
-        assert_eq!(l.take_expired(), Vec::<i64>::new(), "a lease being revoked is not handed out twice");
+        assert_eq!(l.take_expired(t), vec![7], "a zero TTL has expired at once; 100 s has not");
+        assert_eq!(l.take_expired(t), Vec::<i64>::new(), "a lease being revoked is not handed out twice");
         l.retry(7);
-        assert_eq!(l.take_expired(), vec![7]);
-        assert_eq!(l.renew(8), Some(100));
-        assert_eq!(l.renew(9), None);
+        assert_eq!(l.take_expired(t), vec![7]);
+        assert_eq!(l.renew(8, t), Some(100));
+        assert_eq!(l.renew(9, t), None);
+        assert_eq!(l.take_expired(t + Duration::from_secs(100)), vec![8], "expires exactly a TTL after renewal");
         assert_eq!(l.revoke(8).map(|k| k.len()), Some(1));
         assert!(!l.exists(8));
+    }
+
+    /// etcd's answer: 2.1 s after a 20 s grant, 17 whole seconds remain, even when the member became leader just
+    /// before the grant and the promotion is processed after it.
+    #[test]
+    fn time_to_live_counts_from_the_grant() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Lessor::default();
+        l.grant(1, 20, t - ms(300)); // before the member led: extended by the promotion
+        l.grant(2, 20, t + ms(100)); // after it became leader at `t`, before the promotion ran
+        l.promote(t, Duration::from_secs(1));
+        let at = t + ms(100) + ms(2100);
+        assert_eq!(l.time_to_live(2, at).map(|v| v.0), Some(17));
+        assert_eq!(l.time_to_live(1, at).map(|v| v.0), Some(18), "20 s + 1 s from t, 2.2 s later");
+        assert_eq!(l.time_to_live(2, t + ms(100) + Duration::from_secs(20)).map(|v| v.0), Some(0));
+        assert_eq!(l.take_expired(t + ms(100) + Duration::from_secs(20)), vec![2]);
+        l.renew(1, at);
+        l.promote(at - ms(1), Duration::from_secs(1));
+        assert_eq!(l.time_to_live(1, at + ms(500)).map(|v| v.0), Some(19), "a renewal after the promotion is exact");
     }
 }

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     };
     if flags.version {
         println!("ferrokv Version: {}", env!("CARGO_PKG_VERSION"));
+        println!("etcd Version: {}", server::grpc::maintenance::SERVER_VERSION);
         println!("API Version: {}", server::grpc::maintenance::API_VERSION);
         return ExitCode::SUCCESS;
     }

@@ -88,6 +88,15 @@ pub struct RaftStatus {
     pub leader_changes: AtomicU64,
     /// Notified once this member has applied its own removal from the cluster.
     pub removed: tokio::sync::Notify,
+    /// When this member last became leader (the lessor extends older leases from then).
+    leader_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl RaftStatus {
+    /// When this member last became leader, if it ever did.
+    pub fn leader_since(&self) -> Option<Instant> {
+        *self.leader_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Converts a raft entry to the WAL record that persists it.
@@ -558,6 +567,9 @@ impl RaftNode {
         let previous = self.status.leader.swap(r.leader_id, Ordering::Relaxed);
         if previous != r.leader_id && r.leader_id != 0 {
             self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
+            if r.leader_id == r.id {
+                *self.status.leader_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            }
         }
         self.status.term.store(r.term, Ordering::Relaxed);
         self.status.commit.store(r.raft_log.committed, Ordering::Relaxed);

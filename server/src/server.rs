@@ -48,6 +48,8 @@ pub struct Node {
     pub wal_metrics: Arc<wal::Metrics>,
     /// Held by the leader while it makes one membership change (see `grpc::cluster`).
     pub membership_lock: tokio::sync::Mutex<()>,
+    /// Set once a graceful stop begins: long maintenance work (defragmentation) ends at its next step.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Node {
@@ -161,10 +163,11 @@ async fn expire_leases(node: Arc<Node>) {
             continue;
         }
         if !was_leading {
-            node.leases().promote(Duration::from_millis(node.config.election_ms));
+            let since = node.status.leader_since().unwrap_or_else(std::time::Instant::now);
+            node.leases().promote(since, Duration::from_millis(node.config.election_ms));
             continue;
         }
-        let expired = node.leases().take_expired();
+        let expired = node.leases().take_expired(std::time::Instant::now());
         for id in expired {
             let n = Arc::clone(&node);
             tokio::spawn(async move {
@@ -213,7 +216,9 @@ pub fn run(config: Config) -> Result<(), Error> {
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
     let (apply_tx, apply_rx) = channel::<crate::raft_node::ApplyMsg>();
-    let lessor = Arc::new(std::sync::Mutex::new(crate::lease::Lessor::load(&store).map_err(Error::from)?));
+    let lessor = Arc::new(std::sync::Mutex::new(
+        crate::lease::Lessor::load(&store, std::time::Instant::now()).map_err(Error::from)?,
+    ));
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&stores),
@@ -315,6 +320,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         lessor,
         wal_metrics,
         membership_lock: tokio::sync::Mutex::new(()),
+        stopping: Arc::default(),
     });
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
@@ -347,10 +353,20 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
             let n = || Arc::clone(&node);
             routes = routes
                 .add_service(KvServer::new(crate::grpc::kv::KvService { node: n() }).max_decoding_message_size(max))
-                .add_service(MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: n() }))
-                .add_service(ClusterServer::new(crate::grpc::cluster::ClusterService { node: n() }))
-                .add_service(WatchServer::new(crate::grpc::watch::WatchService { node: n() }))
-                .add_service(LeaseServer::new(crate::grpc::lease::LeaseService { node: n() }));
+                .add_service(
+                    MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: n() })
+                        .max_decoding_message_size(max),
+                )
+                .add_service(
+                    ClusterServer::new(crate::grpc::cluster::ClusterService { node: n() })
+                        .max_decoding_message_size(max),
+                )
+                .add_service(
+                    WatchServer::new(crate::grpc::watch::WatchService { node: n() }).max_decoding_message_size(max),
+                )
+                .add_service(
+                    LeaseServer::new(crate::grpc::lease::LeaseService { node: n() }).max_decoding_message_size(max),
+                );
         }
         let mut stop = stop_rx.clone();
         use tonic::codegen::tokio_stream::StreamExt as _;
@@ -360,6 +376,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
             let served = tonic::transport::Server::builder()
                 .accept_http1(true)
+                .layer(crate::grpc::recv_limit::RecvLimitLayer { limit: max })
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -384,6 +401,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
         _ = term.recv() => log("info", "received a stop signal, shutting down", &[]),
         _ = node.status.removed.notified() => {}
     }
+    node.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     hand_over_leadership(&node).await;
     let _ = stop_tx.send(true);
     expiry.abort();

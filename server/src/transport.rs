@@ -328,7 +328,7 @@ fn reader(conn: TcpStream, peer: PeerShared) {
                 let mut l = peer.lessor.lock().unwrap_or_else(|p| p.into_inner());
                 for id in body.chunks_exact(8) {
                     let id = i64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
-                    let _ = l.renew(id);
+                    let _ = l.renew(id, std::time::Instant::now());
                 }
             }
             Some((&SNAP_CHUNK, body)) => {

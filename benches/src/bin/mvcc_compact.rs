@@ -75,7 +75,8 @@ fn main() {
         mb(s1.in_use),
         stall.as_secs_f64() * 1e3
     );
-    let (res, took, commits, stall) = with_writer(&store, || store.db().defrag(DefragConfig::default()));
+    let (res, took, commits, stall) =
+        with_writer(&store, || store.db().defrag(DefragConfig::default(), &std::sync::atomic::AtomicBool::new(false)));
     let report = res.expect("defrag");
     let s2 = store.db().stats();
     println!(

@@ -98,6 +98,11 @@ impl Allocator {
         id
     }
 
+    /// Where [`Allocator::alloc`] would put a run of `n` pages now, if a free extent holds it.
+    pub fn lowest_fit(&self, n: u64) -> Option<u64> {
+        self.free.iter().find(|&(_, &len)| len >= n).map(|(&start, _)| start)
+    }
+
     /// Gives free pages at the end of the file back: lowers `page_count` past any trailing free extent.
     pub fn trim_tail(&mut self) -> u64 {
         while let Some((&s, &l)) = self.free.iter().next_back() {

@@ -155,6 +155,59 @@ impl KeyIndex {
     }
 }
 
+/// The changes one write transaction made to a key, oldest first, every one newer than the key's committed
+/// history. A transaction keeps these instead of a copy of the key's index, so a write to a key with a long
+/// history costs what a write to a fresh key costs; [`Tail::apply_to`] appends them at commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tail {
+    /// `(revision, is_tombstone)`.
+    ops: Vec<(Revision, bool)>,
+}
+
+impl Tail {
+    /// Records a put at `rev`.
+    pub fn put(&mut self, rev: Revision) {
+        self.ops.push((rev, false));
+    }
+
+    /// Records a delete at `rev` (the key must be live as this tail sees it).
+    pub fn tombstone(&mut self, rev: Revision) {
+        self.ops.push((rev, true));
+    }
+
+    /// The key as of main revision `at` (`None`: the latest), seen through `base`, its committed index, and then
+    /// this tail. O(changes in the tail), whatever the length of `base`.
+    pub fn visible(&self, base: Option<&KeyIndex>, at: Option<i64>) -> Option<Visible> {
+        let upto = at.map_or(self.ops.len(), |at| self.ops.partition_point(|(r, _)| r.main <= at));
+        if upto == 0 {
+            return match at {
+                Some(at) => base.and_then(|ki| ki.at(at)),
+                None => base.and_then(KeyIndex::current),
+            };
+        }
+        // Every change of the tail is newer than `base`, so `base`'s latest state is where the replay starts.
+        let mut state = base.and_then(KeyIndex::current);
+        for &(rev, tombstone) in &self.ops[..upto] {
+            state = if tombstone {
+                None
+            } else {
+                Some(match state {
+                    Some(v) => Visible { modified: rev, created: v.created, version: v.version + 1 },
+                    None => Visible { modified: rev, created: rev.main, version: 1 },
+                })
+            };
+        }
+        state
+    }
+
+    /// Appends the tail to the committed index `ki`.
+    pub fn apply_to(self, ki: &mut KeyIndex) {
+        for (rev, tombstone) in self.ops {
+            if tombstone { ki.tombstone(rev) } else { ki.put(rev) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +259,33 @@ mod tests {
         k.compact(10, &mut keep);
         assert!(k.is_empty() && keep.is_empty(), "a key deleted at or before the compaction point vanishes");
         k.check().unwrap();
+    }
+
+    /// A tail seen through its base answers as the base with the tail applied, at every revision.
+    #[test]
+    fn tail_reads_as_if_applied() {
+        let mut base = KeyIndex::default();
+        base.put(r(2));
+        base.put(r(3));
+        base.tombstone(r(4));
+        base.put(r(5));
+        let mut tail = Tail::default();
+        tail.put(r(7));
+        tail.tombstone(r(8));
+        tail.put(r(9));
+        tail.put(r(10));
+        let mut applied = base.clone();
+        tail.clone().apply_to(&mut applied);
+        applied.check().unwrap();
+        for at in 0..12 {
+            assert_eq!(tail.visible(Some(&base), Some(at)), applied.at(at), "at {at}");
+        }
+        assert_eq!(tail.visible(Some(&base), None), applied.current());
+        let mut fresh = KeyIndex::default();
+        tail.clone().apply_to(&mut fresh);
+        for at in 0..12 {
+            assert_eq!(tail.visible(None, Some(at)), fresh.at(at), "fresh key at {at}");
+        }
+        assert_eq!(Tail::default().visible(Some(&base), None), base.current());
     }
 }

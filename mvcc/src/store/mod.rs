@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::kv::{self, KeyValue};
 use crate::revision::Revision;
 
-pub use key_index::{Generation, KeyIndex, Visible};
+pub use key_index::{Generation, KeyIndex, Tail, Visible};
 pub use txn::{
     Compare, CompareOp, CompareTarget, DeleteResult, PutResult, RequestOp, ResponseOp, TxnRequest, TxnResult,
 };

@@ -4,8 +4,10 @@
 //! **Invariants**
 //! 1. All changes between two `end_revision` calls share one main revision, numbered by `sub` from 0; a revision
 //!    with no change is not consumed (etcd does not advance the revision for a no-op DeleteRange).
-//! 2. Index changes live in `pending` (copies of the touched keys' indexes) until the B+tree commit succeeded;
-//!    then they are installed under the state's write lock. Readers never see an uncommitted change.
+//! 2. Index changes live in `pending`, as each touched key's [`Tail`] of new revisions (never a copy of its whole
+//!    history, so a write costs the same on a key with a million revisions as on a fresh one), until the B+tree
+//!    commit succeeded; then they are appended to the index under the state's write lock. Readers never see an
+//!    uncommitted change.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,7 @@ use crate::db::WriteTxn;
 use crate::error::{Error, Result};
 use crate::kv::{self, KeyValue};
 use crate::revision::Revision;
-use crate::store::key_index::{KeyIndex, Visible};
+use crate::store::key_index::{Tail, Visible};
 use crate::store::{KeyRange, RangeOptions, RangeResult, Store, finish_range, lock_read, lock_write, resolve_revision};
 
 /// Put's options (etcd's PutRequest flags).
@@ -38,7 +40,7 @@ pub struct Change {
 pub struct StoreWrite<'a> {
     store: &'a Store,
     db: WriteTxn<'a>,
-    pending: BTreeMap<Vec<u8>, KeyIndex>,
+    pending: BTreeMap<Vec<u8>, Tail>,
     changes: Vec<Change>,
     base: i64,
     rev: i64,
@@ -68,26 +70,42 @@ impl<'a> StoreWrite<'a> {
         })
     }
 
-    /// The key's index as this transaction sees it.
-    fn index_of(&self, key: &[u8]) -> Option<KeyIndex> {
+    /// The key as this transaction sees it at `at` (`None`: its latest state).
+    fn visible(&self, key: &[u8], at: Option<i64>) -> Option<Visible> {
+        let st = lock_read(&self.store.state);
+        let base = st.index.get(key);
         match self.pending.get(key) {
-            Some(ki) => Some(ki.clone()),
-            None => lock_read(&self.store.state).index.get(key).cloned(),
+            Some(tail) => tail.visible(base, at),
+            None => match at {
+                Some(at) => base.and_then(|ki| ki.at(at)),
+                None => base.and_then(|ki| ki.current()),
+            },
         }
     }
 
-    /// `(key, index)` for the keys of `range`, this transaction's changes over the committed index.
-    fn indexes_in(&self, range: &KeyRange) -> Vec<(Vec<u8>, KeyIndex)> {
+    /// `(key, visible state)` at `at` (`None`: latest) for the keys of `range` that exist then, this
+    /// transaction's changes over the committed index, in key order.
+    fn visible_in(&self, range: &KeyRange, at: Option<i64>) -> Vec<(Vec<u8>, Visible)> {
         if range.is_empty() {
             return Vec::new();
         }
         let st = lock_read(&self.store.state);
-        let mut merged: BTreeMap<Vec<u8>, KeyIndex> =
-            st.index.range::<[u8], _>(range.bounds()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        for (k, v) in self.pending.range::<[u8], _>(range.bounds()) {
-            merged.insert(k.clone(), v.clone());
+        let mut keys: BTreeMap<&[u8], Option<&Tail>> =
+            st.index.range::<[u8], _>(range.bounds()).map(|(k, _)| (k.as_slice(), None)).collect();
+        for (k, tail) in self.pending.range::<[u8], _>(range.bounds()) {
+            keys.insert(k.as_slice(), Some(tail));
         }
-        merged.into_iter().collect()
+        keys.into_iter()
+            .filter_map(|(k, tail)| {
+                let base = st.index.get(k);
+                let v = match (tail, at) {
+                    (Some(t), _) => t.visible(base, at),
+                    (None, Some(at)) => base.and_then(|ki| ki.at(at)),
+                    (None, None) => base.and_then(|ki| ki.current()),
+                };
+                v.map(|v| (k.to_vec(), v))
+            })
+            .collect()
     }
 
     fn read(&mut self, rev: Revision) -> Result<KeyValue> {
@@ -119,8 +137,7 @@ impl<'a> StoreWrite<'a> {
 
     /// etcd's Put; returns the previous value, if the key existed.
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64, opts: PutOptions) -> Result<Option<KeyValue>> {
-        let mut ki = self.index_of(key).unwrap_or_default();
-        let cur = ki.current();
+        let cur = self.visible(key, None);
         let prev = match cur {
             Some(v) => Some(self.read(v.modified)?),
             None => None,
@@ -140,8 +157,10 @@ impl<'a> StoreWrite<'a> {
             lease,
         };
         self.db.put(self.store.key, &rev.encode(), &kv::encode(&kv, false))?;
-        ki.put(rev);
-        self.pending.insert(key.to_vec(), ki);
+        match self.pending.get_mut(key) {
+            Some(tail) => tail.put(rev),
+            None => self.pending.entry(key.to_vec()).or_default().put(rev),
+        }
         self.changes.push(Change { kv, deleted: false, prev: prev.clone() });
         Ok(prev)
     }
@@ -149,16 +168,14 @@ impl<'a> StoreWrite<'a> {
     /// etcd's DeleteRange; returns the deleted keys' last values.
     pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
         let range = KeyRange::new(key, range_end);
-        let live: Vec<(Vec<u8>, KeyIndex, Visible)> =
-            self.indexes_in(&range).into_iter().filter_map(|(k, ki)| ki.current().map(|v| (k, ki, v))).collect();
+        let live = self.visible_in(&range, None);
         let mut prevs = Vec::with_capacity(live.len());
-        for (k, mut ki, v) in live {
+        for (k, v) in live {
             let prev = self.read(v.modified)?;
             let rev = self.next_revision();
             let tomb = KeyValue { key: k.clone(), mod_revision: rev.main, ..KeyValue::default() };
             self.db.put(self.store.key, &rev.encode(), &kv::encode(&tomb, true))?;
-            ki.tombstone(rev);
-            self.pending.insert(k, ki);
+            self.pending.entry(k).or_default().tombstone(rev);
             self.changes.push(Change { kv: tomb, deleted: true, prev: Some(prev.clone()) });
             prevs.push(prev);
         }
@@ -171,8 +188,7 @@ impl<'a> StoreWrite<'a> {
         let current = self.current();
         let at = resolve_revision(opts.revision, current, compact)?;
         let range = KeyRange::new(key, range_end);
-        let visible: Vec<(Vec<u8>, Visible)> =
-            self.indexes_in(&range).into_iter().filter_map(|(k, ki)| ki.at(at).map(|v| (k, v))).collect();
+        let visible = self.visible_in(&range, Some(at));
         finish_range(visible, opts, current, |rev| self.read(rev))
     }
 
@@ -213,8 +229,8 @@ impl<'a> StoreWrite<'a> {
         let StoreWrite { store, db, pending, .. } = self;
         db.commit()?;
         let mut st = lock_write(&store.state);
-        for (k, ki) in pending {
-            st.index.insert(k, ki);
+        for (k, tail) in pending {
+            tail.apply_to(st.index.entry(k).or_default());
         }
         st.current = current;
         Ok(current)

@@ -131,6 +131,18 @@ impl KvService {
         if key.is_empty() { Err(Error::EmptyKey) } else { Ok(()) }
     }
 
+    /// etcd's checks of a Put, alone or in a txn: a key, and no value or lease beside the flag that keeps it.
+    fn check_put(p: &pb::PutRequest) -> Result<(), Error> {
+        Self::check_key(&p.key)?;
+        if p.ignore_value && !p.value.is_empty() {
+            return Err(Error::ValueProvided);
+        }
+        if p.ignore_lease && p.lease != 0 {
+            return Err(Error::LeaseProvided);
+        }
+        Ok(())
+    }
+
     fn check_txn(t: &pb::TxnRequest) -> Result<(), Error> {
         Self::check_ops(t)?;
         writes(&t.success)?;
@@ -146,7 +158,7 @@ impl KvService {
         }
         for op in t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()) {
             match op {
-                Request::RequestPut(p) => Self::check_key(&p.key)?,
+                Request::RequestPut(p) => Self::check_put(p)?,
                 Request::RequestRange(r) => Self::check_key(&r.key)?,
                 Request::RequestDeleteRange(d) => Self::check_key(&d.key)?,
                 Request::RequestTxn(t) => Self::check_ops(t)?,
@@ -217,7 +229,7 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let p = request.into_inner();
-        Self::check_key(&p.key)?;
+        Self::check_put(&p)?;
         match self.node.propose(Op::Put(p)).await? {
             Applied::Put(r) => Ok(Response::new(r)),
             _ => Err(Status::internal("mismatched apply result")),

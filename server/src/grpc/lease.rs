@@ -89,7 +89,7 @@ impl Lease for LeaseService {
             while let Ok(Some(req)) = inbound.message().await {
                 // An unknown (or expired) lease renews to TTL 0, as etcd answers. A follower renews its own copy
                 // (for TimeToLive) and forwards the renewal to the leader, which decides expiry.
-                let ttl = node.leases().renew(req.id).unwrap_or(0);
+                let ttl = node.leases().renew(req.id, std::time::Instant::now()).unwrap_or(0);
                 if ttl > 0 && node.status.leader.load(Ordering::Relaxed) != node.ids.member {
                     let _ = node.raft.send(crate::raft_node::Msg::RenewLeases(vec![req.id]));
                 }
@@ -107,7 +107,7 @@ impl Lease for LeaseService {
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let r = request.into_inner();
-        let found = self.node.leases().time_to_live(r.id);
+        let found = self.node.leases().time_to_live(r.id, std::time::Instant::now());
         let (ttl, granted, keys) = match found {
             Some((ttl, granted, keys)) => (ttl, granted, if r.keys { keys } else { Vec::new() }),
             None => (-1, 0, Vec::new()),

@@ -14,8 +14,14 @@ use crate::server::Node;
 /// Bytes per Snapshot message.
 const SNAPSHOT_CHUNK: usize = 64 << 10;
 
-/// The API version ferrokv implements, reported as the member's version.
-pub const API_VERSION: &str = "3.4.0";
+/// The etcd server version whose behaviour ferrokv matches, reported as the member's version (Status, /metrics'
+/// `etcd_server_version`). Clients parse it: kube-apiserver turns off RequestWatchProgress (and with it WatchList
+/// and consistent reads from its cache) below 3.4.31 in the 3.4 line, whose watch-progress fixes ferrokv has
+/// (a progress answer only once every watcher of the stream is synced). See the README.
+pub const SERVER_VERSION: &str = "3.4.31";
+
+/// The cluster (API) version: etcd's v3.4 API.
+pub const API_VERSION: &str = "3.4";
 
 /// The Maintenance service.
 #[derive(Debug, Clone)]
@@ -42,7 +48,7 @@ impl Maintenance for MaintenanceService {
         let stats = n.store().db().stats();
         Ok(Response::new(pb::StatusResponse {
             header: self.header(),
-            version: API_VERSION.to_string(),
+            version: SERVER_VERSION.to_string(),
             db_size: stats.file_size as i64,
             leader: n.status.leader.load(Ordering::Relaxed),
             raft_index: n.status.commit.load(Ordering::Relaxed),
@@ -59,10 +65,32 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(&self, _: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
         let store = self.node.store();
-        tokio::task::spawn_blocking(move || store.db().defrag(mvcc::DefragConfig::default()))
+        let stopping = Arc::clone(&self.node.stopping);
+        let log = crate::logging::log;
+        log("info", "defragmenting", &[("current-db-size-bytes", store.db().stats().file_size.to_string())]);
+        let started = std::time::Instant::now();
+        let r = tokio::task::spawn_blocking(move || store.db().defrag(mvcc::DefragConfig::default(), &stopping))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Error::from)?;
+        let fields = [
+            ("current-db-size-bytes-diff", (r.file_after as i64 - r.file_before as i64).to_string()),
+            ("current-db-size-bytes", r.file_after.to_string()),
+            ("current-db-size-in-use-bytes", r.in_use_after.to_string()),
+            ("target-db-size-bytes", r.target.to_string()),
+            ("passes", r.passes.to_string()),
+            ("steps", r.steps.to_string()),
+            ("took", format!("{:?}", started.elapsed())),
+        ];
+        match r.outcome {
+            mvcc::DefragOutcome::Reached => log("info", "finished defragmenting directory", &fields),
+            outcome => log(
+                "warn",
+                "finished defragmenting directory above its target size",
+                &[&fields[..], &[("reason", format!("{outcome:?}")), ("unmoved-pages", r.unmoved.to_string())]]
+                    .concat(),
+            ),
+        }
         Ok(Response::new(pb::DefragmentResponse { header: self.header() }))
     }
 

@@ -5,5 +5,6 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod range_stream;
+pub mod recv_limit;
 mod status;
 pub mod watch;

@@ -8,7 +8,12 @@ use crate::error::Error;
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let code = match &e {
-            Error::RequestTooLarge | Error::EmptyKey | Error::DuplicateKey | Error::TooManyOps => Code::InvalidArgument,
+            Error::RequestTooLarge
+            | Error::EmptyKey
+            | Error::DuplicateKey
+            | Error::TooManyOps
+            | Error::ValueProvided
+            | Error::LeaseProvided => Code::InvalidArgument,
             Error::Compacted | Error::FutureRev => Code::OutOfRange,
             Error::KeyNotFound => Code::InvalidArgument,
             Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,

@@ -67,6 +67,10 @@ struct Session {
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
+    /// The highest revision of an event sent on this stream.
+    sent: i64,
+    /// A RequestProgress waits for its answer (see [`Session::answer_progress`]).
+    progress_wanted: bool,
 }
 
 impl Session {
@@ -99,6 +103,7 @@ impl Session {
                 if events.is_empty() {
                     return true;
                 }
+                self.sent = self.sent.max(current);
                 let header = self.header(current);
                 self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await
             }
@@ -175,6 +180,9 @@ impl Session {
                 out.push((*id, events));
             }
         }
+        if !out.is_empty() {
+            self.sent = self.sent.max(batch.revision);
+        }
         for (id, events) in out {
             let header = self.node.ids.header(batch.revision, batch.term);
             if !self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await {
@@ -196,6 +204,23 @@ impl Session {
             }
         }
         true
+    }
+
+    /// Answers a pending RequestProgress once every watcher of the stream has been sent everything up to one
+    /// revision `R` no lower than any event already sent on the stream (etcd's "all watchers synced"); the answer
+    /// (watch id -1) carries `R`, so a client may take every event at or below `R` as delivered. Until then the
+    /// request waits: the batches that bring the slower watchers level are already committed and on their way.
+    async fn answer_progress(&mut self) -> bool {
+        if !self.progress_wanted {
+            return true;
+        }
+        let revision = match self.watchers.values().map(|w| w.next - 1).min() {
+            Some(low) if low < self.sent => return true,
+            Some(low) => low,
+            None => self.node.store().current_revision().max(self.sent),
+        };
+        self.progress_wanted = false;
+        self.send(pb::WatchResponse { header: self.header(revision), watch_id: -1, ..Default::default() }).await
     }
 
     async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, mut live: broadcast::Receiver<Arc<Batch>>) {
@@ -222,12 +247,12 @@ impl Session {
                             self.send(pb::WatchResponse { header, watch_id: c.watch_id, canceled: true, ..Default::default() }).await
                         }
                         Some(RequestUnion::ProgressRequest(_)) => {
-                            let header = self.header(self.node.store().current_revision());
-                            self.send(pb::WatchResponse { header, watch_id: -1, ..Default::default() }).await
+                            self.progress_wanted = true;
+                            true
                         }
                         None => true,
                     };
-                    if !alive {
+                    if !alive || !self.answer_progress().await {
                         return;
                     }
                 }
@@ -246,7 +271,7 @@ impl Session {
                         }
                         Err(broadcast::error::RecvError::Closed) => false,
                     };
-                    if !alive {
+                    if !alive || !self.answer_progress().await {
                         return;
                     }
                 }
@@ -268,7 +293,14 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
         let live = self.node.events.subscribe();
-        let session = Session { node: Arc::clone(&self.node), out: tx, watchers: BTreeMap::new(), next_id: 0 };
+        let session = Session {
+            node: Arc::clone(&self.node),
+            out: tx,
+            watchers: BTreeMap::new(),
+            next_id: 0,
+            sent: 0,
+            progress_wanted: false,
+        };
         tokio::spawn(session.run(request.into_inner(), live));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
