@@ -2,8 +2,9 @@
 //! watch event (the key written, then a watcher's catch-up read of that change with its previous value).
 //!
 //! One store holds both: the hot key `hot`, written 1,000,000 times, and 100,000 cold keys written once each
-//! (the "fresh" side rotates over them, so each still has a handful of revisions at the end). Commits are not
-//! synced (`nosync` in the names): the disk's flush would hide the CPU cost this bench is about. Set
+//! (the "fresh" side rotates over them, so each still has a handful of revisions at the end). Puts are measured
+//! 100 to a commit (`put_x100`), as the server applies a run of writes. Commits are not synced (`nosync` in the
+//! names): the disk's flush would hide the CPU cost this bench is about. Set
 //! `HOT_KEY_REVISIONS` for a smaller history (default 1,000,000).
 
 use std::time::Duration;
@@ -15,6 +16,17 @@ const COLD_KEYS: u64 = 100_000;
 
 fn cold(i: u64) -> Vec<u8> {
     format!("cold/{:08}", i % COLD_KEYS).into_bytes()
+}
+
+/// 100 puts in one store transaction, each its own revision, one commit: as the server applies a run of writes,
+/// and with the commit's page writes shared, so that the put's own cost shows.
+fn put_hundred(store: &Store, key: impl Fn(u64) -> Vec<u8>, value: &[u8]) {
+    let mut w = store.write().expect("write txn");
+    for i in 0..100 {
+        w.put(&key(i), value, 0, PutOptions::default()).expect("put");
+        w.end_revision();
+    }
+    w.commit().expect("commit");
 }
 
 fn put_one(store: &Store, key: &[u8], value: &[u8]) {
@@ -57,12 +69,14 @@ fn hot_key(c: &mut Criterion) {
     let mut g = c.benchmark_group("hot_key");
     g.sample_size(30).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
     let label = format!("{}k_revisions", revisions / 1000);
-    g.bench_function(format!("put/nosync/{label}"), |b| b.iter(|| put_one(&store, b"hot", &value)));
+    g.bench_function(format!("put_x100/nosync/{label}"), |b| {
+        b.iter(|| put_hundred(&store, |_| b"hot".to_vec(), &value))
+    });
     let mut i = 0;
-    g.bench_function("put/nosync/fresh_key", |b| {
+    g.bench_function("put_x100/nosync/fresh_key", |b| {
         b.iter(|| {
-            i += 1;
-            put_one(&store, &cold(i), &value)
+            i += 100;
+            put_hundred(&store, |j| cold(i + j), &value)
         })
     });
     let read = |key: &[u8]| {

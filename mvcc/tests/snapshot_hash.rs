@@ -116,3 +116,43 @@ fn hash_kv_agrees_across_copies_and_compaction_progress() {
     assert_eq!(a.hash_kv(rev).unwrap(), b.hash_kv(rev).unwrap());
     assert!(matches!(a.hash_kv(120), Err(Error::Compacted)));
 }
+
+/// HashKV scans the whole history without holding the index lock: writers commit while it runs, and its hash is
+/// the one of the revision it started at.
+#[test]
+fn hash_kv_does_not_hold_up_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("s"), &[], StoreConfig::default()).unwrap();
+    for round in 0..20 {
+        let mut w = s.write().unwrap();
+        for i in 0..10_000u32 {
+            w.put(format!("k/{round}/{i}").as_bytes(), &[7; 200], 0, PutOptions::default()).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let at = s.current_revision();
+    let (expected, _, _) = s.hash_kv(at).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (hash, during) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| {
+            let h = s.hash_kv(at).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            h
+        });
+        // Count the commits that finish while the hash is still running.
+        let mut during = 0;
+        let mut i = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut w = s.write().unwrap();
+            w.put(format!("w/{i}").as_bytes(), b"x", 0, PutOptions::default()).unwrap();
+            w.commit().unwrap();
+            i += 1;
+            if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                during += 1;
+            }
+        }
+        (hasher.join().unwrap(), during)
+    });
+    assert_eq!(hash.0, expected, "the hash is the one of revision {at}, whatever was written meanwhile");
+    assert!(during >= 2, "writers committed while HashKV scanned ({during} commits)");
+}

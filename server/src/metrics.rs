@@ -94,6 +94,14 @@ pub fn render(node: &Node) -> String {
     );
     let changes = node.status.leader_changes.load(Relaxed) as f64;
     scalar(&mut out, "etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.", changes);
+    let slow_reads = node.status.slow_read_indexes.load(Relaxed) as f64;
+    scalar(
+        &mut out,
+        "etcd_server_slow_read_indexes_total",
+        "counter",
+        "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+        slow_reads,
+    );
     let committed = node.status.commit.load(Relaxed) as f64;
     scalar(
         &mut out,

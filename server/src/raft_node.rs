@@ -86,6 +86,8 @@ pub struct RaftStatus {
     pub commit: AtomicU64,
     /// Times this member saw the leader change (`etcd_server_leader_changes_seen_total`).
     pub leader_changes: AtomicU64,
+    /// ReadIndex rounds that went unanswered and were asked again (`etcd_server_slow_read_indexes_total`).
+    pub slow_read_indexes: AtomicU64,
     /// Notified once this member has applied its own removal from the cluster.
     pub removed: tokio::sync::Notify,
     /// When this member last became leader (the lessor extends older leases from then).
@@ -102,6 +104,17 @@ impl RaftStatus {
 /// Converts a raft entry to the WAL record that persists it.
 fn wal_entry(e: &Entry) -> Result<Vec<u8>, Error> {
     e.write_to_bytes().map_err(|err| Error::Storage(format!("encode raft entry: {err}")))
+}
+
+/// The context of this member's `seq`-th ReadIndex round: its member id, then the sequence number, both
+/// big-endian. The leader keeps one pending round per context and drops a request whose context is already
+/// pending, so contexts must be unique across members, not only within one (a per-member counter alone made
+/// reads arriving through two members collide and wait out a retry).
+fn read_context(member: u64, seq: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&member.to_be_bytes());
+    ctx.extend_from_slice(&seq.to_be_bytes());
+    ctx
 }
 
 /// Messages taken from the queue per turn of the Raft loop.
@@ -328,7 +341,7 @@ impl RaftNode {
             }
             if !readers.is_empty() {
                 read_seq += 1;
-                let ctx = read_seq.to_be_bytes().to_vec();
+                let ctx = read_context(self.node.raft.id, read_seq);
                 self.node.read_index(ctx.clone());
                 self.reads.insert(ctx, readers);
             }
@@ -574,5 +587,20 @@ impl RaftNode {
         self.status.term.store(r.term, Ordering::Relaxed);
         self.status.commit.store(r.raft_log.committed, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_contexts_are_unique_across_members() {
+        let mut seen = std::collections::HashSet::new();
+        for member in [1u64, 2, 0x8000_0000_0000_0001, u64::MAX] {
+            for seq in 1..=1000 {
+                assert!(seen.insert(read_context(member, seq)), "member {member:x}, round {seq}");
+            }
+        }
     }
 }

@@ -104,6 +104,15 @@ impl KeyIndex {
         None
     }
 
+    /// The key (`None`: no index, a key never written) as of main revision `at`, or now if `at` is `None`.
+    pub fn visible(ki: Option<&KeyIndex>, at: Option<i64>) -> Option<Visible> {
+        let ki = ki?;
+        match at {
+            Some(at) => ki.at(at),
+            None => ki.current(),
+        }
+    }
+
     /// Every revision still held, in order.
     pub fn revisions(&self) -> impl Iterator<Item = Revision> + '_ {
         self.generations.iter().flat_map(|g| g.revs.iter().copied())
@@ -180,10 +189,7 @@ impl Tail {
     pub fn visible(&self, base: Option<&KeyIndex>, at: Option<i64>) -> Option<Visible> {
         let upto = at.map_or(self.ops.len(), |at| self.ops.partition_point(|(r, _)| r.main <= at));
         if upto == 0 {
-            return match at {
-                Some(at) => base.and_then(|ki| ki.at(at)),
-                None => base.and_then(KeyIndex::current),
-            };
+            return KeyIndex::visible(base, at);
         }
         // Every change of the tail is newer than `base`, so `base`'s latest state is where the replay starts.
         let mut state = base.and_then(KeyIndex::current);

@@ -361,20 +361,25 @@ impl Store {
     /// or not their compactions have finished deleting. Returns the hash, the revision hashed to, and the
     /// compaction revision.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
-        let st = lock_read(&self.state);
-        let at = resolve_revision(rev, st.current, st.compact)?;
-        let kept: std::collections::HashSet<Revision> =
-            st.index.values().flat_map(|ki| ki.revisions().filter(|r| r.main <= st.compact)).collect();
-        let r = self.db.read();
+        // Under the index lock only what must match the index: the revisions compaction keeps, and a file snapshot
+        // taken at the same moment (it holds every revision up to `at`). The scan runs without the lock, so writers
+        // committing meanwhile do not wait for it.
+        let (at, compact, kept, r) = {
+            let st = lock_read(&self.state);
+            let at = resolve_revision(rev, st.current, st.compact)?;
+            let kept: std::collections::HashSet<Revision> =
+                st.index.values().flat_map(|ki| ki.revisions().filter(|r| r.main <= st.compact)).collect();
+            (at, st.compact, kept, self.db.read())
+        };
         let end = Revision::new(at + 1, 0).encode();
         let mut crc = 0u32;
         for item in r.range(self.key, Bound::Unbounded, Bound::Excluded(&end))? {
             let (k, v) = item?;
             let rev = Revision::decode(k).ok_or_else(|| self.bad_record("revision key of the wrong length"))?;
-            if rev.main > st.compact || kept.contains(&rev) {
+            if rev.main > compact || kept.contains(&rev) {
                 crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
             }
         }
-        Ok((crc, at, st.compact))
+        Ok((crc, at, compact))
     }
 }

@@ -15,7 +15,7 @@ use crate::db::WriteTxn;
 use crate::error::{Error, Result};
 use crate::kv::{self, KeyValue};
 use crate::revision::Revision;
-use crate::store::key_index::{Tail, Visible};
+use crate::store::key_index::{KeyIndex, Tail, Visible};
 use crate::store::{KeyRange, RangeOptions, RangeResult, Store, finish_range, lock_read, lock_write, resolve_revision};
 
 /// Put's options (etcd's PutRequest flags).
@@ -76,10 +76,7 @@ impl<'a> StoreWrite<'a> {
         let base = st.index.get(key);
         match self.pending.get(key) {
             Some(tail) => tail.visible(base, at),
-            None => match at {
-                Some(at) => base.and_then(|ki| ki.at(at)),
-                None => base.and_then(|ki| ki.current()),
-            },
+            None => KeyIndex::visible(base, at),
         }
     }
 
@@ -98,10 +95,9 @@ impl<'a> StoreWrite<'a> {
         keys.into_iter()
             .filter_map(|(k, tail)| {
                 let base = st.index.get(k);
-                let v = match (tail, at) {
-                    (Some(t), _) => t.visible(base, at),
-                    (None, Some(at)) => base.and_then(|ki| ki.at(at)),
-                    (None, None) => base.and_then(|ki| ki.current()),
+                let v = match tail {
+                    Some(t) => t.visible(base, at),
+                    None => KeyIndex::visible(base, at),
                 };
                 v.map(|v| (k.to_vec(), v))
             })

@@ -182,7 +182,10 @@ impl KvService {
                 Ok(Ok(index)) => break index,
                 Ok(Err(_)) => return Err(Error::Stopped),
                 Err(_) if tokio::time::Instant::now() >= deadline => return Err(Error::Timeout),
-                Err(_) => continue,
+                Err(_) => {
+                    node.status.slow_read_indexes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
             }
         };
         let mut applied = node.applied.clone();
