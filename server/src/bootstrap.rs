@@ -53,10 +53,6 @@ impl Boot {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::Storage(e.to_string())
-}
-
 /// The initial members as the flags name them.
 fn initial_members(config: &Config) -> Vec<pb::Member> {
     let mut members: Vec<pb::Member> = config
@@ -89,7 +85,7 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
         .collect();
     let stored = Identity::load(member_dir)?;
     if stored.is_none() && wal.last_index().is_some() {
-        return Err(Error::Storage(
+        return Err(Error::Refused(
             "the data directory has a WAL but no member identity (written by an older ferrokv?)".into(),
         ));
     }
@@ -97,7 +93,7 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
         && registry.is_removed(me.member)
     {
         // As etcd: a removed member does not come back under its old id.
-        return Err(Error::Storage("the member has been permanently removed from the cluster".into()));
+        return Err(Error::Refused("the member has been permanently removed from the cluster".into()));
     }
     let applied = store.applied().0;
     let floor_conf = |registry: &Registry, members: Vec<pb::Member>, identity| Boot {
@@ -114,7 +110,7 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
             _ => {
                 let (identity, members) = join(&peer_addrs, &my_urls)?;
                 if stored.is_some_and(|s| s != identity) {
-                    return Err(Error::Storage("the cluster no longer knows this member by its stored id".into()));
+                    return Err(Error::Refused("the cluster no longer knows this member by its stored id".into()));
                 }
                 (identity, members)
             }
@@ -130,7 +126,7 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
         None => {
             let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
             let me = members.iter().find(|m| m.name == config.name).map(|m| m.id).ok_or_else(|| {
-                Error::Storage(format!("--initial-cluster does not name this member ({})", config.name))
+                Error::Refused(format!("--initial-cluster does not name this member ({})", config.name))
             })?;
             let identity = Identity { member: me, cluster: cluster_id(&ids) };
             identity.save(member_dir)?;
@@ -148,8 +144,12 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
         e.set_entry_type(EntryType::EntryConfChange);
         e.index = i as u64 + 1;
         e.term = 1;
-        e.data = change.conf_change().write_to_bytes().map_err(storage)?.into();
-        entries.push((e.index, e.write_to_bytes().map_err(storage)?));
+        let encoding = |what: &str| {
+            let what = what.to_string();
+            move |source| Error::Encoding { what, source }
+        };
+        e.data = change.conf_change().write_to_bytes().map_err(encoding("encode a bootstrap member"))?.into();
+        entries.push((e.index, e.write_to_bytes().map_err(encoding("encode a bootstrap entry"))?));
     }
     let mut records: Vec<wal::Record<'_>> = entries
         .iter()
@@ -157,7 +157,7 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
         .collect();
     let n = members.len() as u64;
     records.push(wal::Record::HardState(wal::HardState { term: wal::Term(1), vote: 0, commit: wal::RaftIndex(n) }));
-    wal.append(&records).and_then(|c| c.wait()).map_err(storage)?;
+    wal.append(&records).and_then(|c| c.wait())?;
     Ok(Boot {
         identity,
         registry,

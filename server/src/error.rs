@@ -56,8 +56,55 @@ pub enum Error {
     TooManyLearners,
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
+    /// The write-ahead log failed (a failed write or fsync poisons it: the node stops).
+    #[error("wal: {0}")]
+    Wal(#[from] wal::Error),
+    /// The mvcc store failed (I/O, corruption, a full disk), other than the request errors mapped above.
+    #[error("store: {0}")]
+    Store(#[source] mvcc::Error),
+    /// Raft refused a step of ours.
+    #[error("raft: {what}: {source}")]
+    Raft {
+        what: String,
+        #[source]
+        source: raft::Error,
+    },
+    /// A file or socket operation of the server's own (identity file, snapshot staging, listeners, threads).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Raft entry or message that does not encode or decode.
+    #[error("{what}: {source}")]
+    Encoding {
+        what: String,
+        #[source]
+        source: protobuf::ProtobufError,
+    },
+    /// Data on disk or on the wire that breaks the server's own format (a damaged identity file, an undecodable
+    /// configuration change, a snapshot stream that ends early).
     #[error("{0}")]
-    Storage(String),
+    Corrupt(String),
+    /// The member cannot start or run as configured (removed from the cluster, unknown to it, not named by
+    /// --initial-cluster, ...): etcd's messages where etcd has one.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Error {
+    /// An I/O error with what was being done.
+    pub fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.to_string();
+        move |source| Error::Io { what, source }
+    }
+
+    /// A Raft error with what was being done.
+    pub fn raft(what: impl std::fmt::Display) -> impl FnOnce(raft::Error) -> Error {
+        let what = what.to_string();
+        move |source| Error::Raft { what, source }
+    }
 }
 
 impl From<mvcc::Error> for Error {
@@ -66,7 +113,7 @@ impl From<mvcc::Error> for Error {
             mvcc::Error::Compacted => Error::Compacted,
             mvcc::Error::FutureRev => Error::FutureRev,
             mvcc::Error::KeyNotFound => Error::KeyNotFound,
-            other => Error::Storage(other.to_string()),
+            other => Error::Store(other),
         }
     }
 }

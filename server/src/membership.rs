@@ -109,11 +109,11 @@ impl Identity {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::Storage(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::io(path.display())(e)),
         };
         let n = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
         if bytes.len() != IDENTITY_LEN || crc32c::crc32c(&bytes[..16]).to_le_bytes() != bytes[16..] {
-            return Err(Error::Storage(format!("{}: corrupt member identity (checksum mismatch)", path.display())));
+            return Err(Error::Corrupt(format!("{}: corrupt member identity (checksum mismatch)", path.display())));
         }
         Ok(Some(Identity { member: n(&bytes[..8]), cluster: n(&bytes[8..16]) }))
     }
@@ -123,7 +123,7 @@ impl Identity {
     /// # Durability
     /// Durable on return: written to a temporary file, fsynced, renamed over the old name, directory fsynced.
     pub fn save(&self, member_dir: &Path) -> Result<(), Error> {
-        let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", member_dir.display()));
+        let io = |e: std::io::Error| Error::io(member_dir.display())(e);
         let mut bytes = self.member.to_le_bytes().to_vec();
         bytes.extend_from_slice(&self.cluster.to_le_bytes());
         bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
@@ -292,7 +292,7 @@ pub fn join(peers: &[SocketAddr], my_urls: &[String]) -> Result<(Identity, Vec<p
             }
         }
         if Instant::now() >= deadline {
-            return Err(Error::Storage(if answered {
+            return Err(Error::Refused(if answered {
                 format!(
                     "member with peer URLs {} has not been added to the cluster (use `etcdctl member add` first)",
                     my_urls.join(",")

@@ -103,7 +103,7 @@ impl RaftStatus {
 
 /// Converts a raft entry to the WAL record that persists it.
 fn wal_entry(e: &Entry) -> Result<Vec<u8>, Error> {
-    e.write_to_bytes().map_err(|err| Error::Storage(format!("encode raft entry: {err}")))
+    e.write_to_bytes().map_err(|source| Error::Encoding { what: "encode raft entry".into(), source })
 }
 
 /// The context of this member's `seq`-th ReadIndex round: its member id, then the sequence number, both
@@ -187,7 +187,7 @@ impl RaftNode {
     ) -> Result<Self, Error> {
         let conf = start.conf.clone();
         let storage = MemStorage::new_with_conf_state(conf.clone());
-        let replay = wal.replay(wal::RaftIndex(1)).map_err(|e| Error::Storage(e.to_string()))?;
+        let replay = wal.replay(wal::RaftIndex(1))?;
         let floor = replay.snapshot.map_or(0, |s| s.index.0);
         if let Some(snap) = replay.snapshot {
             let mut meta = raft::eraftpb::SnapshotMetadata::default();
@@ -196,19 +196,19 @@ impl RaftNode {
             meta.set_conf_state(conf.clone());
             let mut snapshot = raft::eraftpb::Snapshot::default();
             snapshot.set_metadata(meta);
-            storage.wl().apply_snapshot(snapshot).map_err(|e| Error::Storage(format!("raft snapshot: {e}")))?;
+            storage.wl().apply_snapshot(snapshot).map_err(Error::raft("raft snapshot"))?;
         }
         let mut entries = Vec::with_capacity(replay.entries.len());
         for e in replay.entries.iter().filter(|e| e.index.0 > floor) {
             let mut entry = Entry::default();
             entry
                 .merge_from_bytes(&e.data)
-                .map_err(|err| Error::Storage(format!("decode raft entry {}: {err}", e.index)))?;
+                .map_err(|source| Error::Encoding { what: format!("decode raft entry {}", e.index), source })?;
             entries.push(entry);
         }
         {
             let mut w = storage.wl();
-            w.append(&entries).map_err(|e| Error::Storage(e.to_string()))?;
+            w.append(&entries).map_err(Error::raft("rebuild the raft log"))?;
             if let Some(hs) = replay.hard_state {
                 let mut h = HardState::default();
                 h.set_term(hs.term.0.max(w.hard_state().term));
@@ -237,9 +237,9 @@ impl RaftNode {
             check_quorum: true,
             ..raft::Config::default()
         };
-        config.validate().map_err(|e| Error::Storage(format!("raft config: {e}")))?;
+        config.validate().map_err(Error::raft("raft config"))?;
         let logger = crate::logging::raft_logger();
-        let node = RawNode::new(&config, storage, &logger).map_err(|e| Error::Storage(format!("raft: {e}")))?;
+        let node = RawNode::new(&config, storage, &logger).map_err(Error::raft("start raft"))?;
         Ok(RaftNode {
             node,
             wal,
@@ -269,7 +269,7 @@ impl RaftNode {
         self.on_ready()?;
         let conf = self.node.raft.prs().conf().to_conf_state();
         if conf.voters == [self.node.raft.id] && conf.learners.is_empty() {
-            self.node.campaign().map_err(|e| Error::Storage(format!("raft campaign: {e}")))?;
+            self.node.campaign().map_err(Error::raft("raft campaign"))?;
         }
         let mut next_tick = Instant::now() + self.tick;
         let mut read_seq: u64 = 0;
@@ -400,8 +400,8 @@ impl RaftNode {
         self.apply.send(ApplyMsg::Snapshot { index, term, done }).map_err(|_| Error::Stopped)?;
         outcome.recv().map_err(|_| Error::Stopped)??;
         let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
-        self.wal.append(&[marker]).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
-        self.node.mut_store().wl().apply_snapshot(snap).map_err(|e| Error::Storage(format!("raft snapshot: {e}")))?;
+        self.wal.append(&[marker]).and_then(|c| c.wait())?;
+        self.node.mut_store().wl().apply_snapshot(snap).map_err(Error::raft("raft snapshot"))?;
         // The image's registry (loaded by the apply thread) says where the members are now.
         self.conf_floor = self.conf_floor.max(index);
         let members = self.cluster.read().members();
@@ -442,7 +442,7 @@ impl RaftNode {
             }
             let mut cc = ConfChange::default();
             if cc.merge_from_bytes(&e.data).is_err() {
-                return Err(Error::Storage(format!("undecodable configuration change at index {}", e.index)));
+                return Err(Error::Corrupt(format!("undecodable configuration change at index {}", e.index)));
             }
             let cs = match self.node.apply_conf_change(&cc) {
                 Ok(cs) => cs,
@@ -508,14 +508,14 @@ impl RaftNode {
     /// Drops the log below `index` (see the module header). The marker is durable before any segment goes.
     fn compact(&mut self, index: u64) -> Result<(), Error> {
         let store = self.node.mut_store();
-        let term = store.term(index).map_err(|e| Error::Storage(format!("raft term of {index}: {e}")))?;
+        let term = store.term(index).map_err(Error::raft(format!("raft term of {index}")))?;
         if index <= store.first_index().unwrap_or(1) {
             return Ok(());
         }
-        store.wl().compact(index).map_err(|e| Error::Storage(format!("raft compact: {e}")))?;
+        store.wl().compact(index).map_err(Error::raft("raft compact"))?;
         let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
-        self.wal.append(&[marker]).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
-        self.wal.release_to(wal::RaftIndex(index)).map_err(|e| Error::Storage(e.to_string()))?;
+        self.wal.append(&[marker]).and_then(|c| c.wait())?;
+        self.wal.release_to(wal::RaftIndex(index))?;
         Ok(())
     }
 
@@ -554,10 +554,10 @@ impl RaftNode {
                 }));
             }
             let started = Instant::now();
-            self.wal.append(&records).and_then(|c| c.wait()).map_err(|e| Error::Storage(e.to_string()))?;
+            self.wal.append(&records).and_then(|c| c.wait())?;
             self.check_disk(started.elapsed());
             let store = self.node.mut_store();
-            store.wl().append(ready.entries()).map_err(|e| Error::Storage(e.to_string()))?;
+            store.wl().append(ready.entries()).map_err(Error::raft("append to the raft log"))?;
             if let Some(h) = hs {
                 store.wl().set_hardstate(h);
             }

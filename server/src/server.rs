@@ -189,8 +189,7 @@ fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
 pub fn run(config: Config) -> Result<(), Error> {
     crate::logging::set_log_level(&config.log_level);
     let member_dir = config.data_dir.join("member");
-    let storage = |e: std::io::Error| Error::Storage(format!("{}: {e}", member_dir.display()));
-    std::fs::create_dir_all(member_dir.join("snap")).map_err(storage)?;
+    std::fs::create_dir_all(member_dir.join("snap")).map_err(Error::io(member_dir.display()))?;
     // The WAL is the source of truth: the store may lag by up to 100 ms of commits, which a restart replays.
     let sync = SyncPolicy { max_commits: 10_000, max_delay: Duration::from_millis(100) };
     let config_store = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() };
@@ -203,8 +202,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         wal::Wal::open(&wal_dir, wal::Config::default())
     } else {
         wal::Wal::create(&wal_dir, wal::Config::default())
-    }
-    .map_err(|e| Error::Storage(e.to_string()))?;
+    }?;
     let wal_metrics = wal.metrics_handle();
     let boot = crate::bootstrap::prepare(&config, &member_dir, &store, &wal)?;
     let ids = Ids { cluster: boot.identity.cluster, member: boot.identity.member };
@@ -267,7 +265,7 @@ pub fn run(config: Config) -> Result<(), Error> {
                 fatal("failed to sync the backend at shutdown", e);
             }
         })
-        .map_err(storage)?;
+        .map_err(Error::io("start the apply thread"))?;
 
     let shared = crate::transport::PeerShared {
         raft: raft_tx.clone(),
@@ -303,7 +301,7 @@ pub fn run(config: Config) -> Result<(), Error> {
                 fatal("raft stopped", e);
             }
         })
-        .map_err(storage)?;
+        .map_err(Error::io("start the raft thread"))?;
 
     drop(store);
     let node = Arc::new(Node {
@@ -322,8 +320,11 @@ pub fn run(config: Config) -> Result<(), Error> {
         membership_lock: tokio::sync::Mutex::new(()),
         stopping: Arc::default(),
     });
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(storage)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the runtime"))?;
     let served = runtime.block_on(serve(Arc::clone(&node)));
     drop(runtime);
     let _ = node.raft.send(Msg::Stop);
@@ -340,9 +341,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
     let metrics_only = node.config.listen_metrics_urls.iter().map(|u| (u, false));
     let mut listeners = Vec::new();
     for (url, grpc) in client.chain(metrics_only) {
-        let l = tokio::net::TcpListener::bind(url.addr)
-            .await
-            .map_err(|e| Error::Storage(format!("listen {}: {e}", url.text)))?;
+        let l = tokio::net::TcpListener::bind(url.addr).await.map_err(Error::io(format!("listen {}", url.text)))?;
         listeners.push((url.clone(), l, grpc));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -395,7 +394,7 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
         &[("name", node.config.name.clone()), ("member-id", format!("{:x}", node.ids.member))],
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::Storage(e.to_string()))?;
+        .map_err(Error::io("install the SIGTERM handler"))?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => log("info", "received a stop signal, shutting down", &[]),
         _ = term.recv() => log("info", "received a stop signal, shutting down", &[]),

@@ -76,14 +76,14 @@ impl StoreSlot {
         };
         drop(db);
         std::fs::rename(&receiving, self.staged(index, term))
-            .map_err(|e| Error::Storage(format!("stage snapshot {}: {e}", receiving.display())))?;
+            .map_err(Error::io(format!("stage snapshot {}", receiving.display())))?;
         Ok((index, term))
     }
 
     /// Replaces the store with the image staged for `(index, term)`; returns the new store.
     pub fn install(&self, index: u64, term: u64) -> Result<Arc<Store>, Error> {
         let staged = self.staged(index, term);
-        let io = |e: std::io::Error| Error::Storage(format!("install snapshot {}: {e}", staged.display()));
+        let io = |e: std::io::Error| Error::io(format!("install snapshot {}", staged.display()))(e);
         std::fs::rename(&staged, &self.path).map_err(io)?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
@@ -209,10 +209,10 @@ pub fn receive(first: Vec<u8>, mut conn: BufReader<TcpStream>, stores: &StoreSlo
     let outcome = staged.and_then(|(index, term)| {
         let m = end
             .and_then(|b| Message::parse_from_bytes(&b).ok())
-            .ok_or_else(|| Error::Storage("snapshot stream ended without its MsgSnapshot".into()))?;
+            .ok_or_else(|| Error::Corrupt("snapshot stream ended without its MsgSnapshot".into()))?;
         let meta = m.get_snapshot().get_metadata();
         if (meta.index, meta.term) != (index, term) {
-            return Err(Error::Storage(format!(
+            return Err(Error::Corrupt(format!(
                 "snapshot message says {}/{}, the image applied {index}/{term}",
                 meta.index, meta.term
             )));

@@ -144,7 +144,7 @@ impl Transport {
         std::thread::Builder::new()
             .name(format!("peer-{id:x}"))
             .spawn(move || writer(dialer, addr, rx))
-            .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
+            .map_err(Error::io("start a peer thread"))?;
         // Replacing the queue drops the old one's sender, which ends the old writer.
         self.peers.insert(id, tx);
         self.addrs.insert(id, addr);
@@ -277,7 +277,7 @@ pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
 /// Accepts peer connections on `addr`; every Raft message received is handed to the Raft thread, every lease
 /// renewal to the lessor.
 pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
-    let listener = TcpListener::bind(addr).map_err(|e| Error::Storage(format!("listen peer {addr}: {e}")))?;
+    let listener = TcpListener::bind(addr).map_err(Error::io(format!("listen peer {addr}")))?;
     std::thread::Builder::new()
         .name("peer-listen".into())
         .spawn(move || {
@@ -287,7 +287,7 @@ pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
                 let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || reader(conn, peer));
             }
         })
-        .map_err(|e| Error::Storage(format!("peer thread: {e}")))?;
+        .map_err(Error::io("start a peer thread"))?;
     Ok(())
 }
 

@@ -31,7 +31,13 @@ impl From<Error> for Status {
             Error::Unhealthy => Code::Unavailable,
             Error::LeaderTransferTimeout => Code::Unavailable,
             Error::LeaseTtlTooLarge => Code::OutOfRange,
-            Error::Storage(_) => Code::Internal,
+            Error::Wal(_)
+            | Error::Store(_)
+            | Error::Raft { .. }
+            | Error::Io { .. }
+            | Error::Encoding { .. }
+            | Error::Corrupt(_)
+            | Error::Refused(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
     }
@@ -72,5 +78,26 @@ mod tests {
         assert_eq!((s.code(), s.message()), (Code::NotFound, "etcdserver: member not found"));
         let s: Status = Error::EmptyKey.into();
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
+    }
+
+    /// Storage failures keep their typed cause: a poisoned WAL, a corrupt page and a full disk stay apart for the
+    /// code that maps them, and all are Internal to clients.
+    #[test]
+    fn storage_errors_keep_their_cause() {
+        use std::error::Error as _;
+        let wal: Error = wal::Error::Poisoned("fdatasync failed".into()).into();
+        assert!(matches!(&wal, Error::Wal(wal::Error::Poisoned(_))));
+        let page: Error =
+            mvcc::Error::Corrupted { page: mvcc::PageId(7), what: "checksum".into(), path: "db".into() }.into();
+        assert!(matches!(&page, Error::Store(mvcc::Error::Corrupted { .. })));
+        let full = Error::io("stage snapshot")(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let io = full.source().and_then(|s| s.downcast_ref::<std::io::Error>()).and_then(|e| e.raw_os_error());
+        assert_eq!(io, Some(libc::ENOSPC));
+        for e in [wal, page, full] {
+            assert!(e.source().is_some(), "{e}");
+            assert_eq!(Status::from(e).code(), Code::Internal);
+        }
+        let compacted: Error = mvcc::Error::Compacted.into();
+        assert_eq!(Status::from(compacted).code(), Code::OutOfRange, "request errors still map to etcd's codes");
     }
 }
