@@ -15,8 +15,8 @@ fn main() -> ExitCode {
     // Tools that ship in the same binary, dispatched before etcd's flags.
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
-        Some("bench") => return ExitCode::from(server::bench::main(args.collect())),
-        Some("cluster") => return ExitCode::from(server::cluster_cmd::main(args.collect())),
+        Some("bench") => return ExitCode::from(server::tools::bench::main(args.collect())),
+        Some("cluster") => return ExitCode::from(server::tools::cluster::main(args.collect())),
         _ => {}
     }
     let flags = match Flags::try_parse() {
@@ -33,8 +33,8 @@ fn main() -> ExitCode {
     };
     if flags.version {
         println!("ferrokv Version: {}", env!("CARGO_PKG_VERSION"));
-        println!("etcd Version: {}", server::grpc::maintenance::SERVER_VERSION);
-        println!("API Version: {}", server::grpc::maintenance::API_VERSION);
+        println!("etcd Version: {}", server::api::maintenance::SERVER_VERSION);
+        println!("API Version: {}", server::api::maintenance::API_VERSION);
         return ExitCode::SUCCESS;
     }
     let config = match flags.validate() {

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::apply::{Apply, Ids};
 use crate::config::Config;
+use crate::consensus::node::{Msg, RaftNode, RaftStatus, Start};
 use crate::error::Error;
 use crate::logging::log;
 use crate::proposals::Proposals;
@@ -21,7 +22,6 @@ use crate::proto::etcdserverpb::{
     self as pb, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use crate::raft_node::{Msg, RaftNode, RaftStatus, Start};
 
 /// How long a stop waits for in-flight requests before closing the remaining connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -31,19 +31,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct Node {
     pub config: Config,
     /// The store; see [`Node::store`].
-    pub stores: Arc<crate::snapshot::StoreSlot>,
+    pub stores: Arc<crate::consensus::snapshot::StoreSlot>,
     pub proposals: Arc<Proposals>,
     pub raft: Sender<Msg>,
     pub applied: watch::Receiver<u64>,
     pub status: Arc<RaftStatus>,
     pub ids: Ids,
     /// The members of the cluster (see `membership`).
-    pub cluster: Arc<crate::membership::Shared>,
+    pub cluster: Arc<crate::apply::membership::Shared>,
     /// When each peer was last heard from (membership changes consult it).
-    pub activity: Arc<crate::transport::Activity>,
+    pub activity: Arc<crate::consensus::transport::Activity>,
     /// Each committed revision's changes, for watchers.
     pub events: tokio::sync::broadcast::Sender<Arc<crate::apply::Batch>>,
-    pub lessor: Arc<std::sync::Mutex<crate::lease::Lessor>>,
+    pub lessor: Arc<std::sync::Mutex<crate::apply::lease::Lessor>>,
     /// The WAL's live metrics, for /metrics.
     pub wal_metrics: Arc<wal::Metrics>,
     /// Held by the leader while it makes one membership change (see `grpc::cluster`).
@@ -81,7 +81,7 @@ impl Node {
             self.proposals.cancel(id);
             return Err(Error::Stopped);
         }
-        match tokio::time::timeout(crate::grpc::kv::REQUEST_TIMEOUT, rx).await {
+        match tokio::time::timeout(crate::api::kv::REQUEST_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {
@@ -105,7 +105,7 @@ impl Node {
     }
 
     /// The lessor, locked.
-    pub fn leases(&self) -> std::sync::MutexGuard<'_, crate::lease::Lessor> {
+    pub fn leases(&self) -> std::sync::MutexGuard<'_, crate::apply::lease::Lessor> {
         self.lessor.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -194,7 +194,8 @@ pub fn run(config: Config) -> Result<(), Error> {
     let sync = SyncPolicy { max_commits: 10_000, max_delay: Duration::from_millis(100) };
     let config_store = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() };
     let stores = Arc::new(
-        crate::snapshot::StoreSlot::open(member_dir.join("snap").join("db"), config_store).map_err(Error::from)?,
+        crate::consensus::snapshot::StoreSlot::open(member_dir.join("snap").join("db"), config_store)
+            .map_err(Error::from)?,
     );
     let store = stores.get();
     let wal_dir = member_dir.join("wal");
@@ -204,18 +205,18 @@ pub fn run(config: Config) -> Result<(), Error> {
         wal::Wal::create(&wal_dir, wal::Config::default())
     }?;
     let wal_metrics = wal.metrics_handle();
-    let boot = crate::bootstrap::prepare(&config, &member_dir, &store, &wal)?;
+    let boot = crate::consensus::bootstrap::prepare(&config, &member_dir, &store, &wal)?;
     let ids = Ids { cluster: boot.identity.cluster, member: boot.identity.member };
     let me = ids.member;
     let peers = boot.peers(me);
-    let cluster = Arc::new(crate::membership::Shared::new(boot.identity, boot.registry));
-    let activity = Arc::new(crate::transport::Activity::new(Duration::from_millis(config.election_ms)));
+    let cluster = Arc::new(crate::apply::membership::Shared::new(boot.identity, boot.registry));
+    let activity = Arc::new(crate::consensus::transport::Activity::new(Duration::from_millis(config.election_ms)));
 
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
-    let (apply_tx, apply_rx) = channel::<crate::raft_node::ApplyMsg>();
+    let (apply_tx, apply_rx) = channel::<crate::consensus::node::ApplyMsg>();
     let lessor = Arc::new(std::sync::Mutex::new(
-        crate::lease::Lessor::load(&store, std::time::Instant::now()).map_err(Error::from)?,
+        crate::apply::lease::Lessor::load(&store, std::time::Instant::now()).map_err(Error::from)?,
     ));
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
@@ -236,12 +237,12 @@ pub fn run(config: Config) -> Result<(), Error> {
             let mut last_compaction = apply.store.get().applied().0;
             loop {
                 match apply_rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(crate::raft_node::ApplyMsg::Entries(entries)) => {
+                    Ok(crate::consensus::node::ApplyMsg::Entries(entries)) => {
                         if let Err(e) = apply.apply(entries) {
                             fatal("failed to apply committed entries", e);
                         }
                     }
-                    Ok(crate::raft_node::ApplyMsg::Snapshot { index, term, done }) => {
+                    Ok(crate::consensus::node::ApplyMsg::Snapshot { index, term, done }) => {
                         let _ = done.send(apply.install_snapshot(index, term));
                         last_compaction = index;
                     }
@@ -267,7 +268,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         })
         .map_err(Error::io("start the apply thread"))?;
 
-    let shared = crate::transport::PeerShared {
+    let shared = crate::consensus::transport::PeerShared {
         raft: raft_tx.clone(),
         lessor: Arc::clone(&lessor),
         stores: Arc::clone(&stores),
@@ -275,13 +276,13 @@ pub fn run(config: Config) -> Result<(), Error> {
         cluster: Arc::clone(&cluster),
     };
     for url in &config.listen_peer_urls {
-        crate::transport::listen(url.addr, shared.clone())?;
+        crate::consensus::transport::listen(url.addr, shared.clone())?;
     }
-    let dialer = crate::transport::Dialer {
+    let dialer = crate::consensus::transport::Dialer {
         local: config.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified()),
         user_timeout: Duration::from_millis(2 * config.election_ms),
     };
-    let transport = crate::transport::Transport::new(dialer, &peers, Arc::clone(&stores), raft_tx.clone())?;
+    let transport = crate::consensus::transport::Transport::new(dialer, &peers, Arc::clone(&stores), raft_tx.clone())?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
         id: me,
@@ -347,35 +348,35 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (url, listener, grpc) in listeners {
-        let mut routes = tonic::service::Routes::from(crate::metrics::router(Arc::clone(&node)));
+        let mut routes = tonic::service::Routes::from(crate::api::http::router(Arc::clone(&node)));
         if grpc {
             let n = || Arc::clone(&node);
             routes = routes
-                .add_service(KvServer::new(crate::grpc::kv::KvService { node: n() }).max_decoding_message_size(max))
+                .add_service(KvServer::new(crate::api::kv::KvService { node: n() }).max_decoding_message_size(max))
                 .add_service(
-                    MaintenanceServer::new(crate::grpc::maintenance::MaintenanceService { node: n() })
+                    MaintenanceServer::new(crate::api::maintenance::MaintenanceService { node: n() })
                         .max_decoding_message_size(max),
                 )
                 .add_service(
-                    ClusterServer::new(crate::grpc::cluster::ClusterService { node: n() })
+                    ClusterServer::new(crate::api::cluster::ClusterService { node: n() })
                         .max_decoding_message_size(max),
                 )
                 .add_service(
-                    WatchServer::new(crate::grpc::watch::WatchService { node: n() }).max_decoding_message_size(max),
+                    WatchServer::new(crate::api::watch::WatchService { node: n() }).max_decoding_message_size(max),
                 )
                 .add_service(
-                    LeaseServer::new(crate::grpc::lease::LeaseService { node: n() }).max_decoding_message_size(max),
+                    LeaseServer::new(crate::api::lease::LeaseService { node: n() }).max_decoding_message_size(max),
                 );
         }
         let mut stop = stop_rx.clone();
         use tonic::codegen::tokio_stream::StreamExt as _;
         let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener)
-            .map(|conn| conn.map(crate::client_conn::ClientConn::new));
+            .map(|conn| conn.map(crate::api::client_conn::ClientConn::new));
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
             let served = tonic::transport::Server::builder()
                 .accept_http1(true)
-                .layer(crate::grpc::recv_limit::RecvLimitLayer { limit: max })
+                .layer(crate::api::recv_limit::RecvLimitLayer { limit: max })
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;

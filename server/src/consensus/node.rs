@@ -134,11 +134,11 @@ pub struct RaftNode {
     reads: HashMap<Vec<u8>, Vec<oneshot::Sender<u64>>>,
     proposals: Arc<Proposals>,
     status: Arc<RaftStatus>,
-    transport: crate::transport::Transport,
+    transport: crate::consensus::transport::Transport,
     /// Configuration changes at or below this index are already in Raft's configuration (it was built from the
     /// registry at that index); later ones are applied as they commit.
     conf_floor: u64,
-    cluster: Arc<crate::membership::Shared>,
+    cluster: Arc<crate::apply::membership::Shared>,
     /// A WAL write slower than this (half an election timeout) is a slow disk (see [`RaftNode::check_disk`]).
     slow_disk: Duration,
     last_slow_handover: Option<Instant>,
@@ -166,12 +166,12 @@ pub struct Start {
     /// Raft's configuration at `conf_floor` (empty for a member that joins and learns it from the leader).
     pub conf: ConfState,
     pub conf_floor: u64,
-    pub cluster: Arc<crate::membership::Shared>,
+    pub cluster: Arc<crate::apply::membership::Shared>,
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub applied: u64,
     /// Where messages to peers go.
-    pub transport: crate::transport::Transport,
+    pub transport: crate::consensus::transport::Transport,
 }
 
 impl RaftNode {
@@ -453,7 +453,7 @@ impl RaftNode {
                 }
             };
             self.node.mut_store().wl().set_conf_state(cs);
-            let change = crate::membership::MemberChange::from_conf_change(&cc);
+            let change = crate::apply::membership::MemberChange::from_conf_change(&cc);
             let member = change.as_ref().and_then(|c| c.member.clone()).unwrap_or_default();
             if cc.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode {
                 if cc.node_id == self.node.raft.id {
@@ -531,6 +531,7 @@ impl RaftNode {
         if !self.node.has_ready() {
             return Ok(());
         }
+        self.publish_status();
         let mut ready = self.node.ready();
         // The leader's appends go out before (and while) it writes them locally.
         self.transport.send(ready.take_messages());
@@ -576,17 +577,27 @@ impl RaftNode {
         self.transport.send(light.take_messages());
         self.send_committed(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Publishes leader, term and commit index to the rest of the server. Called before a Ready's committed
+    /// entries go to the apply thread too, so that a member that just became leader has recorded when, before
+    /// any lease granted in its term is applied (the lessor extends only leases older than that).
+    fn publish_status(&self) {
         let r = &self.node.raft;
-        let previous = self.status.leader.swap(r.leader_id, Ordering::Relaxed);
+        // Only this thread writes `leader`; the time is recorded before the leader, so whoever sees this member
+        // as leader also sees since when.
+        let previous = self.status.leader.load(Ordering::Acquire);
         if previous != r.leader_id && r.leader_id != 0 {
             self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
             if r.leader_id == r.id {
                 *self.status.leader_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             }
         }
+        self.status.leader.store(r.leader_id, Ordering::Release);
         self.status.term.store(r.term, Ordering::Relaxed);
         self.status.commit.store(r.raft_log.committed, Ordering::Relaxed);
-        Ok(())
     }
 }
 

@@ -27,10 +27,10 @@ use mvcc::{Store, StoreConfig};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
+use crate::consensus::node::Msg;
+use crate::consensus::transport::{SNAP_CHUNK, SNAP_END, read_frame, write_frame};
 use crate::error::Error;
 use crate::logging::log;
-use crate::raft_node::Msg;
-use crate::transport::{SNAP_CHUNK, SNAP_END, read_frame, write_frame};
 
 /// The member's store, replaceable as a whole by an installed snapshot.
 #[derive(Debug)]
@@ -43,13 +43,14 @@ pub struct StoreSlot {
 const STAGED_PREFIX: &str = "db.incoming-";
 
 /// The store's keyspaces besides mvcc's own.
-pub const KEYSPACES: [&str; 3] = [crate::lease::LEASE, crate::membership::MEMBERS, crate::membership::REMOVED];
+pub const KEYSPACES: [&str; 3] =
+    [crate::apply::lease::LEASE, crate::apply::membership::MEMBERS, crate::apply::membership::REMOVED];
 
 impl StoreSlot {
     /// Opens the store at `path`, removing images staged by an earlier run.
     pub fn open(path: PathBuf, config: StoreConfig) -> Result<StoreSlot, mvcc::Error> {
         remove_staged(&path, None);
-        let store = Store::open(&path, &crate::snapshot::KEYSPACES, config.clone())?;
+        let store = Store::open(&path, &crate::consensus::snapshot::KEYSPACES, config.clone())?;
         Ok(StoreSlot { current: RwLock::new(Arc::new(store)), path, config })
     }
 
@@ -68,7 +69,7 @@ impl StoreSlot {
         let receiving = self.path.with_file_name(format!("{STAGED_PREFIX}receiving"));
         remove_staged(&self.path, None);
         let mut keyspaces = mvcc::STORE_KEYSPACES.to_vec();
-        keyspaces.push(crate::lease::LEASE);
+        keyspaces.push(crate::apply::lease::LEASE);
         let db = mvcc::Db::restore_from(&receiving, input, &keyspaces, self.config.db.clone())?;
         let (index, term) = {
             let r = db.read();
@@ -87,7 +88,7 @@ impl StoreSlot {
         std::fs::rename(&staged, &self.path).map_err(io)?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        let store = Arc::new(Store::open(&self.path, &crate::snapshot::KEYSPACES, self.config.clone())?);
+        let store = Arc::new(Store::open(&self.path, &crate::consensus::snapshot::KEYSPACES, self.config.clone())?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&store);
         remove_staged(&self.path, None);
         Ok(store)
@@ -153,7 +154,7 @@ impl<W: Write> Write for FrameWriter<W> {
 
 /// Leader side: streams `store` to the member at `addr`, then `m` (the `MsgSnapshot`, its metadata set to the
 /// Raft index and term the image had applied); true once the member says it staged the image.
-pub fn send(dialer: &crate::transport::Dialer, addr: SocketAddr, mut m: Message, store: &Store) -> bool {
+pub fn send(dialer: &crate::consensus::transport::Dialer, addr: SocketAddr, mut m: Message, store: &Store) -> bool {
     let to = m.to;
     let started = Instant::now();
     let outcome = (|| -> Result<mvcc::SnapshotInfo, String> {

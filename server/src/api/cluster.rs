@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
+use crate::apply::membership::{ChangeKind, MemberChange, Registry};
 use crate::error::Error;
-use crate::membership::{ChangeKind, MemberChange, Registry};
 use crate::proto::etcdserverpb::{self as pb, cluster_client::ClusterClient, cluster_server::Cluster};
 use crate::server::Node;
 
@@ -68,7 +68,7 @@ impl ClusterService {
     async fn change(&self, kind: ChangeKind, member: pb::Member) -> Result<Vec<pb::Member>, Status> {
         let (id, rx) = self.node.proposals.register();
         let change = MemberChange { request: id.0, kind: kind as i32, member: Some(member) };
-        let msg = crate::raft_node::Msg::ProposeConf { id, cc: change.conf_change() };
+        let msg = crate::consensus::node::Msg::ProposeConf { id, cc: change.conf_change() };
         match self.node.submit(id, msg, rx).await? {
             crate::apply::Response::Members(m) => Ok(m),
             _ => Err(Status::internal("unexpected response to a membership change")),
@@ -143,7 +143,7 @@ impl ClusterService {
             return Err(Error::NotEnoughStartedMembers);
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.node.raft.send(crate::raft_node::Msg::Progress { reply }).map_err(|_| Error::Stopped)?;
+        self.node.raft.send(crate::consensus::node::Msg::Progress { reply }).map_err(|_| Error::Stopped)?;
         let progress = rx.await.map_err(|_| Error::Stopped)?;
         if !progress.leader {
             return Err(Error::NotLeader);
@@ -177,7 +177,7 @@ fn new_member_id(node: &Node, registry: &Registry, urls: &[String]) -> u64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     salt.extend_from_slice(&now.as_nanos().to_le_bytes());
     loop {
-        let id = crate::membership::member_id(&salt, urls);
+        let id = crate::apply::membership::member_id(&salt, urls);
         if registry.get(id).is_none() && !registry.is_removed(id) {
             return id;
         }

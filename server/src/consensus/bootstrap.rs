@@ -21,9 +21,9 @@ use mvcc::Store;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, EntryType};
 
+use crate::apply::membership::{ChangeKind, Identity, MemberChange, Registry, cluster_id, join, member_id};
 use crate::config::Config;
 use crate::error::Error;
-use crate::membership::{ChangeKind, Identity, MemberChange, Registry, cluster_id, join, member_id};
 use crate::proto::etcdserverpb as pb;
 
 /// What the Raft node and the transport start from.

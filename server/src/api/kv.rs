@@ -177,7 +177,7 @@ impl KvService {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let index = loop {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            node.raft.send(crate::raft_node::Msg::ReadIndex { reply: tx }).map_err(|_| Error::Stopped)?;
+            node.raft.send(crate::consensus::node::Msg::ReadIndex { reply: tx }).map_err(|_| Error::Stopped)?;
             match tokio::time::timeout(READ_INDEX_ATTEMPT, rx).await {
                 Ok(Ok(index)) => break index,
                 Ok(Err(_)) => return Err(Error::Stopped),
@@ -220,14 +220,14 @@ impl Kv for KvService {
         Ok(Response::new(shape_range(&r, res, self.header())))
     }
 
-    type RangeStreamStream = crate::grpc::range_stream::RangeStream;
+    type RangeStreamStream = crate::api::range_stream::RangeStream;
 
     async fn range_stream(
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
         let r = self.read_request(request).await?;
-        Ok(Response::new(crate::grpc::range_stream::start(Arc::clone(&self.node), r, self.header())))
+        Ok(Response::new(crate::api::range_stream::start(Arc::clone(&self.node), r, self.header())))
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {

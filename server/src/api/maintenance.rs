@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 
+use crate::consensus::node::Msg;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
-use crate::raft_node::Msg;
 use crate::server::Node;
 
 /// Bytes per Snapshot message.

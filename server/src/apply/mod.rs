@@ -13,6 +13,9 @@
 //! 3. The result goes to the request's waiter by id (see `proposals`), with the header etcd returns: cluster and
 //!    member id, the store revision after the request, and the entry's term.
 
+pub mod lease;
+pub mod membership;
+
 use std::sync::Arc;
 
 use mvcc::{Compare, CompareOp, CompareTarget, PutOptions, RangeOptions, RequestOp, ResponseOp, TxnRequest, TxnResult};
@@ -160,7 +163,7 @@ pub fn txn_response(req: &pb::TxnRequest, res: TxnResult, ids: Ids, revision: i6
             let response = match (req, resp) {
                 (Request::RequestRange(r), ResponseOp::Range(rr)) => {
                     let header = only(rr.revision);
-                    R::ResponseRange(crate::grpc::kv::shape_range(r, rr, header))
+                    R::ResponseRange(crate::api::kv::shape_range(r, rr, header))
                 }
                 (Request::RequestPut(p), ResponseOp::Put(pr)) => R::ResponsePut(pb::PutResponse {
                     header: only(revision),
@@ -245,17 +248,17 @@ fn lease_puts(ops: &[pb::RequestOp], out: &mut Vec<i64>) {
 /// Applies committed entries (see the module header).
 pub struct Apply {
     /// The store (replaced as a whole when a snapshot is installed).
-    pub store: Arc<crate::snapshot::StoreSlot>,
+    pub store: Arc<crate::consensus::snapshot::StoreSlot>,
     pub proposals: Arc<Proposals>,
     pub ids: Ids,
     /// Live leases and their keys.
-    pub lessor: Arc<std::sync::Mutex<crate::lease::Lessor>>,
+    pub lessor: Arc<std::sync::Mutex<crate::apply::lease::Lessor>>,
     /// Where each committed revision's changes are published (watchers subscribe).
     pub events: tokio::sync::broadcast::Sender<Arc<Batch>>,
     /// The applied index, for linearizable reads waiting on it.
     pub applied: watch::Sender<u64>,
     /// The member registry (configuration changes and publishes are recorded there).
-    pub cluster: Arc<crate::membership::Shared>,
+    pub cluster: Arc<crate::apply::membership::Shared>,
 }
 
 impl std::fmt::Debug for Apply {
@@ -269,8 +272,8 @@ impl Apply {
     /// it, linearizable reads see its index, watchers catch up from its history.
     pub fn install_snapshot(&self, index: u64, term: u64) -> Result<(), Error> {
         let store = self.store.install(index, term)?;
-        *self.lessor() = crate::lease::Lessor::load(&store, std::time::Instant::now())?;
-        *self.cluster.write() = crate::membership::Registry::load(&store)?;
+        *self.lessor() = crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?;
+        *self.cluster.write() = crate::apply::membership::Registry::load(&store)?;
         self.applied.send_replace(index);
         let resync = Batch { revision: store.current_revision(), term, changes: Vec::new(), resync: true };
         let _ = self.events.send(Arc::new(resync));
@@ -396,7 +399,7 @@ impl Apply {
         use protobuf::Message as _;
         let change = raft::eraftpb::ConfChange::parse_from_bytes(&e.data)
             .ok()
-            .and_then(|cc| crate::membership::MemberChange::from_conf_change(&cc));
+            .and_then(|cc| crate::apply::membership::MemberChange::from_conf_change(&cc));
         let Some(change) = change else { return self.record(e.index, e.term) };
         let store = self.store.get();
         let mut w = store.write()?;
@@ -418,7 +421,7 @@ impl Apply {
         w.commit().map(|_| ())
     }
 
-    fn lessor(&self) -> std::sync::MutexGuard<'_, crate::lease::Lessor> {
+    fn lessor(&self) -> std::sync::MutexGuard<'_, crate::apply::lease::Lessor> {
         self.lessor.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -445,7 +448,7 @@ impl Apply {
     /// Grants or revokes a lease (its keys are deleted in one revision).
     fn execute_lease(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
         let store = self.store.get();
-        let ks = store.db().keyspace(crate::lease::LEASE)?;
+        let ks = store.db().keyspace(crate::apply::lease::LEASE)?;
         match op {
             Op::LeaseGrant(g) => {
                 if self.lessor().exists(g.id) {

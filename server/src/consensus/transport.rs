@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 
+use crate::apply::lease::Lessor;
+use crate::consensus::node::Msg;
+use crate::consensus::snapshot::StoreSlot;
 use crate::error::Error;
-use crate::lease::Lessor;
-use crate::raft_node::Msg;
-use crate::snapshot::StoreSlot;
 
 /// Frame kinds (see the module header).
 const RAFT: u8 = 0;
@@ -189,7 +189,7 @@ impl Transport {
         let (store, raft, sending) = (self.stores.get(), self.raft.clone(), Arc::clone(&self.sending));
         let dialer = self.dialer;
         let spawned = std::thread::Builder::new().name(format!("snap-{to:x}")).spawn(move || {
-            let ok = crate::snapshot::send(&dialer, addr, m, &store);
+            let ok = crate::consensus::snapshot::send(&dialer, addr, m, &store);
             sending.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
             let _ = raft.send(Msg::ReportSnapshot { to, ok });
         });
@@ -299,7 +299,7 @@ pub struct PeerShared {
     pub stores: Arc<StoreSlot>,
     pub activity: Arc<Activity>,
     /// Answers a joining member's question (see `membership::join`).
-    pub cluster: Arc<crate::membership::Shared>,
+    pub cluster: Arc<crate::apply::membership::Shared>,
 }
 
 /// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
@@ -332,7 +332,7 @@ fn reader(conn: TcpStream, peer: PeerShared) {
                 }
             }
             Some((&SNAP_CHUNK, body)) => {
-                crate::snapshot::receive(body.to_vec(), r, &peer.stores, &peer.raft);
+                crate::consensus::snapshot::receive(body.to_vec(), r, &peer.stores, &peer.raft);
                 return;
             }
             _ => return,

@@ -70,7 +70,7 @@ pub fn render(node: &Node) -> String {
         out,
         "# HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n\
          # TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{}\"}} 1",
-        crate::grpc::maintenance::SERVER_VERSION
+        crate::api::maintenance::SERVER_VERSION
     );
     let _ = writeln!(
         out,

@@ -36,9 +36,9 @@ use mvcc::Store;
 use prost::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState};
 
+use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
-use crate::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
 
 /// The keyspace of the registry.
 pub const MEMBERS: &str = "members";

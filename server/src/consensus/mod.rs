@@ -1,0 +1,7 @@
+//! Consensus: the Raft node (`node`: the Ready loop over the WAL), the peer transport, snapshot transfer between
+//! members, and a member's bootstrap (identity, initial configuration, joining).
+
+pub mod bootstrap;
+pub mod node;
+pub mod snapshot;
+pub mod transport;
