@@ -47,9 +47,11 @@ impl Proposals {
     pub fn cancel(&self, id: RequestId) {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
+}
 
+impl crate::apply::Waiters for Proposals {
     /// Hands an applied result to its waiter, if it is still waiting here.
-    pub fn complete(&self, id: RequestId, result: Applied) {
+    fn complete(&self, id: RequestId, result: Applied) {
         if let Some(tx) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
             let _ = tx.send(result);
         }

@@ -31,7 +31,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct Node {
     pub config: Config,
     /// The store; see [`Node::store`].
-    pub stores: Arc<crate::consensus::snapshot::StoreSlot>,
+    pub stores: Arc<crate::apply::store::StoreSlot>,
     pub proposals: Arc<Proposals>,
     pub raft: Sender<Msg>,
     pub applied: watch::Receiver<u64>,
@@ -194,8 +194,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let sync = SyncPolicy { max_commits: 10_000, max_delay: Duration::from_millis(100) };
     let config_store = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() };
     let stores = Arc::new(
-        crate::consensus::snapshot::StoreSlot::open(member_dir.join("snap").join("db"), config_store)
-            .map_err(Error::from)?,
+        crate::apply::store::StoreSlot::open(member_dir.join("snap").join("db"), config_store).map_err(Error::from)?,
     );
     let store = stores.get();
     let wal_dir = member_dir.join("wal");
@@ -221,7 +220,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&stores),
-        proposals: Arc::clone(&proposals),
+        proposals: Arc::clone(&proposals) as Arc<dyn crate::apply::Waiters>,
         ids,
         lessor: Arc::clone(&lessor),
         events: events.clone(),
@@ -294,7 +293,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         applied: store.applied().0,
         transport,
     };
-    let raft = RaftNode::new(start, wal, apply_tx, raft_rx, compactions, Arc::clone(&proposals), Arc::clone(&status))?;
+    let raft =
+        RaftNode::new(start, wal, apply_tx, raft_rx, compactions, Arc::clone(&proposals) as _, Arc::clone(&status))?;
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {

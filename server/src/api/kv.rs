@@ -9,8 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::apply::{self, Response as Applied};
 use crate::error::Error;
-use crate::proto::etcdserverpb::{self as pb, kv_server::Kv, range_request::SortOrder, range_request::SortTarget};
-use crate::proto::mvccpb;
+use crate::proto::etcdserverpb::{self as pb, kv_server::Kv};
 use crate::request::Op;
 use crate::server::Node;
 
@@ -25,52 +24,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 #[derive(Debug, Clone)]
 pub struct KvService {
     pub node: Arc<Node>,
-}
-
-/// Applies etcd's sort order, revision filters and limit to a range result.
-pub fn shape_range(
-    r: &pb::RangeRequest,
-    res: mvcc::RangeResult,
-    header: Option<pb::ResponseHeader>,
-) -> pb::RangeResponse {
-    let count = res.count;
-    let mut kvs: Vec<mvccpb::KeyValue> = res.kvs.into_iter().map(apply::to_pb).collect();
-    let keep = |kv: &mvccpb::KeyValue| {
-        (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
-            && (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
-            && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
-            && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
-    };
-    kvs.retain(keep);
-    let mut order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
-    let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
-    if order == SortOrder::None && target != SortTarget::Key {
-        order = SortOrder::Ascend; // etcd sorts ascending when only a target is given
-    }
-    if order != SortOrder::None {
-        let by = |a: &mvccpb::KeyValue, b: &mvccpb::KeyValue| match target {
-            SortTarget::Key => a.key.cmp(&b.key),
-            SortTarget::Version => a.version.cmp(&b.version),
-            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-            SortTarget::Value => a.value.cmp(&b.value),
-        };
-        // A stable sort either way: equal ones stay in key order, as etcd prints them.
-        if order == SortOrder::Descend {
-            kvs.sort_by(|a, b| by(b, a));
-        } else {
-            kvs.sort_by(by);
-        }
-    }
-    // When the store applied the limit (no filters, no sort), keys beyond it exist iff the count exceeds it;
-    // otherwise the limit applies here, after filters and sorting.
-    let store_limited = !r.count_only && apply::range_options(r).limit > 0;
-    let mut more = store_limited && count > r.limit;
-    if r.limit > 0 && kvs.len() > r.limit as usize {
-        kvs.truncate(r.limit as usize);
-        more = true;
-    }
-    pb::RangeResponse { header, kvs, more, count }
 }
 
 /// A deleted key range `[start, end)`; `None` is unbounded.
@@ -217,7 +170,7 @@ impl Kv for KvService {
     async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
         let r = self.read_request(request).await?;
         let res = self.node.store().range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
-        Ok(Response::new(shape_range(&r, res, self.header())))
+        Ok(Response::new(apply::range::shape_range(&r, res, self.header())))
     }
 
     type RangeStreamStream = crate::api::range_stream::RangeStream;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::api::kv::shape_range;
 use crate::apply;
+use crate::apply::range::shape_range;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, range_request::SortOrder, range_request::SortTarget};
 use crate::server::Node;

@@ -15,19 +15,29 @@
 
 pub mod lease;
 pub mod membership;
+pub mod range;
+pub mod store;
+
+pub use range::range_options;
 
 use std::sync::Arc;
 
-use mvcc::{Compare, CompareOp, CompareTarget, PutOptions, RangeOptions, RequestOp, ResponseOp, TxnRequest, TxnResult};
+use mvcc::{Compare, CompareOp, CompareTarget, PutOptions, RequestOp, ResponseOp, TxnRequest, TxnResult};
 use prost::Message;
 use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::proposals::Proposals;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::mvccpb;
 use crate::request::{InternalRequest, Op, RequestId};
+
+/// Who waits for which request's result. The apply thread hands each applied request's result over by id (and
+/// the Raft thread fails the proposals it has to drop); `proposals::Proposals` is the registry behind it. A result
+/// nobody waits for (timed out, or proposed on another member) is dropped.
+pub trait Waiters: Send + Sync + std::fmt::Debug {
+    fn complete(&self, id: RequestId, result: Applied);
+}
 
 /// What an applied request produced.
 pub type Applied = Result<Response, Error>;
@@ -67,22 +77,6 @@ pub fn to_pb(kv: mvcc::KeyValue) -> mvccpb::KeyValue {
         version: kv.version,
         value: kv.value,
         lease: kv.lease,
-    }
-}
-
-/// A RangeRequest's options for mvcc (sorting and revision filters are applied by `grpc::kv::shape_range`).
-pub fn range_options(r: &pb::RangeRequest) -> RangeOptions {
-    let filtered =
-        r.min_mod_revision > 0 || r.max_mod_revision > 0 || r.min_create_revision > 0 || r.max_create_revision > 0;
-    let sorted = r.sort_order != pb::range_request::SortOrder::None as i32
-        && !(r.sort_target == pb::range_request::SortTarget::Key as i32
-            && r.sort_order == pb::range_request::SortOrder::Ascend as i32);
-    RangeOptions {
-        // With filters or a sort other than by key, every key is needed before the limit applies.
-        limit: if filtered || sorted { 0 } else { r.limit },
-        revision: r.revision,
-        count_only: r.count_only,
-        keys_only: r.keys_only,
     }
 }
 
@@ -163,7 +157,7 @@ pub fn txn_response(req: &pb::TxnRequest, res: TxnResult, ids: Ids, revision: i6
             let response = match (req, resp) {
                 (Request::RequestRange(r), ResponseOp::Range(rr)) => {
                     let header = only(rr.revision);
-                    R::ResponseRange(crate::api::kv::shape_range(r, rr, header))
+                    R::ResponseRange(range::shape_range(r, rr, header))
                 }
                 (Request::RequestPut(p), ResponseOp::Put(pr)) => R::ResponsePut(pb::PutResponse {
                     header: only(revision),
@@ -248,8 +242,8 @@ fn lease_puts(ops: &[pb::RequestOp], out: &mut Vec<i64>) {
 /// Applies committed entries (see the module header).
 pub struct Apply {
     /// The store (replaced as a whole when a snapshot is installed).
-    pub store: Arc<crate::consensus::snapshot::StoreSlot>,
-    pub proposals: Arc<Proposals>,
+    pub store: Arc<crate::apply::store::StoreSlot>,
+    pub proposals: Arc<dyn Waiters>,
     pub ids: Ids,
     /// Live leases and their keys.
     pub lessor: Arc<std::sync::Mutex<crate::apply::lease::Lessor>>,

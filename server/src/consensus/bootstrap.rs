@@ -7,7 +7,7 @@
 //!    peer URLs, the identity is stored, then the log's first entries are written: one committed `AddNode` per
 //!    initial member, in id order, at term 1, identical on every member of the bootstrap.
 //! 3. **Joining** (`--initial-cluster-state existing`, empty data dir): the member asks the peers named in
-//!    `--initial-cluster` for the cluster (`membership::join`), takes the id `member add` gave its peer URLs, and
+//!    `--initial-cluster` for the cluster (`identity::join`), takes the id `member add` gave its peer URLs, and
 //!    starts with an empty configuration; the leader's log (or snapshot) brings the configuration.
 //!
 //! **Crash safety**: the identity is durable before the bootstrap entries are written, and the entries (with the
@@ -21,8 +21,9 @@ use mvcc::Store;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, EntryType};
 
-use crate::apply::membership::{ChangeKind, Identity, MemberChange, Registry, cluster_id, join, member_id};
+use crate::apply::membership::{ChangeKind, MemberChange, Registry, cluster_id, member_id};
 use crate::config::Config;
+use crate::consensus::identity::{Identity, join};
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
 

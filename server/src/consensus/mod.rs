@@ -2,6 +2,7 @@
 //! members, and a member's bootstrap (identity, initial configuration, joining).
 
 pub mod bootstrap;
+pub mod identity;
 pub mod node;
 pub mod snapshot;
 pub mod transport;

@@ -31,8 +31,8 @@ use raft::storage::MemStorage;
 use raft::{RawNode, Storage};
 use tokio::sync::oneshot;
 
+use crate::apply::Waiters;
 use crate::error::Error;
-use crate::proposals::Proposals;
 use crate::request::RequestId;
 
 /// What the rest of the server asks of the Raft thread.
@@ -132,7 +132,7 @@ pub struct RaftNode {
     tick: Duration,
     /// Pending ReadIndex rounds: each one's context and the readers waiting for its index.
     reads: HashMap<Vec<u8>, Vec<oneshot::Sender<u64>>>,
-    proposals: Arc<Proposals>,
+    proposals: Arc<dyn Waiters>,
     status: Arc<RaftStatus>,
     transport: crate::consensus::transport::Transport,
     /// Configuration changes at or below this index are already in Raft's configuration (it was built from the
@@ -182,7 +182,7 @@ impl RaftNode {
         apply: Sender<ApplyMsg>,
         rx: Receiver<Msg>,
         compactions: Receiver<u64>,
-        proposals: Arc<Proposals>,
+        proposals: Arc<dyn Waiters>,
         status: Arc<RaftStatus>,
     ) -> Result<Self, Error> {
         let conf = start.conf.clone();

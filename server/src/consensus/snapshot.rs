@@ -9,7 +9,7 @@
 //! **Follower** (`receive`): the image goes straight to `snap/db.incoming-<index>-<term>` as it arrives (never
 //! whole in memory); its CRC32C trailer is verified and every page read back (`mvcc::Db::restore_from`) before
 //! the `MsgSnapshot` is handed to Raft. When Raft's Ready carries that snapshot, the apply thread installs it in
-//! log order (`StoreSlot::install`: rename over `snap/db`, fsync the directory, open), then the Raft thread writes
+//! log order (`apply::store::StoreSlot::install`: rename over `snap/db`, fsync the directory, open), then the Raft thread writes
 //! the WAL's snapshot marker. A crash in between is safe: mvcc's applied index says where the replay starts.
 //!
 //! **Invariants**: the store is replaced only by the apply thread, between two batches of entries; readers that
@@ -18,95 +18,18 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use mvcc::{Store, StoreConfig};
+use mvcc::Store;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
+use crate::apply::store::StoreSlot;
 use crate::consensus::node::Msg;
 use crate::consensus::transport::{SNAP_CHUNK, SNAP_END, read_frame, write_frame};
 use crate::error::Error;
 use crate::logging::log;
-
-/// The member's store, replaceable as a whole by an installed snapshot.
-#[derive(Debug)]
-pub struct StoreSlot {
-    current: RwLock<Arc<Store>>,
-    path: PathBuf,
-    config: StoreConfig,
-}
-
-const STAGED_PREFIX: &str = "db.incoming-";
-
-/// The store's keyspaces besides mvcc's own.
-pub const KEYSPACES: [&str; 3] =
-    [crate::apply::lease::LEASE, crate::apply::membership::MEMBERS, crate::apply::membership::REMOVED];
-
-impl StoreSlot {
-    /// Opens the store at `path`, removing images staged by an earlier run.
-    pub fn open(path: PathBuf, config: StoreConfig) -> Result<StoreSlot, mvcc::Error> {
-        remove_staged(&path, None);
-        let store = Store::open(&path, &crate::consensus::snapshot::KEYSPACES, config.clone())?;
-        Ok(StoreSlot { current: RwLock::new(Arc::new(store)), path, config })
-    }
-
-    /// The current store.
-    pub fn get(&self) -> Arc<Store> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn staged(&self, index: u64, term: u64) -> PathBuf {
-        self.path.with_file_name(format!("{STAGED_PREFIX}{index}-{term}"))
-    }
-
-    /// Writes an image from `input` to a staging file, verified; returns the Raft index and term it had applied.
-    /// Other staged images go.
-    pub fn stage(&self, input: &mut impl Read) -> Result<(u64, u64), Error> {
-        let receiving = self.path.with_file_name(format!("{STAGED_PREFIX}receiving"));
-        remove_staged(&self.path, None);
-        let mut keyspaces = mvcc::STORE_KEYSPACES.to_vec();
-        keyspaces.push(crate::apply::lease::LEASE);
-        let db = mvcc::Db::restore_from(&receiving, input, &keyspaces, self.config.db.clone())?;
-        let (index, term) = {
-            let r = db.read();
-            (r.snapshot().applied_index, r.snapshot().applied_term)
-        };
-        drop(db);
-        std::fs::rename(&receiving, self.staged(index, term))
-            .map_err(Error::io(format!("stage snapshot {}", receiving.display())))?;
-        Ok((index, term))
-    }
-
-    /// Replaces the store with the image staged for `(index, term)`; returns the new store.
-    pub fn install(&self, index: u64, term: u64) -> Result<Arc<Store>, Error> {
-        let staged = self.staged(index, term);
-        let io = |e: std::io::Error| Error::io(format!("install snapshot {}", staged.display()))(e);
-        std::fs::rename(&staged, &self.path).map_err(io)?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        let store = Arc::new(Store::open(&self.path, &crate::consensus::snapshot::KEYSPACES, self.config.clone())?);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&store);
-        remove_staged(&self.path, None);
-        Ok(store)
-    }
-}
-
-/// Removes staged images next to `store_path`, except `keep`.
-fn remove_staged(store_path: &Path, keep: Option<&Path>) {
-    let Some(dir) = store_path.parent() else { return };
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        let staged = e.file_name().to_str().is_some_and(|n| n.starts_with(STAGED_PREFIX));
-        if staged && Some(p.as_path()) != keep {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
 
 /// Bytes per frame of a snapshot stream.
 pub const CHUNK: usize = 1 << 20;

@@ -30,8 +30,8 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 
 use crate::apply::lease::Lessor;
+use crate::apply::store::StoreSlot;
 use crate::consensus::node::Msg;
-use crate::consensus::snapshot::StoreSlot;
 use crate::error::Error;
 
 /// Frame kinds (see the module header).

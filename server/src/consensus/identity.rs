@@ -1,0 +1,130 @@
+//! This member's identity (its member id and the cluster id), fixed at its first start and kept in the file
+//! `member/identity`, apart from the store (a snapshot from the leader replaces the store whole); and how a member
+//! started with `--initial-cluster-state existing` learns it from the members already running.
+//!
+//! **On-disk format** (`member/identity`, 20 bytes; see docs/format-server.md):
+//!
+//! | offset | width | field | encoding |
+//! |---|---|---|---|
+//! | 0 | 8 | member id | u64 little-endian |
+//! | 8 | 8 | cluster id | u64 little-endian |
+//! | 16 | 4 | CRC32C of bytes 0..16 | u32 little-endian |
+//!
+//! Written once, at the first start (temporary file, fsync, rename, directory fsync); later starts ignore
+//! `--initial-cluster`, as etcd does. A damaged file is an error, never a guess.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+
+pub use crate::apply::membership::Identity;
+use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
+use crate::error::Error;
+use crate::proto::etcdserverpb as pb;
+
+/// The identity file's name in the member directory.
+const IDENTITY_FILE: &str = "identity";
+/// Its length: member id, cluster id (u64 little-endian each), CRC32C of the 16 bytes before it (u32 LE).
+const IDENTITY_LEN: usize = 20;
+
+impl Identity {
+    /// The identity stored by an earlier start in `member_dir`, if any; a damaged file is an error, never a
+    /// guess.
+    pub fn load(member_dir: &Path) -> Result<Option<Identity>, Error> {
+        let path = member_dir.join(IDENTITY_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path.display())(e)),
+        };
+        let n = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        if bytes.len() != IDENTITY_LEN || crc32c::crc32c(&bytes[..16]).to_le_bytes() != bytes[16..] {
+            return Err(Error::Corrupt(format!("{}: corrupt member identity (checksum mismatch)", path.display())));
+        }
+        Ok(Some(Identity { member: n(&bytes[..8]), cluster: n(&bytes[8..16]) }))
+    }
+
+    /// Stores the identity in `member_dir`.
+    ///
+    /// # Durability
+    /// Durable on return: written to a temporary file, fsynced, renamed over the old name, directory fsynced.
+    pub fn save(&self, member_dir: &Path) -> Result<(), Error> {
+        let io = |e: std::io::Error| Error::io(member_dir.display())(e);
+        let mut bytes = self.member.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&self.cluster.to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        let tmp = member_dir.join(format!("{IDENTITY_FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, member_dir.join(IDENTITY_FILE)).map_err(io)?;
+        std::fs::File::open(member_dir).and_then(|d| d.sync_all()).map_err(io)
+    }
+}
+
+/// How long a joining member keeps asking the members it was given.
+const JOIN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// A member started with `--initial-cluster-state existing` asks the others (at `peers`) for the cluster id and
+/// the member list, and finds itself there by its advertised peer URLs (added with `member add` beforehand).
+pub fn join(peers: &[SocketAddr], my_urls: &[String]) -> Result<(Identity, Vec<pb::Member>), Error> {
+    let deadline = Instant::now() + JOIN_PATIENCE;
+    let mut answered = false;
+    loop {
+        for addr in peers {
+            let Some(answer) = ask(*addr) else { continue };
+            answered = true;
+            let cluster = answer.header.map_or(0, |h| h.cluster_id);
+            // A follower may not have applied the `member add` yet: ask the others, and again, before giving up.
+            if let Some(me) = answer.members.iter().find(|m| my_urls.iter().any(|u| m.peer_ur_ls.contains(u))) {
+                return Ok((Identity { member: me.id, cluster }, answer.members));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Refused(if answered {
+                format!(
+                    "member with peer URLs {} has not been added to the cluster (use `etcdctl member add` first)",
+                    my_urls.join(",")
+                )
+            } else {
+                "cannot fetch cluster info from any of the --initial-cluster peers".into()
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ask(addr: SocketAddr) -> Option<pb::MemberListResponse> {
+    let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut w = BufWriter::new(conn.try_clone().ok()?);
+    if !write_frame(&mut w, &[ASK_MEMBERS]) || w.flush().is_err() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    read_frame(&mut BufReader::new(conn), &mut buf).then_some(())?;
+    pb::MemberListResponse::decode(&buf[..]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_round_trips_and_a_damaged_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), None);
+        let id = Identity { member: 7, cluster: 9 };
+        id.save(dir.path()).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), Some(id));
+        let path = dir.path().join(IDENTITY_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(Identity::load(dir.path()).is_err(), "a flipped bit is detected");
+        std::fs::write(&path, [0u8; 5]).unwrap();
+        assert!(Identity::load(dir.path()).is_err(), "a short file is detected");
+    }
+}
