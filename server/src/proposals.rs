@@ -57,3 +57,34 @@ impl crate::apply::Waiters for Proposals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::Waiters as _;
+
+    #[test]
+    fn results_reach_their_waiter_by_id_and_no_one_else() {
+        let p = Proposals::new(0xabc);
+        let (a, mut rx_a) = p.register();
+        let (b, mut rx_b) = p.register();
+        assert_ne!(a, b);
+        assert_eq!(p.pending(), 2);
+        p.complete(b, Err(crate::error::Error::NoLeader));
+        assert!(matches!(rx_b.try_recv(), Ok(Err(crate::error::Error::NoLeader))));
+        assert!(rx_a.try_recv().is_err(), "a's result has not come");
+        p.cancel(a);
+        p.complete(a, Err(crate::error::Error::Timeout));
+        assert!(rx_a.try_recv().is_err(), "a cancelled waiter gets nothing");
+        assert_eq!(p.pending(), 0);
+        // An entry proposed on another member (an id nobody here waits on) is simply not answered.
+        p.complete(RequestId(42), Err(crate::error::Error::Timeout));
+    }
+
+    #[test]
+    fn ids_differ_across_members() {
+        let (x, y) = (Proposals::new(1), Proposals::new(2));
+        let xs: std::collections::HashSet<_> = (0..1000).map(|_| x.next_id()).collect();
+        assert!((0..1000).all(|_| !xs.contains(&y.next_id())));
+    }
+}

@@ -4,5 +4,6 @@
 pub mod bootstrap;
 pub mod identity;
 pub mod node;
+pub mod reads;
 pub mod snapshot;
 pub mod transport;

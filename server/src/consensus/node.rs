@@ -106,17 +106,6 @@ fn wal_entry(e: &Entry) -> Result<Vec<u8>, Error> {
     e.write_to_bytes().map_err(|source| Error::Encoding { what: "encode raft entry".into(), source })
 }
 
-/// The context of this member's `seq`-th ReadIndex round: its member id, then the sequence number, both
-/// big-endian. The leader keeps one pending round per context and drops a request whose context is already
-/// pending, so contexts must be unique across members, not only within one (a per-member counter alone made
-/// reads arriving through two members collide and wait out a retry).
-fn read_context(member: u64, seq: u64) -> Vec<u8> {
-    let mut ctx = Vec::with_capacity(16);
-    ctx.extend_from_slice(&member.to_be_bytes());
-    ctx.extend_from_slice(&seq.to_be_bytes());
-    ctx
-}
-
 /// Messages taken from the queue per turn of the Raft loop.
 const BATCH: usize = 4096;
 
@@ -130,8 +119,8 @@ pub struct RaftNode {
     /// the Raft thread alive at shutdown).
     compactions: Receiver<u64>,
     tick: Duration,
-    /// Pending ReadIndex rounds: each one's context and the readers waiting for its index.
-    reads: HashMap<Vec<u8>, Vec<oneshot::Sender<u64>>>,
+    /// Pending ReadIndex rounds and their readers.
+    reads: crate::consensus::reads::ReadBatcher,
     proposals: Arc<dyn Waiters>,
     status: Arc<RaftStatus>,
     transport: crate::consensus::transport::Transport,
@@ -250,7 +239,7 @@ impl RaftNode {
             slow_disk: start.heartbeat * start.election_ticks.max(2) as u32 / 2,
             last_slow_handover: None,
             held: Vec::new(),
-            reads: HashMap::new(),
+            reads: crate::consensus::reads::ReadBatcher::new(start.id),
             proposals,
             status,
             transport: start.transport,
@@ -272,7 +261,6 @@ impl RaftNode {
             self.node.campaign().map_err(Error::raft("raft campaign"))?;
         }
         let mut next_tick = Instant::now() + self.tick;
-        let mut read_seq: u64 = 0;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let mut next = match self.rx.recv_timeout(wait) {
@@ -339,11 +327,8 @@ impl RaftNode {
                     next = self.rx.try_recv().ok();
                 }
             }
-            if !readers.is_empty() {
-                read_seq += 1;
-                let ctx = read_context(self.node.raft.id, read_seq);
-                self.node.read_index(ctx.clone());
-                self.reads.insert(ctx, readers);
+            if let Some(ctx) = self.reads.open(readers) {
+                self.node.read_index(ctx);
             }
             while let Ok(index) = self.compactions.try_recv() {
                 self.compact(index)?;
@@ -352,10 +337,7 @@ impl RaftNode {
                 self.node.tick();
                 next_tick += self.tick;
                 // Read requests Raft dropped (their askers have moved on to a new attempt).
-                self.reads.retain(|_, replies| {
-                    replies.retain(|r| !r.is_closed());
-                    !replies.is_empty()
-                });
+                self.reads.prune();
             }
             self.on_ready()?;
             self.release_held();
@@ -566,9 +548,7 @@ impl RaftNode {
         // Votes and append responses only once what they promise is durable.
         self.transport.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {
-            for reply in self.reads.remove(&rs.request_ctx).unwrap_or_default() {
-                let _ = reply.send(rs.index);
-            }
+            self.reads.answer(&rs.request_ctx, rs.index);
         }
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
@@ -598,20 +578,5 @@ impl RaftNode {
         self.status.leader.store(r.leader_id, Ordering::Release);
         self.status.term.store(r.term, Ordering::Relaxed);
         self.status.commit.store(r.raft_log.committed, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_contexts_are_unique_across_members() {
-        let mut seen = std::collections::HashSet::new();
-        for member in [1u64, 2, 0x8000_0000_0000_0001, u64::MAX] {
-            for seq in 1..=1000 {
-                assert!(seen.insert(read_context(member, seq)), "member {member:x}, round {seq}");
-            }
-        }
     }
 }

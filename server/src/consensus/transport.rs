@@ -339,3 +339,48 @@ fn reader(conn: TcpStream, peer: PeerShared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_refused() {
+        let mut wire = Vec::new();
+        assert!(write_frame(&mut wire, &[RAFT, 1, 2, 3]));
+        assert!(write_frame(&mut wire, &[MEMBERS]));
+        assert_eq!(&wire[..5], &[4, 0, 0, 0, RAFT], "u32 little-endian length of kind and body, then the kind");
+        let mut r = &wire[..];
+        let mut buf = Vec::new();
+        assert!(read_frame(&mut r, &mut buf));
+        assert_eq!(buf, [RAFT, 1, 2, 3]);
+        assert!(read_frame(&mut r, &mut buf));
+        assert_eq!(buf, [MEMBERS]);
+        assert!(!read_frame(&mut r, &mut buf), "the stream ended");
+        // A frame cut short, and one that claims more than the limit (refused before anything is allocated).
+        let mut cut = &wire[..7];
+        assert!(!read_frame(&mut cut, &mut buf));
+        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
+        assert!(!read_frame(&mut &huge[..], &mut buf));
+        assert!(buf.capacity() < MAX_FRAME);
+    }
+
+    #[test]
+    fn snapshot_images_travel_in_chunks_that_reassemble() {
+        use crate::consensus::snapshot::{CHUNK, FrameWriter};
+        let image: Vec<u8> = (0..(2 * CHUNK + CHUNK / 2)).map(|i| (i * 7) as u8).collect();
+        let mut w = FrameWriter::new(Vec::new(), SNAP_CHUNK);
+        w.write_all(&image).unwrap();
+        w.flush().unwrap();
+        let wire = w.out;
+        let (mut r, mut buf, mut back, mut frames) = (&wire[..], Vec::new(), Vec::new(), 0);
+        while read_frame(&mut r, &mut buf) {
+            assert_eq!(buf[0], SNAP_CHUNK);
+            assert!(buf.len() - 1 <= CHUNK);
+            back.extend_from_slice(&buf[1..]);
+            frames += 1;
+        }
+        assert_eq!(frames, 3);
+        assert_eq!(back, image);
+    }
+}
