@@ -20,10 +20,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// (importing layer, imported layer) pairs that break the rule today.
-const KNOWN: &[(&str, &str)] = &[
-    // The services take the whole `Node`, which the wiring defines (to become narrow handles).
-    ("api", "server"),
-];
+const KNOWN: &[(&str, &str)] = &[];
 
 fn layer_of(module: &str) -> Option<(&'static str, u32)> {
     Some(match module {

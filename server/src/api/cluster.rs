@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
+use crate::api::node::Node;
 use crate::apply::membership::{ChangeKind, MemberChange, Registry};
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, cluster_client::ClusterClient, cluster_server::Cluster};
-use crate::server::Node;
 
 /// How long every voter must have been reachable before a voter is added (etcd's `HealthInterval`).
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);

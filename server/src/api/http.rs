@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::server::Node;
+use crate::api::node::Node;
 
 /// The router holding `/metrics` and `/health`.
 pub fn router(node: Arc<Node>) -> axum::Router {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use crate::api::node::Node;
 use crate::apply::{self, Response as Applied};
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, kv_server::Kv};
 use crate::request::Op;
-use crate::server::Node;
 
 /// etcd's limit on operations per Txn.
 const MAX_TXN_OPS: usize = 128;

@@ -7,12 +7,12 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::node::Node;
 use crate::apply::Response as Applied;
 use crate::apply::lease::MAX_TTL;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, lease_server::Lease};
 use crate::request::Op;
-use crate::server::Node;
 
 /// The Lease service.
 #[derive(Debug, Clone)]

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 
+use crate::api::node::Node;
 use crate::consensus::node::Msg;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
-use crate::server::Node;
 
 /// Bytes per Snapshot message.
 const SNAPSHOT_CHUNK: usize = 64 << 10;

@@ -8,6 +8,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod node;
 pub mod range_stream;
 pub mod recv_limit;
 mod status;

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::api::node::Node;
 use crate::apply;
 use crate::apply::range::shape_range;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, range_request::SortOrder, range_request::SortTarget};
-use crate::server::Node;
 
 /// The stream type of KV.RangeStream.
 pub type RangeStream =

@@ -14,12 +14,12 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::node::Node;
 use crate::apply::{Batch, to_pb};
 use crate::proto::etcdserverpb::{
     self as pb, watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
 };
 use crate::proto::mvccpb::{self, event::EventType};
-use crate::server::Node;
 
 /// The Watch service.
 #[derive(Debug, Clone)]
