@@ -20,6 +20,9 @@ pub enum Error {
     LeaseProvided,
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// The Raft thread's queue is full, or applying lags committing by too much: etcd's back-pressure answer.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
     #[error("etcdserver: server stopped")]
     Stopped,
     #[error("etcdserver: no leader")]

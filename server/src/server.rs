@@ -6,7 +6,7 @@
 //! cluster token and each member's sorted peer URLs), so every member computes the same ids.
 
 use std::sync::Arc;
-use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::mpsc::{RecvTimeoutError, channel, sync_channel};
 use std::time::Duration;
 
 use mvcc::{DbConfig, StoreConfig, SyncPolicy};
@@ -36,7 +36,7 @@ async fn hand_over_leadership(node: &Node) {
         return;
     }
     log("info", "leadership transfer starting before stop", &[("from", format!("{me:x}"))]);
-    if node.raft.send(Msg::TransferLeader { target: 0 }).is_err() {
+    if node.raft.offer(Msg::TransferLeader { target: 0 }).is_err() {
         return;
     }
     if node.wait_for_leader(|l| l != me && l != 0).await {
@@ -130,7 +130,7 @@ pub fn run(config: Config) -> Result<(), Error> {
 
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
-    let (apply_tx, apply_rx) = channel::<crate::consensus::node::ApplyMsg>();
+    let (apply_tx, apply_rx) = sync_channel::<crate::consensus::node::ApplyMsg>(crate::consensus::node::APPLY_QUEUE);
     let lessor = Arc::new(std::sync::Mutex::new(
         crate::apply::lease::Lessor::load(&store, std::time::Instant::now()).map_err(Error::from)?,
     ));
@@ -144,7 +144,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         applied: applied_tx,
         cluster: Arc::clone(&cluster),
     };
-    let (raft_tx, raft_rx) = channel();
+    let (raft_tx, raft_rx) = sync_channel(crate::consensus::node::RAFT_QUEUE);
+    let raft_tx = crate::consensus::node::RaftQueue::new(raft_tx);
     let (compactor, compactions) = channel::<u64>();
     let snapshot_count = config.snapshot_count;
     let apply_thread = std::thread::Builder::new()

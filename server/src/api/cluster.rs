@@ -143,7 +143,7 @@ impl ClusterService {
             return Err(Error::NotEnoughStartedMembers);
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.node.raft.send(crate::consensus::node::Msg::Progress { reply }).map_err(|_| Error::Stopped)?;
+        self.node.raft.offer(crate::consensus::node::Msg::Progress { reply })?;
         let progress = rx.await.map_err(|_| Error::Stopped)?;
         if !progress.leader {
             return Err(Error::NotLeader);

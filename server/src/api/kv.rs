@@ -130,7 +130,7 @@ impl KvService {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let index = loop {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            node.raft.send(crate::consensus::node::Msg::ReadIndex { reply: tx }).map_err(|_| Error::Stopped)?;
+            node.raft.offer(crate::consensus::node::Msg::ReadIndex { reply: tx })?;
             match tokio::time::timeout(READ_INDEX_ATTEMPT, rx).await {
                 Ok(Ok(index)) => break index,
                 Ok(Err(_)) => return Err(Error::Stopped),

@@ -91,7 +91,7 @@ impl Lease for LeaseService {
                 // (for TimeToLive) and forwards the renewal to the leader, which decides expiry.
                 let ttl = node.leases().renew(req.id, std::time::Instant::now()).unwrap_or(0);
                 if ttl > 0 && node.status.leader.load(Ordering::Relaxed) != node.ids.member {
-                    let _ = node.raft.send(crate::consensus::node::Msg::RenewLeases(vec![req.id]));
+                    let _ = node.raft.offer(crate::consensus::node::Msg::RenewLeases(vec![req.id]));
                 }
                 let header = node.ids.header(node.store().current_revision(), node.status.term.load(Ordering::Relaxed));
                 if tx.send(Ok(pb::LeaseKeepAliveResponse { header, id: req.id, ttl })).await.is_err() {

@@ -162,7 +162,7 @@ impl Maintenance for MaintenanceService {
             return Err(Error::BadLeaderTransferee.into());
         }
         if target != n.ids.member {
-            n.raft.send(Msg::TransferLeader { target }).map_err(|_| Error::Stopped)?;
+            n.raft.offer(Msg::TransferLeader { target })?;
             if !n.wait_for_leader(|l| l == target).await {
                 return Err(Error::LeaderTransferTimeout.into());
             }

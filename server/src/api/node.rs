@@ -5,7 +5,6 @@
 //! next step (see docs/design.md).
 
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use mvcc::Store;
@@ -24,7 +23,7 @@ pub struct Node {
     /// The store; see [`Node::store`].
     pub stores: Arc<crate::apply::store::StoreSlot>,
     pub proposals: Arc<Proposals>,
-    pub raft: Sender<Msg>,
+    pub raft: crate::consensus::node::RaftQueue,
     pub applied: watch::Receiver<u64>,
     pub status: Arc<RaftStatus>,
     pub ids: Ids,
@@ -68,9 +67,11 @@ impl Node {
         msg: Msg,
         rx: tokio::sync::oneshot::Receiver<crate::apply::Applied>,
     ) -> Result<crate::apply::Response, Error> {
-        if self.raft.send(msg).is_err() {
+        let committed = self.status.commit.load(std::sync::atomic::Ordering::Relaxed);
+        let lags = crate::consensus::node::apply_lags(committed, *self.applied.borrow());
+        if let Err(e) = if lags { Err(Error::TooManyRequests) } else { self.raft.offer(msg) } {
             self.proposals.cancel(id);
-            return Err(Error::Stopped);
+            return Err(e);
         }
         match tokio::time::timeout(crate::api::kv::REQUEST_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,

@@ -17,6 +17,7 @@ impl From<Error> for Status {
             Error::Compacted | Error::FutureRev => Code::OutOfRange,
             Error::KeyNotFound => Code::InvalidArgument,
             Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
+            Error::TooManyRequests => Code::ResourceExhausted,
             Error::LeaseNotFound => Code::NotFound,
             Error::LeaseExists
             | Error::NotLeader
@@ -97,6 +98,8 @@ mod tests {
             assert!(e.source().is_some(), "{e}");
             assert_eq!(Status::from(e).code(), Code::Internal);
         }
+        let s = Status::from(Error::TooManyRequests);
+        assert_eq!((s.code(), s.message()), (Code::ResourceExhausted, "etcdserver: too many requests"));
         let compacted: Error = mvcc::Error::Compacted.into();
         assert_eq!(Status::from(compacted).code(), Code::OutOfRange, "request errors still map to etcd's codes");
     }

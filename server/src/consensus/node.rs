@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
@@ -106,6 +106,43 @@ fn wal_entry(e: &Entry) -> Result<Vec<u8>, Error> {
     e.write_to_bytes().map_err(|source| Error::Encoding { what: "encode raft entry".into(), source })
 }
 
+/// Messages the Raft thread's queue holds; past that, clients are told "too many requests" and peers wait.
+pub const RAFT_QUEUE: usize = 16_384;
+/// Batches of committed entries queued for the apply thread; past that, the Raft thread waits for it.
+pub const APPLY_QUEUE: usize = 1_024;
+/// etcd's limit on how far applying may lag committing before proposals are refused.
+pub const MAX_APPLY_GAP: u64 = 5_000;
+
+/// The way into the Raft thread's bounded queue. Requests from clients never wait for room: a full queue is
+/// etcd's "too many requests" (`offer`). The peer transport's threads wait (`send`), which slows the peer's
+/// connection rather than dropping what it sent.
+#[derive(Debug, Clone)]
+pub struct RaftQueue(SyncSender<Msg>);
+
+impl RaftQueue {
+    pub fn new(tx: SyncSender<Msg>) -> Self {
+        RaftQueue(tx)
+    }
+
+    /// Queues `msg` if there is room.
+    pub fn offer(&self, msg: Msg) -> Result<(), Error> {
+        self.0.try_send(msg).map_err(|e| match e {
+            TrySendError::Full(_) => Error::TooManyRequests,
+            TrySendError::Disconnected(_) => Error::Stopped,
+        })
+    }
+
+    /// Queues `msg`, waiting for room (threads only, never an async task).
+    pub fn send(&self, msg: Msg) -> Result<(), Error> {
+        self.0.send(msg).map_err(|_| Error::Stopped)
+    }
+}
+
+/// Whether applying lags committing too far to accept another proposal (etcd's rule).
+pub fn apply_lags(committed: u64, applied: u64) -> bool {
+    committed > applied + MAX_APPLY_GAP
+}
+
 /// Messages taken from the queue per turn of the Raft loop.
 const BATCH: usize = 4096;
 
@@ -113,7 +150,7 @@ const BATCH: usize = 4096;
 pub struct RaftNode {
     node: RawNode<MemStorage>,
     wal: wal::Wal,
-    apply: Sender<ApplyMsg>,
+    apply: SyncSender<ApplyMsg>,
     rx: Receiver<Msg>,
     /// Indexes up to which mvcc is durable, from the apply thread (a separate channel, so that it does not keep
     /// the Raft thread alive at shutdown).
@@ -168,7 +205,7 @@ impl RaftNode {
     pub fn new(
         start: Start,
         wal: wal::Wal,
-        apply: Sender<ApplyMsg>,
+        apply: SyncSender<ApplyMsg>,
         rx: Receiver<Msg>,
         compactions: Receiver<u64>,
         proposals: Arc<dyn Waiters>,
@@ -578,5 +615,31 @@ impl RaftNode {
         self.status.leader.store(r.leader_id, Ordering::Release);
         self.status.term.store(r.term, Ordering::Relaxed);
         self.status.commit.store(r.raft_log.committed, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_is_too_many_requests_and_a_closed_one_stopped() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let q = RaftQueue::new(tx);
+        q.offer(Msg::Stop).unwrap();
+        assert!(matches!(q.offer(Msg::Stop), Err(Error::TooManyRequests)));
+        rx.recv().unwrap();
+        q.offer(Msg::Stop).unwrap();
+        drop(rx);
+        assert!(matches!(q.offer(Msg::Stop), Err(Error::Stopped)));
+        assert!(matches!(q.send(Msg::Stop), Err(Error::Stopped)));
+    }
+
+    #[test]
+    fn proposals_wait_while_applying_lags_too_far() {
+        assert!(!apply_lags(10, 10));
+        assert!(!apply_lags(5_010, 10));
+        assert!(apply_lags(5_011, 10));
+        assert!(!apply_lags(3, 10), "a restarted member may have applied past its persisted commit");
     }
 }

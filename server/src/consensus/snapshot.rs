@@ -18,7 +18,6 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mvcc::Store;
@@ -125,7 +124,12 @@ const VERDICT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Follower side: `first` is the first chunk of an image arriving on `conn`; stages the image, hands the
 /// `MsgSnapshot` that ends it to Raft, and answers the leader.
-pub fn receive(first: Vec<u8>, mut conn: BufReader<TcpStream>, stores: &StoreSlot, raft: &Sender<Msg>) {
+pub fn receive(
+    first: Vec<u8>,
+    mut conn: BufReader<TcpStream>,
+    stores: &StoreSlot,
+    raft: &crate::consensus::node::RaftQueue,
+) {
     let started = Instant::now();
     let mut chunks = Chunks { r: &mut conn, pending: first, pos: 0, end: None };
     let staged = stores.stage(&mut chunks);
@@ -141,7 +145,7 @@ pub fn receive(first: Vec<u8>, mut conn: BufReader<TcpStream>, stores: &StoreSlo
                 meta.index, meta.term
             )));
         }
-        raft.send(Msg::Step(Box::new(m))).map_err(|_| Error::Stopped)?;
+        raft.send(Msg::Step(Box::new(m)))?;
         Ok(index)
     });
     let ok = match outcome {

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,7 +113,7 @@ pub struct Transport {
     peers: HashMap<u64, SyncSender<Vec<u8>>>,
     addrs: HashMap<u64, SocketAddr>,
     stores: Arc<StoreSlot>,
-    raft: Sender<Msg>,
+    raft: crate::consensus::node::RaftQueue,
     /// Peers a snapshot is being sent to.
     sending: Arc<Mutex<HashSet<u64>>>,
 }
@@ -124,7 +124,7 @@ impl Transport {
         dialer: Dialer,
         peers: &HashMap<u64, SocketAddr>,
         stores: Arc<StoreSlot>,
-        raft: Sender<Msg>,
+        raft: crate::consensus::node::RaftQueue,
     ) -> Result<Self, Error> {
         let mut t =
             Transport { dialer, peers: HashMap::new(), addrs: HashMap::new(), stores, raft, sending: Arc::default() };
@@ -294,7 +294,7 @@ pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
 /// What the peer listener's connections hand their frames to.
 #[derive(Debug, Clone)]
 pub struct PeerShared {
-    pub raft: Sender<Msg>,
+    pub raft: crate::consensus::node::RaftQueue,
     pub lessor: Arc<Mutex<Lessor>>,
     pub stores: Arc<StoreSlot>,
     pub activity: Arc<Activity>,
