@@ -23,6 +23,7 @@ pub mod error;
 pub mod logging;
 pub mod proposals;
 pub mod proto;
+pub mod read;
 pub mod request;
 pub mod server;
 pub mod tools;

@@ -11,6 +11,9 @@ use tokio::sync::oneshot;
 use crate::apply::Applied;
 use crate::request::RequestId;
 
+/// How long a request waits for its result (etcd's request timeout is about 7 s).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7);
+
 /// The registry.
 #[derive(Debug)]
 pub struct Proposals {

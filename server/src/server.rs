@@ -223,6 +223,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         .map_err(Error::io("start the raft thread"))?;
 
     drop(store);
+    let reads =
+        crate::read::ReadPath { raft: raft_tx.clone(), applied: applied_rx.clone(), status: Arc::clone(&status) };
     let node = Arc::new(Node {
         config: config.clone(),
         stores,
@@ -237,6 +239,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         lessor,
         wal_metrics,
         membership_lock: tokio::sync::Mutex::new(()),
+        reads,
         stopping: Arc::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()

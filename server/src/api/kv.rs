@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -15,10 +14,6 @@ use crate::request::Op;
 
 /// etcd's limit on operations per Txn.
 const MAX_TXN_OPS: usize = 128;
-/// How long one read index request may take before it is asked again.
-const READ_INDEX_ATTEMPT: Duration = Duration::from_millis(200);
-/// How long a request waits (etcd's request timeout is about 7 s).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// The KV service.
 #[derive(Debug, Clone)]
@@ -120,41 +115,12 @@ impl KvService {
         Ok(())
     }
 
-    /// Waits until this member has applied everything committed when the read began (ReadIndex).
-    ///
-    /// raft-rs drops a read index request while the leader has not yet committed an entry of its own term (just
-    /// after an election), so each attempt waits a short while and a dropped one is asked again, until the
-    /// request timeout.
-    async fn linearize(&self) -> Result<(), Error> {
-        let node = &self.node;
-        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-        let index = loop {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            node.raft.offer(crate::consensus::node::Msg::ReadIndex { reply: tx })?;
-            match tokio::time::timeout(READ_INDEX_ATTEMPT, rx).await {
-                Ok(Ok(index)) => break index,
-                Ok(Err(_)) => return Err(Error::Stopped),
-                Err(_) if tokio::time::Instant::now() >= deadline => return Err(Error::Timeout),
-                Err(_) => {
-                    node.status.slow_read_indexes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    continue;
-                }
-            }
-        };
-        let mut applied = node.applied.clone();
-        tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= index))
-            .await
-            .map_err(|_| Error::Timeout)?
-            .map_err(|_| Error::Stopped)?;
-        Ok(())
-    }
-
     /// A range request, validated and, unless serializable, linearized: ready to read from the store.
     async fn read_request(&self, request: Request<pb::RangeRequest>) -> Result<pb::RangeRequest, Error> {
         let r = request.into_inner();
         Self::check_key(&r.key)?;
         if !r.serializable {
-            self.linearize().await?;
+            self.node.reads.linearize().await?;
         }
         Ok(r)
     }

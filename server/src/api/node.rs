@@ -38,6 +38,8 @@ pub struct Node {
     pub wal_metrics: Arc<wal::Metrics>,
     /// Held by the leader while it makes one membership change (see `grpc::cluster`).
     pub membership_lock: tokio::sync::Mutex<()>,
+    /// Linearizable reads (ReadIndex, then the applied index).
+    pub reads: crate::read::ReadPath,
     /// Set once a graceful stop begins: long maintenance work (defragmentation) ends at its next step.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -73,7 +75,7 @@ impl Node {
             self.proposals.cancel(id);
             return Err(e);
         }
-        match tokio::time::timeout(crate::api::kv::REQUEST_TIMEOUT, rx).await {
+        match tokio::time::timeout(crate::proposals::REQUEST_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {

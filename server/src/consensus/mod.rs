@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod identity;
+pub mod leadership;
 pub mod node;
 pub mod reads;
 pub mod snapshot;

@@ -166,8 +166,7 @@ pub struct RaftNode {
     conf_floor: u64,
     cluster: Arc<crate::apply::membership::Shared>,
     /// A WAL write slower than this (half an election timeout) is a slow disk (see [`RaftNode::check_disk`]).
-    slow_disk: Duration,
-    last_slow_handover: Option<Instant>,
+    slow_disk: crate::consensus::leadership::SlowDisk,
     /// Proposals that arrived during a leader transfer (see [`RaftNode::release_held`]).
     held: Vec<(Instant, Held)>,
 }
@@ -273,8 +272,9 @@ impl RaftNode {
             rx,
             compactions,
             tick: start.heartbeat,
-            slow_disk: start.heartbeat * start.election_ticks.max(2) as u32 / 2,
-            last_slow_handover: None,
+            slow_disk: crate::consensus::leadership::SlowDisk::new(
+                start.heartbeat * start.election_ticks.max(2) as u32,
+            ),
             held: Vec::new(),
             reads: crate::consensus::reads::ReadBatcher::new(start.id),
             proposals,
@@ -389,7 +389,7 @@ impl RaftNode {
             return;
         }
         let leader = self.node.raft.leader_id;
-        let patience = self.slow_disk * 4;
+        let patience = self.slow_disk.limit() * 4;
         for (since, h) in std::mem::take(&mut self.held) {
             match h {
                 Held::Local { id, data } => {
@@ -493,7 +493,10 @@ impl RaftNode {
     /// disk stops being leader rather than stalling the cluster. Heartbeats getting out between stalls would keep
     /// the followers from ever electing another leader themselves.
     fn check_disk(&mut self, took: Duration) {
-        if took <= self.slow_disk || self.node.raft.state != raft::StateRole::Leader {
+        use crate::consensus::leadership::DiskVerdict;
+        let leader = self.node.raft.state == raft::StateRole::Leader;
+        let verdict = self.slow_disk.on_write(took, leader, Instant::now());
+        if verdict == DiskVerdict::Fine {
             return;
         }
         let expected = self.tick;
@@ -502,26 +505,26 @@ impl RaftNode {
             "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
             &[("took", format!("{took:?}")), ("expected-duration", format!("{expected:?}"))],
         );
-        let quiet = self.slow_disk * 20;
-        if self.last_slow_handover.is_some_and(|t| t.elapsed() < quiet) {
+        if verdict == DiskVerdict::Warn {
             return;
         }
         if let Some(best) = self.best_transferee() {
             crate::logging::log("warn", "handing leadership over from a slow disk", &[("to", format!("{best:x}"))]);
-            self.last_slow_handover = Some(Instant::now());
             self.node.transfer_leader(best);
         }
     }
 
-    /// The voter (not this member) best placed to lead next: recently active, with the longest matched log.
+    /// The voter (not this member) best placed to lead next (see `leadership`).
     fn best_transferee(&self) -> Option<u64> {
         let r = &self.node.raft;
         let voters = self.node.store().initial_state().map(|s| s.conf_state.voters).unwrap_or_default();
-        r.prs()
-            .iter()
-            .filter(|(id, _)| **id != r.id && voters.contains(id))
-            .max_by_key(|(_, p)| (p.recent_active, p.matched))
-            .map(|(id, _)| *id)
+        let peers = r.prs().iter().map(|(id, p)| crate::consensus::leadership::Peer {
+            id: *id,
+            voter: voters.contains(id),
+            recent_active: p.recent_active,
+            matched: p.matched,
+        });
+        crate::consensus::leadership::best_transferee(r.id, peers)
     }
 
     /// Drops the log below `index` (see the module header). The marker is durable before any segment goes.
