@@ -4,7 +4,9 @@
 //! for are etcd's words.
 //!
 //! raft-rs logs through `slog`; [`raft_logger`] forwards its records here (elections, leader changes, transfers,
-//! refused votes), each with its key-value pairs as fields.
+//! refused votes), each with its key-value pairs as fields. The `wal` and `mvcc` crates report through `tracing`
+//! (a torn tail erased, io_uring unavailable); [`forward_tracing`] installs the subscriber that writes those events
+//! here too, with their fields and the reporting module as `caller`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +47,60 @@ pub fn log(level: &str, msg: &str, fields: &[(&str, String)]) {
     }
     line.push('}');
     eprintln!("{line}");
+}
+
+/// Writes the `tracing` events of every crate in the process (the wal's and mvcc's among them) to this log. Call
+/// once at start-up; a second call (or another subscriber already installed) changes nothing.
+pub fn forward_tracing() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(TracingToLog));
+}
+
+/// The `tracing` layer behind [`forward_tracing`].
+#[derive(Debug)]
+struct TracingToLog;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TracingToLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warn",
+            tracing::Level::INFO => "info",
+            _ => "debug",
+        };
+        if !enabled(level) {
+            return;
+        }
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+        fields.pairs.push(("caller", event.metadata().target().to_string()));
+        log(level, &fields.message, &fields.pairs);
+    }
+}
+
+/// An event's message and its other fields, as text.
+#[derive(Debug, Default)]
+struct EventFields {
+    message: String,
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl tracing::field::Visit for EventFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.pairs.push((field.name(), value.to_string()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.pairs.push((field.name(), format!("{value:?}")));
+        }
+    }
 }
 
 fn json_string(out: &mut String, s: &str) {

@@ -105,6 +105,7 @@ fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
 /// Runs a member until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), Error> {
     crate::logging::set_log_level(&config.log_level);
+    crate::logging::forward_tracing();
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(member_dir.join("snap")).map_err(Error::io(member_dir.display()))?;
     // The WAL is the source of truth: the store may lag by up to 100 ms of commits, which a restart replays.
