@@ -97,9 +97,17 @@ async fn expire_leases(node: Arc<Node>) {
     }
 }
 
-fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
-    log("fatal", what, &[("error", e.to_string())]);
-    std::process::exit(1);
+/// How a worker thread (apply, Raft) reports the error that ends it: logged at once, then handed to `serve`,
+/// which stops the member as a signal would (minus the leadership hand-over) and makes `run` return the error,
+/// so the process exits non-zero after the threads have ended and the WAL is closed. Only the first error counts.
+#[derive(Debug, Clone)]
+struct Fatal(tokio::sync::mpsc::UnboundedSender<(&'static str, Error)>);
+
+impl Fatal {
+    fn report(&self, what: &'static str, e: Error) {
+        log("fatal", what, &[("error", e.to_string())]);
+        let _ = self.0.send((what, e));
+    }
 }
 
 /// Runs a member until SIGINT or SIGTERM.
@@ -149,15 +157,20 @@ pub fn run(config: Config) -> Result<(), Error> {
     let raft_tx = crate::consensus::node::RaftQueue::new(raft_tx);
     let (compactor, compactions) = channel::<u64>();
     let snapshot_count = config.snapshot_count;
+    let (fatal_tx, fatal_rx) = tokio::sync::mpsc::unbounded_channel();
+    let fatal = Fatal(fatal_tx);
+    let apply_fatal = fatal.clone();
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
+            let fatal = apply_fatal;
             let mut last_compaction = apply.store.get().applied().0;
             loop {
                 match apply_rx.recv_timeout(Duration::from_millis(50)) {
                     Ok(crate::consensus::node::ApplyMsg::Entries(entries)) => {
                         if let Err(e) = apply.apply(entries) {
-                            fatal("failed to apply committed entries", e);
+                            // Nothing more is applied; the Raft thread ends when it next hands entries over.
+                            return fatal.report("failed to apply committed entries", e.into());
                         }
                     }
                     Ok(crate::consensus::node::ApplyMsg::Snapshot { index, term, done }) => {
@@ -168,20 +181,20 @@ pub fn run(config: Config) -> Result<(), Error> {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if let Err(e) = apply.store.get().db().sync_if_due() {
-                    fatal("failed to sync the backend", e);
+                    return fatal.report("failed to sync the backend", e.into());
                 }
                 // Every --snapshot-count entries: make mvcc durable, then let the log before it go.
                 let applied = apply.store.get().applied().0;
                 if applied >= last_compaction + snapshot_count {
                     if let Err(e) = apply.store.get().db().sync() {
-                        fatal("failed to sync the backend", e);
+                        return fatal.report("failed to sync the backend", e.into());
                     }
                     let _ = compactor.send(applied);
                     last_compaction = applied;
                 }
             }
             if let Err(e) = apply.store.get().db().sync() {
-                fatal("failed to sync the backend at shutdown", e);
+                fatal.report("failed to sync the backend at shutdown", e.into());
             }
         })
         .map_err(Error::io("start the apply thread"))?;
@@ -214,11 +227,12 @@ pub fn run(config: Config) -> Result<(), Error> {
     };
     let raft =
         RaftNode::new(start, wal, apply_tx, raft_rx, compactions, Arc::clone(&proposals) as _, Arc::clone(&status))?;
+    let raft_fatal = fatal.clone();
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
             if let Err(e) = raft.run() {
-                fatal("raft stopped", e);
+                raft_fatal.report("raft stopped", e);
             }
         })
         .map_err(Error::io("start the raft thread"))?;
@@ -248,7 +262,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::io("start the runtime"))?;
-    let served = runtime.block_on(serve(Arc::clone(&node)));
+    drop(fatal);
+    let served = runtime.block_on(serve(Arc::clone(&node), fatal_rx));
     drop(runtime);
     let _ = node.raft.send(Msg::Stop);
     drop(node);
@@ -257,7 +272,10 @@ pub fn run(config: Config) -> Result<(), Error> {
     served
 }
 
-async fn serve(node: Arc<Node>) -> Result<(), Error> {
+async fn serve(
+    node: Arc<Node>,
+    mut fatal: tokio::sync::mpsc::UnboundedReceiver<(&'static str, Error)>,
+) -> Result<(), Error> {
     let max = node.config.max_request_bytes as usize + 512 * 1024;
     // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls serve only the latter.
     let client = node.config.listen_client_urls.iter().map(|u| (u, true));
@@ -318,13 +336,16 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::io("install the SIGTERM handler"))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => log("info", "received a stop signal, shutting down", &[]),
-        _ = term.recv() => log("info", "received a stop signal, shutting down", &[]),
-        _ = node.status.removed.notified() => {}
-    }
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { log("info", "received a stop signal, shutting down", &[]); None }
+        _ = term.recv() => { log("info", "received a stop signal, shutting down", &[]); None }
+        _ = node.status.removed.notified() => None,
+        Some((_, e)) = fatal.recv() => Some(e),
+    };
     node.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-    hand_over_leadership(&node).await;
+    if failed.is_none() {
+        hand_over_leadership(&node).await;
+    }
     let _ = stop_tx.send(true);
     expiry.abort();
     published.abort();
@@ -338,5 +359,5 @@ async fn serve(node: Arc<Node>) -> Result<(), Error> {
             _ = &mut grace => break,
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
