@@ -161,8 +161,17 @@ fn grow_shrink_promote_remove_leader_and_update_under_writes() {
     );
     nodes[3].member = Some(start(dir.path(), "m4", nodes[3].client, nodes[3].peer, &cluster4, true));
     wait_started(&e1, "m4");
-    let learner_status = ok(&nodes[3].endpoint(), &["endpoint", "status"]);
-    assert_eq!(learner_status.split(", ").nth(5), Some("true"), "endpoint status says IS LEARNER: {learner_status}");
+    // The learner reports itself as one once it has applied its own `member add` (it may still be catching up when
+    // the leader has applied its publish).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let learner_status = ok(&nodes[3].endpoint(), &["endpoint", "status"]);
+        if learner_status.split(", ").nth(5) == Some("true") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "endpoint status says IS LEARNER: {learner_status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     eventually(&e1, &["member", "promote", &format!("{m4:x}")]);
     assert!(!list(&e1)["m4"].2, "m4 is a voter after promotion");
     writer.set_endpoints(live_endpoints(&nodes));

@@ -93,8 +93,23 @@ pub fn metric_value(text: &str, name: &str) -> f64 {
         .unwrap()
 }
 
+/// A port for a server to listen on, free now. Taken below the kernel's ephemeral range (32768 and up), so that
+/// no outgoing connection of a member (a peer dialling another, a client) can take it between this call and the
+/// server's bind, and never handed out twice by one test process (the kernel may give a just-released port again).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(given.len());
+        let port = 10_000 + (h.finish() % 22_000) as u16;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.push(port);
+        return port;
+    }
 }
 
 /// Starts ferrokv on `data` with the given ports and waits for its ready line.
