@@ -666,16 +666,16 @@ impl<'a> WriteTxn<'a> {
         Ok(found)
     }
 
-    /// Rewrites the path to `key` (and its overflow value, if `value_too`) at the lowest free pages, if `page`
-    /// (the page or run start to move) can land lower: a free page below it, or for a run a free extent below
-    /// it that holds the whole run. Returns whether it moved.
-    pub(crate) fn relocate(&mut self, ks: KeyspaceId, key: &[u8], value_too: bool, page: PageId) -> Result<bool> {
-        if value_too {
-            let Some(v) = self.get(ks, key)? else { return Ok(false) };
-            let n = node::overflow_pages(v.len() as u64, self.pager().page_size());
+    /// Rewrites the path to `key` (and its overflow value, if `run` gives the pages of the value's run) at the
+    /// lowest free pages, if `page` (the page or run start to move) can land lower: a free page below it, or for
+    /// a run a free extent below it that holds the whole run. Returns whether it moved. A run that cannot move is
+    /// not read.
+    pub(crate) fn relocate(&mut self, ks: KeyspaceId, key: &[u8], run: Option<u64>, page: PageId) -> Result<bool> {
+        if let Some(n) = run {
             if self.writer().alloc.lowest_fit(n).is_none_or(|at| at >= page.0) {
                 return Ok(false);
             }
+            let Some(v) = self.get(ks, key)? else { return Ok(false) };
             self.put(ks, key, &v)?;
             return Ok(true);
         }

@@ -102,7 +102,8 @@ const TRUNCATE_CHUNK: u64 = 8 << 20;
 struct Target {
     ks: KeyspaceId,
     key: Vec<u8>,
-    overflow: bool,
+    /// The pages of the overflow run that starts at `page`, if the target is one.
+    run: Option<u64>,
     page: PageId,
 }
 
@@ -180,7 +181,7 @@ impl Db {
         let mut out = Vec::new();
         self.walk(|ks, page, key, run| {
             if run.is_some() || page.0 >= boundary {
-                out.push(Target { ks, key: key.to_vec(), overflow: run.is_some(), page });
+                out.push(Target { ks, key: key.to_vec(), run, page });
             }
         })?;
         out.sort_by_key(|t| std::cmp::Reverse(t.page));
@@ -264,7 +265,7 @@ impl Db {
                 let mut w = self.write()?;
                 let mut moved = 0;
                 for t in chunk {
-                    if w.relocate(t.ks, &t.key, t.overflow, t.page)? {
+                    if w.relocate(t.ks, &t.key, t.run, t.page)? {
                         moved += 1;
                     } else {
                         report.unmoved += 1;

@@ -1,4 +1,4 @@
-//! The server's one error type, and (in `grpc::status`) its one mapping to gRPC statuses with etcd's messages.
+//! The server's one error type, and (in `api::status`) its one mapping to gRPC statuses with etcd's messages.
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]

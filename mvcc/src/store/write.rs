@@ -18,6 +18,14 @@ use crate::revision::Revision;
 use crate::store::key_index::{KeyIndex, Tail, Visible};
 use crate::store::{KeyRange, RangeOptions, RangeResult, Store, finish_range, lock_read, lock_write, resolve_revision};
 
+/// A key at `at` (`None`: latest) as a transaction sees it: its committed index, then the transaction's tail.
+fn seen(base: Option<&KeyIndex>, tail: Option<&Tail>, at: Option<i64>) -> Option<Visible> {
+    match tail {
+        Some(t) => t.visible(base, at),
+        None => KeyIndex::visible(base, at),
+    }
+}
+
 /// Put's options (etcd's PutRequest flags).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PutOptions {
@@ -73,11 +81,7 @@ impl<'a> StoreWrite<'a> {
     /// The key as this transaction sees it at `at` (`None`: its latest state).
     fn visible(&self, key: &[u8], at: Option<i64>) -> Option<Visible> {
         let st = lock_read(&self.store.state);
-        let base = st.index.get(key);
-        match self.pending.get(key) {
-            Some(tail) => tail.visible(base, at),
-            None => KeyIndex::visible(base, at),
-        }
+        seen(st.index.get(key), self.pending.get(key), at)
     }
 
     /// `(key, visible state)` at `at` (`None`: latest) for the keys of `range` that exist then, this
@@ -92,16 +96,7 @@ impl<'a> StoreWrite<'a> {
         for (k, tail) in self.pending.range::<[u8], _>(range.bounds()) {
             keys.insert(k.as_slice(), Some(tail));
         }
-        keys.into_iter()
-            .filter_map(|(k, tail)| {
-                let base = st.index.get(k);
-                let v = match tail {
-                    Some(t) => t.visible(base, at),
-                    None => KeyIndex::visible(base, at),
-                };
-                v.map(|v| (k.to_vec(), v))
-            })
-            .collect()
+        keys.into_iter().filter_map(|(k, tail)| seen(st.index.get(k), tail, at).map(|v| (k.to_vec(), v))).collect()
     }
 
     fn read(&mut self, rev: Revision) -> Result<KeyValue> {

@@ -36,7 +36,7 @@ pub struct Node {
     pub lessor: Arc<std::sync::Mutex<crate::apply::lease::Lessor>>,
     /// The WAL's live metrics, for /metrics.
     pub wal_metrics: Arc<wal::Metrics>,
-    /// Held by the leader while it makes one membership change (see `grpc::cluster`).
+    /// Held by the leader while it makes one membership change (see `api::cluster`).
     pub membership_lock: tokio::sync::Mutex<()>,
     /// Linearizable reads (ReadIndex, then the applied index).
     pub reads: crate::read::ReadPath,

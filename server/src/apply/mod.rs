@@ -262,7 +262,7 @@ impl std::fmt::Debug for Apply {
 }
 
 impl Apply {
-    /// Replaces the store with the snapshot staged for `(index, term)` (see `snapshot`): leases are rebuilt from
+    /// Replaces the store with the snapshot staged for `(index, term)` (see `store`): leases are rebuilt from
     /// it, linearizable reads see its index, watchers catch up from its history.
     pub fn install_snapshot(&self, index: u64, term: u64) -> Result<(), Error> {
         let store = self.store.install(index, term)?;

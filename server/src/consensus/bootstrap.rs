@@ -1,6 +1,6 @@
 //! Start-up: who this member is, who the other members are, and the Raft configuration to start from.
 //!
-//! Three cases, told apart by what the data directory holds (see `membership` for the formats):
+//! Three cases, told apart by what the data directory holds (see `identity` and `apply::membership` for the formats):
 //! 1. **Restart** (an identity is stored): the flags' `--initial-cluster` is ignored, as etcd does; the members are
 //!    the registry's at the store's applied index, and so is Raft's configuration.
 //! 2. **New cluster** (`--initial-cluster-state new`, empty data dir): the ids come from the cluster token and the

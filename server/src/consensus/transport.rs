@@ -4,10 +4,10 @@
 //! counting kind and body; a connection only ever carries messages from the dialling member to the listening one.
 //! Kinds: `0` a `raft::eraftpb::Message` (protobuf); `1` lease renewals, the body a sequence of lease ids (i64 LE),
 //! which a follower forwards to the leader for the keep-alives its clients send (expiry is the leader's business,
-//! see `lease`); `2` a chunk of a store image and `3` the `MsgSnapshot` that ends it, on a connection of their
+//! see `apply::lease`); `2` a chunk of a store image and `3` the `MsgSnapshot` that ends it, on a connection of their
 //! own that carries nothing else and is answered with one byte, 1 for a staged image and 0 for a refused one (see
 //! `snapshot`); `4` (empty body), a joining member's question, answered with one frame: etcd's
-//! `MemberListResponse` (protobuf) whose header carries the cluster id (see `membership`). An unknown kind or a malformed body ends the connection (the dialler redials).
+//! `MemberListResponse` (protobuf) whose header carries the cluster id (see `identity::join`). An unknown kind or a malformed body ends the connection (the dialler redials).
 //!
 //! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
 //! writer thread through a bounded queue and drops it when the queue is full or the peer is unreachable; Raft
@@ -39,7 +39,7 @@ const RAFT: u8 = 0;
 const RENEW: u8 = 1;
 pub const SNAP_CHUNK: u8 = 2;
 pub const SNAP_END: u8 = 3;
-/// A joining member asks for the cluster id and the member list; answered with one frame (see `membership`).
+/// A joining member asks for the cluster id and the member list; answered with one frame (see `identity::join`).
 pub const MEMBERS: u8 = 4;
 
 /// Frames queued per peer before new ones are dropped.
@@ -298,7 +298,7 @@ pub struct PeerShared {
     pub lessor: Arc<Mutex<Lessor>>,
     pub stores: Arc<StoreSlot>,
     pub activity: Arc<Activity>,
-    /// Answers a joining member's question (see `membership::join`).
+    /// Answers a joining member's question (see `identity::join`).
     pub cluster: Arc<crate::apply::membership::Shared>,
 }
 
