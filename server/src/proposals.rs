@@ -3,13 +3,16 @@
 //! whose waiter is gone (timed out, or proposed by another member) is simply not answered.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use crate::apply::Applied;
-use crate::request::RequestId;
+use crate::apply::{Applied, Response};
+use crate::consensus::node::{Msg, RaftQueue, RaftStatus, apply_lags};
+use crate::error::Error;
+use crate::request::{Op, RequestId};
 
 /// How long a request waits for its result (etcd's request timeout is about 7 s).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7);
@@ -52,6 +55,67 @@ impl Proposals {
     }
 }
 
+/// What a service needs to write: proposes a request through Raft and waits for its applied result. A request
+/// over `--max-request-bytes`, a full Raft queue or an apply loop lagging too far is refused at once; a result
+/// that does not come within the request timeout is `Timeout`.
+#[derive(Debug, Clone)]
+pub struct Proposer {
+    registry: Arc<Proposals>,
+    raft: RaftQueue,
+    applied: watch::Receiver<u64>,
+    status: Arc<RaftStatus>,
+    max_request_bytes: u64,
+    timeout: Duration,
+}
+
+impl Proposer {
+    pub fn new(
+        registry: Arc<Proposals>,
+        raft: RaftQueue,
+        applied: watch::Receiver<u64>,
+        status: Arc<RaftStatus>,
+        max_request_bytes: u64,
+    ) -> Self {
+        Proposer { registry, raft, applied, status, max_request_bytes, timeout: REQUEST_TIMEOUT }
+    }
+
+    /// Proposes `op` through Raft and waits for its result. The request stays the caller's (its response is
+    /// shaped by it).
+    pub async fn propose(&self, op: &Op) -> Result<Response, Error> {
+        let (id, rx) = self.registry.register();
+        let data = crate::request::encode(id, op);
+        if data.len() as u64 > self.max_request_bytes {
+            self.registry.cancel(id);
+            return Err(Error::RequestTooLarge);
+        }
+        self.submit(id, Msg::Propose { id, data }, rx).await
+    }
+
+    /// A fresh request id and the receiver its result arrives on, for a proposal `submit` sends in another form
+    /// (a configuration change).
+    pub fn register(&self) -> (RequestId, oneshot::Receiver<Applied>) {
+        self.registry.register()
+    }
+
+    /// Hands `msg` (a proposal of request `id`) to the Raft thread and waits for the request's result.
+    pub async fn submit(&self, id: RequestId, msg: Msg, rx: oneshot::Receiver<Applied>) -> Result<Response, Error> {
+        let committed = self.status.commit.load(Ordering::Relaxed);
+        let lags = apply_lags(committed, *self.applied.borrow());
+        if let Err(e) = if lags { Err(Error::TooManyRequests) } else { self.raft.offer(msg) } {
+            self.registry.cancel(id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.registry.cancel(id);
+                Err(Error::Timeout)
+            }
+        }
+    }
+}
+
 impl crate::apply::Waiters for Proposals {
     /// Hands an applied result to its waiter, if it is still waiting here.
     fn complete(&self, id: RequestId, result: Applied) {
@@ -82,6 +146,68 @@ mod tests {
         assert_eq!(p.pending(), 0);
         // An entry proposed on another member (an id nobody here waits on) is simply not answered.
         p.complete(RequestId(42), Err(crate::error::Error::Timeout));
+    }
+
+    fn proposer(queue: usize, max_request_bytes: u64) -> (Proposer, Arc<Proposals>, std::sync::mpsc::Receiver<Msg>) {
+        let registry = Arc::new(Proposals::new(7));
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue);
+        let (_applied_tx, applied) = watch::channel(0);
+        let status = Arc::new(RaftStatus::default());
+        (Proposer::new(Arc::clone(&registry), RaftQueue::new(tx), applied, status, max_request_bytes), registry, rx)
+    }
+
+    fn put(value: usize) -> Op {
+        Op::Put(crate::proto::etcdserverpb::PutRequest {
+            key: b"k".to_vec(),
+            value: vec![7; value],
+            ..Default::default()
+        })
+    }
+
+    /// A proposal reaches the Raft thread encoded with its id, and its applied result comes back to it.
+    #[tokio::test]
+    async fn a_proposal_travels_with_its_id_and_gets_its_result() {
+        use crate::apply::{Outcome, Waiters as _};
+        let (p, registry, rx) = proposer(4, 1 << 20);
+        let raft = std::thread::spawn(move || match rx.recv().unwrap() {
+            Msg::Propose { id, data } => {
+                let decoded = <crate::request::InternalRequest as prost::Message>::decode(&data[..]).unwrap();
+                assert_eq!(decoded.id, id.0);
+                assert_eq!(decoded.op, Some(put(3)));
+                registry.complete(id, Ok(Response { revision: 9, term: 2, outcome: Outcome::Put { prev: None } }));
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+        let r = p.propose(&put(3)).await.unwrap();
+        assert_eq!((r.revision, r.term), (9, 2));
+        raft.join().unwrap();
+    }
+
+    /// Refusals come at once and leave no waiter behind: too large, a full queue, a Raft thread that is gone, an
+    /// apply loop lagging too far.
+    #[tokio::test]
+    async fn refusals_leave_no_waiter() {
+        let (p, registry, rx) = proposer(1, 64);
+        assert!(matches!(p.propose(&put(100)).await, Err(Error::RequestTooLarge)));
+        assert_eq!(registry.pending(), 0);
+        p.raft.offer(Msg::Stop).unwrap();
+        assert!(matches!(p.propose(&put(1)).await, Err(Error::TooManyRequests)));
+        assert_eq!(registry.pending(), 0);
+        rx.recv().unwrap();
+        p.status.commit.store(crate::consensus::node::MAX_APPLY_GAP + 1, Ordering::Relaxed);
+        assert!(matches!(p.propose(&put(1)).await, Err(Error::TooManyRequests)));
+        p.status.commit.store(0, Ordering::Relaxed);
+        drop(rx);
+        assert!(matches!(p.propose(&put(1)).await, Err(Error::Stopped)));
+        assert_eq!(registry.pending(), 0);
+    }
+
+    /// A result that never comes is a timeout, and the waiter is gone after it.
+    #[tokio::test(start_paused = true)]
+    async fn a_result_that_never_comes_times_out() {
+        let (p, registry, _rx) = proposer(4, 1 << 20);
+        assert!(matches!(p.propose(&put(1)).await, Err(Error::Timeout)));
+        assert_eq!(registry.pending(), 0);
     }
 
     #[test]

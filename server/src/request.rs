@@ -39,6 +39,17 @@ pub enum Op {
     Publish(Member),
 }
 
+/// The entry that carries `op` for request `id`: exactly the bytes of `InternalRequest { id, op: Some(op) }`,
+/// without taking the request from its caller.
+pub fn encode(id: RequestId, op: &Op) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(op.encoded_len() + 11);
+    if id.0 != 0 {
+        prost::encoding::uint64::encode(1, &id.0, &mut buf);
+    }
+    op.encode(&mut buf);
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -52,5 +63,14 @@ mod tests {
             op: Some(Op::Put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() })),
         };
         assert_eq!(InternalRequest::decode(r.encode_to_vec().as_slice()).unwrap(), r);
+    }
+
+    #[test]
+    fn encoding_by_reference_is_the_message_encoding() {
+        for id in [0, 1, u64::MAX] {
+            let op = Op::Txn(TxnRequest { success: vec![Default::default()], ..Default::default() });
+            let r = InternalRequest { id, op: Some(op.clone()) };
+            assert_eq!(encode(RequestId(id), &op), r.encode_to_vec());
+        }
     }
 }

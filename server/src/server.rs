@@ -12,90 +12,25 @@ use std::time::Duration;
 use mvcc::{DbConfig, StoreConfig, SyncPolicy};
 use tokio::sync::watch;
 
-use crate::api::node::Node;
-use crate::apply::{Apply, Ids};
+use crate::api::convert::Headers;
+use crate::api::http::Probe;
+use crate::apply::lease::Leases;
+use crate::apply::store::StoreSlot;
+use crate::apply::{Apply, Batch};
 use crate::config::Config;
 use crate::consensus::node::{Msg, RaftNode, RaftStatus, Start};
+use crate::consensus::view::ClusterView;
 use crate::error::Error;
 use crate::logging::log;
-use crate::proposals::Proposals;
+use crate::proposals::{Proposals, Proposer};
 use crate::proto::etcdserverpb::{
-    self as pb, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use crate::read::ReadPath;
 
 /// How long a stop waits for in-flight requests before closing the remaining connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Before a graceful stop, a leader of several members hands leadership to the best-placed voter, as etcd does,
-/// so that a rolling restart costs no election timeout. Gives up after a few election timeouts (the stop goes on).
-async fn hand_over_leadership(node: &Node) {
-    let me = node.ids.member;
-    let others = node.cluster.read().voters().iter().any(|v| *v != me);
-    if !others || node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != me {
-        return;
-    }
-    log("info", "leadership transfer starting before stop", &[("from", format!("{me:x}"))]);
-    if node.raft.offer(Msg::TransferLeader { target: 0 }).is_err() {
-        return;
-    }
-    if node.wait_for_leader(|l| l != me && l != 0).await {
-        let leader = node.status.leader.load(std::sync::atomic::Ordering::Relaxed);
-        log("info", "leadership transferred before stop", &[("to", format!("{leader:x}"))]);
-    } else {
-        log("warn", "leadership transfer before stop timed out", &[]);
-    }
-}
-
-/// Publishes this member's name and client URLs through Raft (etcd's publish), retrying until it is applied:
-/// until then the member is "unstarted" to the others.
-async fn publish(node: Arc<Node>) {
-    let me = crate::proto::etcdserverpb::Member {
-        id: node.ids.member,
-        name: node.config.name.clone(),
-        client_ur_ls: node.config.advertise_client_urls.iter().map(|u| u.text.clone()).collect(),
-        ..Default::default()
-    };
-    loop {
-        if node.status.leader.load(std::sync::atomic::Ordering::Relaxed) != 0
-            && node.propose(crate::request::Op::Publish(me.clone())).await.is_ok()
-        {
-            log("info", "published local member to cluster through raft", &[("name", me.name.clone())]);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(node.config.heartbeat_ms.max(100))).await;
-    }
-}
-
-/// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see `lease`). On
-/// becoming leader, every lease first gets a full TTL again: the old leader's renewals were not seen here.
-async fn expire_leases(node: Arc<Node>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut leading = false;
-    loop {
-        tick.tick().await;
-        let was_leading = leading;
-        leading = node.status.leader.load(std::sync::atomic::Ordering::Relaxed) == node.ids.member;
-        if !leading {
-            continue;
-        }
-        if !was_leading {
-            let since = node.status.leader_since().unwrap_or_else(std::time::Instant::now);
-            node.leases().promote(since, Duration::from_millis(node.config.election_ms));
-            continue;
-        }
-        let expired = node.leases().take_expired(std::time::Instant::now());
-        for id in expired {
-            let n = Arc::clone(&node);
-            tokio::spawn(async move {
-                match n.propose(crate::request::Op::LeaseRevoke(pb::LeaseRevokeRequest { id })).await {
-                    Ok(_) | Err(Error::LeaseNotFound) => {}
-                    Err(_) => n.leases().retry(id),
-                }
-            });
-        }
-    }
-}
 
 /// How a worker thread (apply, Raft) reports the error that ends it: logged at once, then handed to `serve`,
 /// which stops the member as a signal would (minus the leadership hand-over) and makes `run` return the error,
@@ -131,8 +66,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     }?;
     let wal_metrics = wal.metrics_handle();
     let boot = crate::consensus::bootstrap::prepare(&config, &member_dir, &store, &wal)?;
-    let ids = Ids { cluster: boot.identity.cluster, member: boot.identity.member };
-    let me = ids.member;
+    let (cluster_id, me) = (boot.identity.cluster, boot.identity.member);
     let peers = boot.peers(me);
     let cluster = Arc::new(crate::apply::membership::Shared::new(boot.identity, boot.registry));
     let activity = Arc::new(crate::consensus::transport::Activity::new(Duration::from_millis(config.election_ms)));
@@ -140,15 +74,13 @@ pub fn run(config: Config) -> Result<(), Error> {
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
     let (apply_tx, apply_rx) = sync_channel::<crate::consensus::node::ApplyMsg>(crate::consensus::node::APPLY_QUEUE);
-    let lessor = Arc::new(std::sync::Mutex::new(
-        crate::apply::lease::Lessor::load(&store, std::time::Instant::now()).map_err(Error::from)?,
-    ));
+    let lessor =
+        Leases::new(crate::apply::lease::Lessor::load(&store, std::time::Instant::now()).map_err(Error::from)?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&stores),
         proposals: Arc::clone(&proposals) as Arc<dyn crate::apply::Waiters>,
-        ids,
-        lessor: Arc::clone(&lessor),
+        lessor: lessor.clone(),
         events: events.clone(),
         applied: applied_tx,
         cluster: Arc::clone(&cluster),
@@ -201,7 +133,7 @@ pub fn run(config: Config) -> Result<(), Error> {
 
     let shared = crate::consensus::transport::PeerShared {
         raft: raft_tx.clone(),
-        lessor: Arc::clone(&lessor),
+        lessor: lessor.clone(),
         stores: Arc::clone(&stores),
         activity: Arc::clone(&activity),
         cluster: Arc::clone(&cluster),
@@ -238,48 +170,125 @@ pub fn run(config: Config) -> Result<(), Error> {
         .map_err(Error::io("start the raft thread"))?;
 
     drop(store);
-    let reads =
-        crate::read::ReadPath { raft: raft_tx.clone(), applied: applied_rx.clone(), status: Arc::clone(&status) };
-    let node = Arc::new(Node {
-        config: config.clone(),
-        stores,
-        proposals,
-        raft: raft_tx,
-        applied: applied_rx,
-        status,
-        ids,
+    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let election = Duration::from_millis(config.election_ms);
+    let view = ClusterView::new(
+        me,
         cluster,
+        Arc::clone(&status),
         activity,
+        raft_tx.clone(),
+        applied_rx.clone(),
+        heartbeat,
+        election,
+    );
+    let proposer = Proposer::new(
+        Arc::clone(&proposals),
+        raft_tx.clone(),
+        applied_rx.clone(),
+        Arc::clone(&status),
+        config.max_request_bytes,
+    );
+    let quota = config.quota_backend_bytes;
+    let handles = Handles {
+        reads: ReadPath { raft: raft_tx.clone(), applied: applied_rx, status: Arc::clone(&status) },
+        headers: Headers::new(cluster_id, me, status, Arc::clone(&stores)),
+        probe: Arc::new(Probe { cluster: view.clone(), stores: Arc::clone(&stores), proposals, wal_metrics, quota }),
+        proposer,
+        stores,
+        cluster: view,
+        leases: lessor,
         events,
-        lessor,
-        wal_metrics,
-        membership_lock: tokio::sync::Mutex::new(()),
-        reads,
+        one_change: Arc::default(),
         stopping: Arc::default(),
-    });
+        config: config.clone(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Error::io("start the runtime"))?;
     drop(fatal);
-    let served = runtime.block_on(serve(Arc::clone(&node), fatal_rx));
+    let served = runtime.block_on(serve(handles, fatal_rx));
     drop(runtime);
-    let _ = node.raft.send(Msg::Stop);
-    drop(node);
+    let _ = raft_tx.send(Msg::Stop);
+    drop(raft_tx);
     let _ = raft_thread.join();
     let _ = apply_thread.join();
     served
 }
 
+/// What the services and the member's own tasks are built from: each takes only the handles it uses.
+struct Handles {
+    config: Config,
+    proposer: Proposer,
+    reads: ReadPath,
+    stores: Arc<StoreSlot>,
+    headers: Headers,
+    cluster: ClusterView,
+    leases: Leases,
+    events: tokio::sync::broadcast::Sender<Arc<Batch>>,
+    probe: Arc<Probe>,
+    /// One membership change at a time, across the services of every client URL.
+    one_change: Arc<tokio::sync::Mutex<()>>,
+    /// Set once a graceful stop begins: long maintenance work (defragmentation) ends at its next step.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Handles {
+    /// The gRPC services, each accepting messages up to `max` bytes.
+    fn grpc(&self, routes: tonic::service::Routes, max: usize) -> tonic::service::Routes {
+        let h = self;
+        let kv = crate::api::kv::KvService {
+            proposer: h.proposer.clone(),
+            reads: h.reads.clone(),
+            stores: Arc::clone(&h.stores),
+            headers: h.headers.clone(),
+        };
+        let maintenance = crate::api::maintenance::MaintenanceService {
+            stores: Arc::clone(&h.stores),
+            headers: h.headers.clone(),
+            cluster: h.cluster.clone(),
+            quota: h.config.quota_backend_bytes,
+            stopping: Arc::clone(&h.stopping),
+        };
+        let cluster = crate::api::cluster::ClusterService {
+            proposer: h.proposer.clone(),
+            headers: h.headers.clone(),
+            cluster: h.cluster.clone(),
+            one_change: Arc::clone(&h.one_change),
+        };
+        let watch = crate::api::watch::WatchService {
+            stores: Arc::clone(&h.stores),
+            headers: h.headers.clone(),
+            events: h.events.clone(),
+            progress_every: h.config.watch_progress_notify_interval,
+        };
+        let lease = crate::api::lease::LeaseService {
+            proposer: h.proposer.clone(),
+            leases: h.leases.clone(),
+            headers: h.headers.clone(),
+            raft: h.reads.raft.clone(),
+            status: Arc::clone(&h.cluster.status),
+            min_ttl: crate::api::lease::min_ttl(h.config.election_ms, h.config.heartbeat_ms),
+        };
+        routes
+            .add_service(KvServer::new(kv).max_decoding_message_size(max))
+            .add_service(MaintenanceServer::new(maintenance).max_decoding_message_size(max))
+            .add_service(ClusterServer::new(cluster).max_decoding_message_size(max))
+            .add_service(WatchServer::new(watch).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(lease).max_decoding_message_size(max))
+    }
+}
+
 async fn serve(
-    node: Arc<Node>,
+    h: Handles,
     mut fatal: tokio::sync::mpsc::UnboundedReceiver<(&'static str, Error)>,
 ) -> Result<(), Error> {
-    let max = node.config.max_request_bytes as usize + 512 * 1024;
+    let max = h.config.max_request_bytes as usize + 512 * 1024;
     // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls serve only the latter.
-    let client = node.config.listen_client_urls.iter().map(|u| (u, true));
-    let metrics_only = node.config.listen_metrics_urls.iter().map(|u| (u, false));
+    let client = h.config.listen_client_urls.iter().map(|u| (u, true));
+    let metrics_only = h.config.listen_metrics_urls.iter().map(|u| (u, false));
     let mut listeners = Vec::new();
     for (url, grpc) in client.chain(metrics_only) {
         let l = tokio::net::TcpListener::bind(url.addr).await.map_err(Error::io(format!("listen {}", url.text)))?;
@@ -288,25 +297,9 @@ async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (url, listener, grpc) in listeners {
-        let mut routes = tonic::service::Routes::from(crate::api::http::router(Arc::clone(&node)));
+        let mut routes = tonic::service::Routes::from(crate::api::http::router(Arc::clone(&h.probe)));
         if grpc {
-            let n = || Arc::clone(&node);
-            routes = routes
-                .add_service(KvServer::new(crate::api::kv::KvService { node: n() }).max_decoding_message_size(max))
-                .add_service(
-                    MaintenanceServer::new(crate::api::maintenance::MaintenanceService { node: n() })
-                        .max_decoding_message_size(max),
-                )
-                .add_service(
-                    ClusterServer::new(crate::api::cluster::ClusterService { node: n() })
-                        .max_decoding_message_size(max),
-                )
-                .add_service(
-                    WatchServer::new(crate::api::watch::WatchService { node: n() }).max_decoding_message_size(max),
-                )
-                .add_service(
-                    LeaseServer::new(crate::api::lease::LeaseService { node: n() }).max_decoding_message_size(max),
-                );
+            routes = h.grpc(routes, max);
         }
         let mut stop = stop_rx.clone();
         use tonic::codegen::tokio_stream::StreamExt as _;
@@ -327,24 +320,34 @@ async fn serve(
             }
         }));
     }
-    let expiry = tokio::spawn(expire_leases(Arc::clone(&node)));
-    let published = tokio::spawn(publish(Arc::clone(&node)));
+    let election = Duration::from_millis(h.config.election_ms);
+    let tasks_leases =
+        crate::api::tasks::expire_leases(h.proposer.clone(), h.cluster.clone(), h.leases.clone(), election);
+    let expiry = tokio::spawn(tasks_leases);
+    let me = crate::proto::etcdserverpb::Member {
+        id: h.cluster.member,
+        name: h.config.name.clone(),
+        client_ur_ls: h.config.advertise_client_urls.iter().map(|u| u.text.clone()).collect(),
+        ..Default::default()
+    };
+    let retry = Duration::from_millis(h.config.heartbeat_ms.max(100));
+    let published = tokio::spawn(crate::api::tasks::publish(h.proposer.clone(), h.cluster.clone(), me, retry));
     log(
         "info",
         "ready to serve client requests",
-        &[("name", node.config.name.clone()), ("member-id", format!("{:x}", node.ids.member))],
+        &[("name", h.config.name.clone()), ("member-id", format!("{:x}", h.cluster.member))],
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::io("install the SIGTERM handler"))?;
     let failed = tokio::select! {
         _ = tokio::signal::ctrl_c() => { log("info", "received a stop signal, shutting down", &[]); None }
         _ = term.recv() => { log("info", "received a stop signal, shutting down", &[]); None }
-        _ = node.status.removed.notified() => None,
+        _ = h.cluster.status.removed.notified() => None,
         Some((_, e)) = fatal.recv() => Some(e),
     };
-    node.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     if failed.is_none() {
-        hand_over_leadership(&node).await;
+        crate::api::tasks::hand_over_leadership(&h.cluster).await;
     }
     let _ = stop_tx.send(true);
     expiry.abort();

@@ -14,14 +14,15 @@
 //! - one learner at most; a learner is promoted only once its log is within 90% of the leader's.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
-use crate::api::node::Node;
+use crate::api::convert::Headers;
 use crate::apply::membership::{ChangeKind, MemberChange, Registry};
+use crate::consensus::view::ClusterView;
 use crate::error::Error;
+use crate::proposals::Proposer;
 use crate::proto::etcdserverpb::{self as pb, cluster_client::ClusterClient, cluster_server::Cluster};
 
 /// How long every voter must have been reachable before a voter is added (etcd's `HealthInterval`).
@@ -34,7 +35,11 @@ const LEARNER_READY: f64 = 0.9;
 /// The Cluster service.
 #[derive(Debug, Clone)]
 pub struct ClusterService {
-    pub node: Arc<Node>,
+    pub proposer: Proposer,
+    pub headers: Headers,
+    pub cluster: ClusterView,
+    /// Held by the leader while it makes one membership change (shared by the services of every client URL).
+    pub one_change: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Where a membership call is handled: here (this member leads) or at the leader's client URL.
@@ -46,19 +51,19 @@ enum Route {
 impl ClusterService {
     fn header(&self) -> Option<pb::ResponseHeader> {
         // etcd's Cluster service headers carry no revision.
-        self.node.ids.header(0, self.node.status.term.load(Ordering::Relaxed))
+        self.headers.no_revision()
     }
 
     async fn route(&self) -> Result<Route, Status> {
-        let n = &self.node;
-        let leader = n.status.leader.load(Ordering::Relaxed);
+        let n = &self.cluster;
+        let leader = n.leader();
         if leader == 0 {
             return Err(Error::NoLeader.into());
         }
-        if leader == n.ids.member {
+        if leader == n.member {
             return Ok(Route::Here);
         }
-        let url = n.cluster.read().get(leader).and_then(|m| m.client_ur_ls.first().cloned());
+        let url = n.registry.read().get(leader).and_then(|m| m.client_ur_ls.first().cloned());
         let Some(url) = url else { return Err(Error::NoLeader.into()) };
         let client = ClusterClient::connect(url).await.map_err(|_| Status::from(Error::NoLeader))?;
         Ok(Route::Leader(client))
@@ -66,22 +71,22 @@ impl ClusterService {
 
     /// Proposes `change` and waits until it is applied; the members after it.
     async fn change(&self, kind: ChangeKind, member: pb::Member) -> Result<Vec<pb::Member>, Status> {
-        let (id, rx) = self.node.proposals.register();
+        let (id, rx) = self.proposer.register();
         let change = MemberChange { request: id.0, kind: kind as i32, member: Some(member) };
         let msg = crate::consensus::node::Msg::ProposeConf { id, cc: change.conf_change() };
-        match self.node.submit(id, msg, rx).await? {
-            crate::apply::Response::Members(m) => Ok(m),
+        match self.proposer.submit(id, msg, rx).await?.outcome {
+            crate::apply::Outcome::Members(m) => Ok(m),
             _ => Err(Status::internal("unexpected response to a membership change")),
         }
     }
 
     /// Whether each voter but this member has been heard from without a gap since `since`; the count of those.
     fn reachable_since(&self, registry: &Registry, since: Instant) -> (bool, usize) {
-        let me = self.node.ids.member;
+        let me = self.cluster.member;
         let mut all = true;
         let mut count = 1;
         for v in registry.voters().into_iter().filter(|v| *v != me) {
-            match self.node.activity.active_since(v) {
+            match self.cluster.activity.active_since(v) {
                 Some(t) if t <= since => count += 1,
                 _ => all = false,
             }
@@ -121,7 +126,7 @@ impl ClusterService {
             return Err(Error::NotEnoughStartedMembers);
         }
         // A member that is down is not part of the active quorum: removing it is always safe.
-        if id != self.node.ids.member && self.node.activity.active_since(id).is_none() {
+        if id != self.cluster.member && self.cluster.activity.active_since(id).is_none() {
             return Ok(m);
         }
         let (_, active) = self.reachable_since(registry, Instant::now() - HEALTH_INTERVAL);
@@ -142,13 +147,11 @@ impl ClusterService {
         if started < after / 2 + 1 {
             return Err(Error::NotEnoughStartedMembers);
         }
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.node.raft.offer(crate::consensus::node::Msg::Progress { reply })?;
-        let progress = rx.await.map_err(|_| Error::Stopped)?;
+        let progress = self.cluster.progress().await?;
         if !progress.leader {
             return Err(Error::NotLeader);
         }
-        let leader_match = progress.matched.get(&self.node.ids.member).copied().unwrap_or(progress.last_index);
+        let leader_match = progress.matched.get(&self.cluster.member).copied().unwrap_or(progress.last_index);
         match progress.matched.get(&id) {
             Some(&learner) if learner as f64 >= leader_match as f64 * LEARNER_READY => Ok(m),
             _ => Err(Error::LearnerNotReady),
@@ -172,8 +175,8 @@ fn check_urls(registry: &Registry, urls: &[String], member: Option<u64>) -> Resu
 
 /// A fresh member id for `urls`: salted with the cluster id and the time, as etcd's, and never one in use or
 /// removed.
-fn new_member_id(node: &Node, registry: &Registry, urls: &[String]) -> u64 {
-    let mut salt = node.ids.cluster.to_le_bytes().to_vec();
+fn new_member_id(cluster: u64, registry: &Registry, urls: &[String]) -> u64 {
+    let mut salt = cluster.to_le_bytes().to_vec();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     salt.extend_from_slice(&now.as_nanos().to_le_bytes());
     loop {
@@ -191,12 +194,12 @@ impl Cluster for ClusterService {
         let r = req.into_inner();
         let _one = match self.route().await? {
             Route::Leader(mut c) => return c.member_add(r).await,
-            Route::Here => self.node.membership_lock.lock().await,
+            Route::Here => self.one_change.lock().await,
         };
         let member = {
-            let registry = self.node.cluster.read();
+            let registry = self.cluster.registry.read();
             self.check_add(&registry, &r.peer_ur_ls, r.is_learner)?;
-            let id = new_member_id(&self.node, &registry, &r.peer_ur_ls);
+            let id = new_member_id(self.headers.cluster, &registry, &r.peer_ur_ls);
             pb::Member { id, peer_ur_ls: r.peer_ur_ls, is_learner: r.is_learner, ..Default::default() }
         };
         let members = self.change(ChangeKind::Add, member.clone()).await?;
@@ -210,9 +213,9 @@ impl Cluster for ClusterService {
         let r = req.into_inner();
         let _one = match self.route().await? {
             Route::Leader(mut c) => return c.member_remove(r).await,
-            Route::Here => self.node.membership_lock.lock().await,
+            Route::Here => self.one_change.lock().await,
         };
-        let member = self.check_remove(&self.node.cluster.read(), r.id)?;
+        let member = self.check_remove(&self.cluster.registry.read(), r.id)?;
         let members = self.change(ChangeKind::Remove, member).await?;
         Ok(Response::new(pb::MemberRemoveResponse { header: self.header(), members }))
     }
@@ -224,10 +227,10 @@ impl Cluster for ClusterService {
         let r = req.into_inner();
         let _one = match self.route().await? {
             Route::Leader(mut c) => return c.member_update(r).await,
-            Route::Here => self.node.membership_lock.lock().await,
+            Route::Here => self.one_change.lock().await,
         };
         let member = {
-            let registry = self.node.cluster.read();
+            let registry = self.cluster.registry.read();
             let Some(mut m) = registry.get(r.id).cloned() else { return Err(Error::MemberNotFound.into()) };
             check_urls(&registry, &r.peer_ur_ls, Some(r.id))?;
             m.peer_ur_ls = r.peer_ur_ls;
@@ -238,7 +241,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_list(&self, _: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
-        let members = self.node.cluster.read().members();
+        let members = self.cluster.registry.read().members();
         Ok(Response::new(pb::MemberListResponse { header: self.header(), members }))
     }
 
@@ -249,9 +252,9 @@ impl Cluster for ClusterService {
         let r = req.into_inner();
         let _one = match self.route().await? {
             Route::Leader(mut c) => return c.member_promote(r).await,
-            Route::Here => self.node.membership_lock.lock().await,
+            Route::Here => self.one_change.lock().await,
         };
-        let registry = self.node.cluster.read().clone();
+        let registry = self.cluster.registry.read().clone();
         let mut member = self.check_promote(&registry, r.id).await?;
         member.is_learner = false;
         let members = self.change(ChangeKind::Promote, member).await?;

@@ -13,31 +13,43 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::api::node::Node;
+use crate::apply::store::StoreSlot;
+use crate::consensus::view::ClusterView;
+use crate::proposals::Proposals;
+
+/// What a scrape reads: the cluster view, the store, pending proposals, the WAL's counters and the quota.
+#[derive(Debug)]
+pub struct Probe {
+    pub cluster: ClusterView,
+    pub stores: Arc<StoreSlot>,
+    pub proposals: Arc<Proposals>,
+    pub wal_metrics: Arc<wal::Metrics>,
+    pub quota: i64,
+}
 
 /// The router holding `/metrics` and `/health`.
-pub fn router(node: Arc<Node>) -> axum::Router {
-    let metrics_node = Arc::clone(&node);
+pub fn router(probe: Arc<Probe>) -> axum::Router {
+    let metrics_probe = Arc::clone(&probe);
     axum::Router::new()
         .route(
             "/metrics",
             get(move || {
-                let node = Arc::clone(&metrics_node);
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&node)) }
+                let probe = Arc::clone(&metrics_probe);
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&probe)) }
             }),
         )
         .route(
             "/health",
             get(move || {
-                let node = Arc::clone(&node);
-                async move { health(&node) }
+                let probe = Arc::clone(&probe);
+                async move { health(&probe) }
             }),
         )
 }
 
 /// etcd 3.4's /health: 200 `{"health":"true"}` while a leader is known, 503 `{"health":"false"}` otherwise.
-fn health(node: &Node) -> impl IntoResponse + use<> {
-    let ok = node.status.leader.load(Relaxed) != 0;
+fn health(probe: &Probe) -> impl IntoResponse + use<> {
+    let ok = probe.cluster.status.leader.load(Relaxed) != 0;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], format!("{{\"health\":\"{ok}\"}}"))
 }
@@ -61,10 +73,10 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &wal::HistogramSnapsho
 }
 
 /// The exposition text for one scrape.
-pub fn render(node: &Node) -> String {
+pub fn render(probe: &Probe) -> String {
     let mut out = String::with_capacity(4096);
-    let leader = node.status.leader.load(Relaxed);
-    let stats = node.store().db().stats();
+    let leader = probe.cluster.status.leader.load(Relaxed);
+    let stats = probe.stores.get().db().stats();
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let _ = writeln!(
         out,
@@ -76,7 +88,7 @@ pub fn render(node: &Node) -> String {
         out,
         "# HELP etcd_server_id Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.\n\
          # TYPE etcd_server_id gauge\netcd_server_id{{server_id=\"{:x}\"}} 1",
-        node.ids.member
+        probe.cluster.member
     );
     scalar(
         &mut out,
@@ -90,11 +102,11 @@ pub fn render(node: &Node) -> String {
         "etcd_server_is_leader",
         "gauge",
         "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-        flag(leader == node.ids.member),
+        flag(leader == probe.cluster.member),
     );
-    let changes = node.status.leader_changes.load(Relaxed) as f64;
+    let changes = probe.cluster.status.leader_changes.load(Relaxed) as f64;
     scalar(&mut out, "etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.", changes);
-    let slow_reads = node.status.slow_read_indexes.load(Relaxed) as f64;
+    let slow_reads = probe.cluster.status.slow_read_indexes.load(Relaxed) as f64;
     scalar(
         &mut out,
         "etcd_server_slow_read_indexes_total",
@@ -102,7 +114,7 @@ pub fn render(node: &Node) -> String {
         "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
         slow_reads,
     );
-    let committed = node.status.commit.load(Relaxed) as f64;
+    let committed = probe.cluster.status.commit.load(Relaxed) as f64;
     scalar(
         &mut out,
         "etcd_server_proposals_committed_total",
@@ -110,7 +122,7 @@ pub fn render(node: &Node) -> String {
         "The total number of consensus proposals committed.",
         committed,
     );
-    let applied = *node.applied.borrow() as f64;
+    let applied = probe.cluster.applied() as f64;
     scalar(
         &mut out,
         "etcd_server_proposals_applied_total",
@@ -118,7 +130,7 @@ pub fn render(node: &Node) -> String {
         "The total number of consensus proposals applied.",
         applied,
     );
-    let pending = node.proposals.pending() as f64;
+    let pending = probe.proposals.pending() as f64;
     scalar(
         &mut out,
         "etcd_server_proposals_pending",
@@ -126,7 +138,7 @@ pub fn render(node: &Node) -> String {
         "The current number of pending proposals to commit.",
         pending,
     );
-    let quota = node.config.quota_backend_bytes as f64;
+    let quota = probe.quota as f64;
     scalar(&mut out, "etcd_server_quota_backend_bytes", "gauge", "Current backend storage quota size in bytes.", quota);
     let size = stats.file_size as f64;
     scalar(
@@ -151,9 +163,9 @@ pub fn render(node: &Node) -> String {
         "Total size of the underlying database logically in use in bytes.",
         in_use,
     );
-    let rev = node.store().current_revision() as f64;
+    let rev = probe.stores.get().current_revision() as f64;
     scalar(&mut out, "etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", rev);
-    let compacted = node.store().compact_revision() as f64;
+    let compacted = probe.stores.get().compact_revision() as f64;
     scalar(
         &mut out,
         "etcd_debugging_mvcc_compact_revision",
@@ -161,7 +173,7 @@ pub fn render(node: &Node) -> String {
         "The revision of the last compaction in store.",
         compacted,
     );
-    let wal = &node.wal_metrics;
+    let wal = &probe.wal_metrics;
     histogram(
         &mut out,
         "etcd_disk_wal_fsync_duration_seconds",

@@ -6,19 +6,24 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::node::Node;
-use crate::apply::{self, Response as Applied};
+use crate::api::convert::{Headers, shape_range, write_response};
+use crate::apply::{self, store::StoreSlot};
 use crate::error::Error;
+use crate::proposals::Proposer;
 use crate::proto::etcdserverpb::{self as pb, kv_server::Kv};
+use crate::read::ReadPath;
 use crate::request::Op;
 
 /// etcd's limit on operations per Txn.
 const MAX_TXN_OPS: usize = 128;
 
-/// The KV service.
+/// The KV service: writes through the proposer, linearizable reads through the read path, reads from the store.
 #[derive(Debug, Clone)]
 pub struct KvService {
-    pub node: Arc<Node>,
+    pub proposer: Proposer,
+    pub reads: ReadPath,
+    pub stores: Arc<StoreSlot>,
+    pub headers: Headers,
 }
 
 /// A deleted key range `[start, end)`; `None` is unbounded.
@@ -115,19 +120,20 @@ impl KvService {
         Ok(())
     }
 
+    /// Proposes a write and shapes its result as the response of kind `T`.
+    async fn write<T: crate::api::convert::FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
+        let applied = self.proposer.propose(&op).await?;
+        Ok(Response::new(write_response(&self.headers, &op, applied)?))
+    }
+
     /// A range request, validated and, unless serializable, linearized: ready to read from the store.
     async fn read_request(&self, request: Request<pb::RangeRequest>) -> Result<pb::RangeRequest, Error> {
         let r = request.into_inner();
         Self::check_key(&r.key)?;
         if !r.serializable {
-            self.node.reads.linearize().await?;
+            self.reads.linearize().await?;
         }
         Ok(r)
-    }
-
-    fn header(&self) -> Option<pb::ResponseHeader> {
-        let node = &self.node;
-        node.ids.header(node.store().current_revision(), node.status.term.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -135,8 +141,8 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
         let r = self.read_request(request).await?;
-        let res = self.node.store().range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
-        Ok(Response::new(apply::range::shape_range(&r, res, self.header())))
+        let res = self.stores.get().range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
+        Ok(Response::new(shape_range(&r, res, self.headers.now())))
     }
 
     type RangeStreamStream = crate::api::range_stream::RangeStream;
@@ -146,16 +152,13 @@ impl Kv for KvService {
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
         let r = self.read_request(request).await?;
-        Ok(Response::new(crate::api::range_stream::start(Arc::clone(&self.node), r, self.header())))
+        Ok(Response::new(crate::api::range_stream::start(Arc::clone(&self.stores), r, self.headers.now())))
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let p = request.into_inner();
         Self::check_put(&p)?;
-        match self.node.propose(Op::Put(p)).await? {
-            Applied::Put(r) => Ok(Response::new(r)),
-            _ => Err(Status::internal("mismatched apply result")),
-        }
+        self.write(Op::Put(p)).await
     }
 
     async fn delete_range(
@@ -164,29 +167,20 @@ impl Kv for KvService {
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let d = request.into_inner();
         Self::check_key(&d.key)?;
-        match self.node.propose(Op::DeleteRange(d)).await? {
-            Applied::DeleteRange(r) => Ok(Response::new(r)),
-            _ => Err(Status::internal("mismatched apply result")),
-        }
+        self.write(Op::DeleteRange(d)).await
     }
 
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let t = request.into_inner();
         Self::check_txn(&t)?;
-        match self.node.propose(Op::Txn(t)).await? {
-            Applied::Txn(r) => Ok(Response::new(r)),
-            _ => Err(Status::internal("mismatched apply result")),
-        }
+        self.write(Op::Txn(t)).await
     }
 
     async fn compact(
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        match self.node.propose(Op::Compaction(request.into_inner())).await? {
-            Applied::Compaction(r) => Ok(Response::new(r)),
-            _ => Err(Status::internal("mismatched apply result")),
-        }
+        self.write(Op::Compaction(request.into_inner())).await
     }
 }
 

@@ -7,17 +7,25 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::node::Node;
-use crate::apply::Response as Applied;
-use crate::apply::lease::MAX_TTL;
+use crate::api::convert::{FromApplied, Headers, write_response};
+use crate::apply::lease::{Leases, MAX_TTL};
+use crate::consensus::node::{Msg, RaftQueue, RaftStatus};
 use crate::error::Error;
+use crate::proposals::Proposer;
 use crate::proto::etcdserverpb::{self as pb, lease_server::Lease};
 use crate::request::Op;
 
 /// The Lease service.
 #[derive(Debug, Clone)]
 pub struct LeaseService {
-    pub node: Arc<Node>,
+    pub proposer: Proposer,
+    pub leases: Leases,
+    pub headers: Headers,
+    /// Where a follower forwards keep-alives (to the leader, which decides expiry), and who leads.
+    pub raft: RaftQueue,
+    pub status: Arc<RaftStatus>,
+    /// The shortest TTL granted, in seconds (see [`min_ttl`]).
+    pub min_ttl: i64,
 }
 
 /// Source of lease ids: random high bits (so restarts and members do not collide), a counter below them.
@@ -30,17 +38,17 @@ fn new_id(member: u64) -> i64 {
     (((member ^ t) << 24 ^ n) & (i64::MAX as u64)).max(1) as i64
 }
 
-impl LeaseService {
-    fn header(&self) -> Option<pb::ResponseHeader> {
-        self.node.ids.header(self.node.store().current_revision(), self.node.status.term.load(Ordering::Relaxed))
-    }
+/// The shortest TTL etcd grants, long enough to survive a leader election: one and a half election timeouts
+/// counted in whole heartbeats, rounded up to seconds (2 s with the default flags, as etcd grants).
+pub fn min_ttl(election_ms: u64, heartbeat_ms: u64) -> i64 {
+    let ticks = election_ms / heartbeat_ms.max(1);
+    ((3 * ticks / 2) * heartbeat_ms).div_ceil(1000) as i64
+}
 
-    /// The shortest TTL etcd grants, long enough to survive a leader election: one and a half election timeouts
-    /// counted in whole heartbeats, rounded up to seconds (2 s with the default flags, as etcd grants).
-    fn min_ttl(&self) -> i64 {
-        let c = &self.node.config;
-        let ticks = c.election_ms / c.heartbeat_ms.max(1);
-        ((3 * ticks / 2) * c.heartbeat_ms).div_ceil(1000) as i64
+impl LeaseService {
+    async fn write<T: FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
+        let applied = self.proposer.propose(&op).await?;
+        Ok(Response::new(write_response(&self.headers, &op, applied)?))
     }
 }
 
@@ -56,24 +64,18 @@ impl Lease for LeaseService {
         if g.ttl > MAX_TTL {
             return Err(Error::LeaseTtlTooLarge.into());
         }
-        g.ttl = g.ttl.max(self.min_ttl());
+        g.ttl = g.ttl.max(self.min_ttl);
         if g.id == 0 {
-            g.id = new_id(self.node.ids.member);
+            g.id = new_id(self.headers.member);
         }
-        match self.node.propose(Op::LeaseGrant(g)).await? {
-            Applied::LeaseGrant(r) => Ok(Response::new(r)),
-            _ => Err(Status::internal("mismatched apply result")),
-        }
+        self.write(Op::LeaseGrant(g)).await
     }
 
     async fn lease_revoke(
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        match self.node.propose(Op::LeaseRevoke(request.into_inner())).await? {
-            Applied::LeaseRevoke(r) => Ok(Response::new(r)),
-            _ => Err(Status::internal("mismatched apply result")),
-        }
+        self.write(Op::LeaseRevoke(request.into_inner())).await
     }
 
     type LeaseKeepAliveStream = Stream<pb::LeaseKeepAliveResponse>;
@@ -84,16 +86,16 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let node = Arc::clone(&self.node);
+        let this = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = inbound.message().await {
                 // An unknown (or expired) lease renews to TTL 0, as etcd answers. A follower renews its own copy
                 // (for TimeToLive) and forwards the renewal to the leader, which decides expiry.
-                let ttl = node.leases().renew(req.id, std::time::Instant::now()).unwrap_or(0);
-                if ttl > 0 && node.status.leader.load(Ordering::Relaxed) != node.ids.member {
-                    let _ = node.raft.offer(crate::consensus::node::Msg::RenewLeases(vec![req.id]));
+                let ttl = this.leases.lock().renew(req.id, std::time::Instant::now()).unwrap_or(0);
+                if ttl > 0 && this.status.leader.load(Ordering::Relaxed) != this.headers.member {
+                    let _ = this.raft.offer(Msg::RenewLeases(vec![req.id]));
                 }
-                let header = node.ids.header(node.store().current_revision(), node.status.term.load(Ordering::Relaxed));
+                let header = this.headers.now();
                 if tx.send(Ok(pb::LeaseKeepAliveResponse { header, id: req.id, ttl })).await.is_err() {
                     return;
                 }
@@ -107,13 +109,13 @@ impl Lease for LeaseService {
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let r = request.into_inner();
-        let found = self.node.leases().time_to_live(r.id, std::time::Instant::now());
+        let found = self.leases.lock().time_to_live(r.id, std::time::Instant::now());
         let (ttl, granted, keys) = match found {
             Some((ttl, granted, keys)) => (ttl, granted, if r.keys { keys } else { Vec::new() }),
             None => (-1, 0, Vec::new()),
         };
         Ok(Response::new(pb::LeaseTimeToLiveResponse {
-            header: self.header(),
+            header: self.headers.now(),
             id: r.id,
             ttl,
             granted_ttl: granted,
@@ -125,7 +127,7 @@ impl Lease for LeaseService {
         &self,
         _: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        let leases = self.node.leases().ids().into_iter().map(|id| pb::LeaseStatus { id }).collect();
-        Ok(Response::new(pb::LeaseLeasesResponse { header: self.header(), leases }))
+        let leases = self.leases.lock().ids().into_iter().map(|id| pb::LeaseStatus { id }).collect();
+        Ok(Response::new(pb::LeaseLeasesResponse { header: self.headers.now(), leases }))
     }
 }

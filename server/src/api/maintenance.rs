@@ -2,12 +2,12 @@
 //! MoveLeader. Downgrade is not implemented and says so.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::node::Node;
-use crate::consensus::node::Msg;
+use crate::api::convert::Headers;
+use crate::apply::store::StoreSlot;
+use crate::consensus::view::ClusterView;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 
@@ -26,12 +26,18 @@ pub const API_VERSION: &str = "3.4";
 /// The Maintenance service.
 #[derive(Debug, Clone)]
 pub struct MaintenanceService {
-    pub node: Arc<Node>,
+    pub stores: Arc<StoreSlot>,
+    pub headers: Headers,
+    pub cluster: ClusterView,
+    /// `--quota-backend-bytes`, reported by Status.
+    pub quota: i64,
+    /// Set once a graceful stop begins: a defragmentation ends at its next step.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MaintenanceService {
     fn header(&self) -> Option<pb::ResponseHeader> {
-        self.node.ids.header(self.node.store().current_revision(), self.node.status.term.load(Ordering::Relaxed))
+        self.headers.now()
     }
 }
 
@@ -44,28 +50,28 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        let n = &self.node;
-        let stats = n.store().db().stats();
+        let n = &self.cluster;
+        let stats = self.stores.get().db().stats();
         Ok(Response::new(pb::StatusResponse {
             header: self.header(),
             version: SERVER_VERSION.to_string(),
             db_size: stats.file_size as i64,
-            leader: n.status.leader.load(Ordering::Relaxed),
-            raft_index: n.status.commit.load(Ordering::Relaxed),
-            raft_term: n.status.term.load(Ordering::Relaxed),
-            raft_applied_index: *n.applied.borrow(),
+            leader: n.leader(),
+            raft_index: n.status.commit.load(std::sync::atomic::Ordering::Relaxed),
+            raft_term: n.status.term.load(std::sync::atomic::Ordering::Relaxed),
+            raft_applied_index: n.applied(),
             errors: Vec::new(),
             db_size_in_use: stats.in_use as i64,
-            is_learner: n.cluster.read().get(n.ids.member).is_some_and(|m| m.is_learner),
+            is_learner: n.is_learner(),
             storage_version: String::new(),
-            db_size_quota: n.config.quota_backend_bytes,
+            db_size_quota: self.quota,
             downgrade_info: None,
         }))
     }
 
     async fn defragment(&self, _: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
-        let store = self.node.store();
-        let stopping = Arc::clone(&self.node.stopping);
+        let store = self.stores.get();
+        let stopping = Arc::clone(&self.stopping);
         let log = crate::logging::log;
         log("info", "defragmenting", &[("current-db-size-bytes", store.db().stats().file_size.to_string())]);
         let started = std::time::Instant::now();
@@ -95,12 +101,12 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
-        let (hash, _, _) = self.node.store().hash_kv(0).map_err(Error::from)?;
+        let (hash, _, _) = self.stores.get().hash_kv(0).map_err(Error::from)?;
         Ok(Response::new(pb::HashResponse { header: self.header(), hash }))
     }
 
     async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
-        let (hash, at, compact) = self.node.store().hash_kv(request.into_inner().revision).map_err(Error::from)?;
+        let (hash, at, compact) = self.stores.get().hash_kv(request.into_inner().revision).map_err(Error::from)?;
         Ok(Response::new(pb::HashKvResponse {
             header: self.header(),
             hash,
@@ -116,7 +122,7 @@ impl Maintenance for MaintenanceService {
     /// `remaining_bytes` counting down. The pages are mvcc's snapshot image (its own CRC trailer is replaced by the
     /// SHA-256); it is a ferrokv store, not a bbolt file, so `etcdctl snapshot status/restore` cannot read it.
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        let store = self.node.store();
+        let store = self.stores.get();
         let image = tokio::task::spawn_blocking(move || {
             let mut image = Vec::new();
             store.db().snapshot_to(&mut image).map(|_| {
@@ -154,15 +160,15 @@ impl Maintenance for MaintenanceService {
         req: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         let target = req.into_inner().target_id;
-        let n = &self.node;
-        if n.status.leader.load(Ordering::Relaxed) != n.ids.member {
+        let n = &self.cluster;
+        if !n.is_leader() {
             return Err(Error::NotLeader.into());
         }
-        if n.cluster.read().get(target).is_none_or(|m| m.is_learner) {
+        if n.registry.read().get(target).is_none_or(|m| m.is_learner) {
             return Err(Error::BadLeaderTransferee.into());
         }
-        if target != n.ids.member {
-            n.raft.offer(Msg::TransferLeader { target })?;
+        if target != n.member {
+            n.transfer_leader(target)?;
             if !n.wait_for_leader(|l| l == target).await {
                 return Err(Error::LeaderTransferTimeout.into());
             }

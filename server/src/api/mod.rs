@@ -1,15 +1,18 @@
-//! The etcd API surface: the gRPC services (proto ↔ internal conversion and validation; `status` is the one
-//! error → Status mapping), `http` (/metrics, /health), `client_conn` (the HTTP/2 shim in front of every client
-//! connection) and `recv_limit` (the gRPC receive limit).
+//! The etcd API surface: the gRPC services (validation, then the layers below through narrow handles: a
+//! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
+//! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
+//! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
+//! `client_conn` (the HTTP/2 shim in front of every client connection) and `recv_limit` (the gRPC receive limit).
 
 pub mod client_conn;
 pub mod cluster;
+pub mod convert;
 pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
-pub mod node;
 pub mod range_stream;
 pub mod recv_limit;
 mod status;
+pub mod tasks;
 pub mod watch;

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::api::node::Node;
+use crate::api::convert::shape_range;
 use crate::apply;
-use crate::apply::range::shape_range;
+use crate::apply::store::StoreSlot;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, range_request::SortOrder, range_request::SortTarget};
 
@@ -42,10 +42,10 @@ fn wrap(r: pb::RangeResponse) -> Result<pb::RangeStreamResponse, Status> {
 }
 
 /// Starts answering `r` (already validated and, unless serializable, linearized) on a new stream.
-pub fn start(node: Arc<Node>, r: pb::RangeRequest, header: Option<pb::ResponseHeader>) -> RangeStream {
+pub fn start(stores: Arc<StoreSlot>, r: pb::RangeRequest, header: Option<pb::ResponseHeader>) -> RangeStream {
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        if let Err(e) = run(&node, &r, header, &tx).await {
+        if let Err(e) = run(&stores, &r, header, &tx).await {
             let _ = tx.send(Err(e.into())).await;
         }
     });
@@ -53,12 +53,12 @@ pub fn start(node: Arc<Node>, r: pb::RangeRequest, header: Option<pb::ResponseHe
 }
 
 async fn run(
-    node: &Node,
+    stores: &StoreSlot,
     r: &pb::RangeRequest,
     header: Option<pb::ResponseHeader>,
     tx: &mpsc::Sender<Result<pb::RangeStreamResponse, Status>>,
 ) -> Result<(), Error> {
-    let store = node.store();
+    let store = stores.get();
     if !in_key_order(r) {
         let res = store.range(&r.key, &r.range_end, apply::range_options(r))?;
         let _ = tx.send(wrap(shape_range(r, res, header))).await;

@@ -8,14 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::{broadcast, mpsc};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::node::Node;
-use crate::apply::{Batch, to_pb};
+use crate::api::convert::{Headers, to_pb};
+use crate::apply::Batch;
+use crate::apply::store::StoreSlot;
 use crate::proto::etcdserverpb::{
     self as pb, watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
 };
@@ -24,7 +24,12 @@ use crate::proto::mvccpb::{self, event::EventType};
 /// The Watch service.
 #[derive(Debug, Clone)]
 pub struct WatchService {
-    pub node: Arc<Node>,
+    pub stores: Arc<StoreSlot>,
+    pub headers: Headers,
+    /// Each committed revision's changes, from the apply thread.
+    pub events: broadcast::Sender<Arc<Batch>>,
+    /// `--watch-progress-notify-interval`.
+    pub progress_every: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -63,7 +68,7 @@ impl Watcher {
 }
 
 struct Session {
-    node: Arc<Node>,
+    service: WatchService,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
@@ -75,7 +80,7 @@ struct Session {
 
 impl Session {
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
-        self.node.ids.header(revision, self.node.status.term.load(Ordering::Relaxed))
+        self.service.headers.at_revision(revision)
     }
 
     async fn send(&self, r: pb::WatchResponse) -> bool {
@@ -85,7 +90,7 @@ impl Session {
     /// Sends history from the watcher's next revision on; false if the stream is gone.
     async fn catch_up(&mut self, id: i64) -> bool {
         let Some(w) = self.watchers.get(&id) else { return true };
-        let store = self.node.store();
+        let store = self.service.stores.get();
         let (from, key, end, prev) = (w.next, w.key.clone(), w.range_end.clone(), w.prev_kv);
         let history = tokio::task::spawn_blocking(move || store.history(from, &key, &end, prev)).await;
         match history {
@@ -109,8 +114,8 @@ impl Session {
             }
             Ok(Err(mvcc::Error::Compacted)) => {
                 self.watchers.remove(&id);
-                let compact = self.node.store().compact_revision();
-                let header = self.header(self.node.store().current_revision());
+                let compact = self.service.stores.get().compact_revision();
+                let header = self.header(self.service.stores.get().current_revision());
                 self.send(pb::WatchResponse {
                     header,
                     watch_id: id,
@@ -136,7 +141,7 @@ impl Session {
     async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
         let id = if c.watch_id != 0 { c.watch_id } else { self.next_id };
         if self.watchers.contains_key(&id) {
-            let header = self.header(self.node.store().current_revision());
+            let header = self.header(self.service.stores.get().current_revision());
             return self
                 .send(pb::WatchResponse {
                     header,
@@ -149,7 +154,7 @@ impl Session {
                 .await;
         }
         self.next_id = self.next_id.max(id + 1);
-        let current = self.node.store().current_revision();
+        let current = self.service.stores.get().current_revision();
         let watcher = Watcher {
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
@@ -184,7 +189,7 @@ impl Session {
             self.sent = self.sent.max(batch.revision);
         }
         for (id, events) in out {
-            let header = self.node.ids.header(batch.revision, batch.term);
+            let header = self.service.headers.at(batch.revision, batch.term);
             if !self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await {
                 return false;
             }
@@ -217,14 +222,14 @@ impl Session {
         let revision = match self.watchers.values().map(|w| w.next - 1).min() {
             Some(low) if low < self.sent => return true,
             Some(low) => low,
-            None => self.node.store().current_revision().max(self.sent),
+            None => self.service.stores.get().current_revision().max(self.sent),
         };
         self.progress_wanted = false;
         self.send(pb::WatchResponse { header: self.header(revision), watch_id: -1, ..Default::default() }).await
     }
 
     async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, mut live: broadcast::Receiver<Arc<Batch>>) {
-        let every = self.node.config.watch_progress_notify_interval;
+        let every = self.service.progress_every;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -243,7 +248,7 @@ impl Session {
                         Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
                         Some(RequestUnion::CancelRequest(c)) => {
                             self.watchers.remove(&c.watch_id);
-                            let header = self.header(self.node.store().current_revision());
+                            let header = self.header(self.service.stores.get().current_revision());
                             self.send(pb::WatchResponse { header, watch_id: c.watch_id, canceled: true, ..Default::default() }).await
                         }
                         Some(RequestUnion::ProgressRequest(_)) => {
@@ -292,9 +297,9 @@ impl Watch for WatchService {
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
-        let live = self.node.events.subscribe();
+        let live = self.events.subscribe();
         let session = Session {
-            node: Arc::clone(&self.node),
+            service: self.clone(),
             out: tx,
             watchers: BTreeMap::new(),
             next_id: 0,

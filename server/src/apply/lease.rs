@@ -35,6 +35,21 @@ struct Lease {
     revoking: bool,
 }
 
+/// The lessor as the apply thread, the lease services and the leader's expiry task share it.
+#[derive(Debug, Clone)]
+pub struct Leases(std::sync::Arc<std::sync::Mutex<Lessor>>);
+
+impl Leases {
+    pub fn new(lessor: Lessor) -> Self {
+        Leases(std::sync::Arc::new(std::sync::Mutex::new(lessor)))
+    }
+
+    /// The lessor, locked (a panic while it was held leaves it as it was: every change is one step).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Lessor> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Live leases.
 #[derive(Debug, Default)]
 pub struct Lessor {

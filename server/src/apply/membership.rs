@@ -215,16 +215,6 @@ impl Shared {
     pub fn write(&self) -> RwLockWriteGuard<'_, Registry> {
         self.registry.write().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// The answer to a joining member: the cluster id and every member.
-    pub fn join_answer(&self) -> Vec<u8> {
-        let header = Some(pb::ResponseHeader {
-            cluster_id: self.identity.cluster,
-            member_id: self.identity.member,
-            ..Default::default()
-        });
-        pb::MemberListResponse { header, members: self.read().members() }.encode_to_vec()
-    }
 }
 
 /// FNV-1a over `parts`, each followed by a separator byte; never 0 (etcd's "no member").

@@ -10,8 +10,9 @@
 //!    per transaction, where a failing request (a Put with `ignore_value` on a missing key, say) is dropped whole
 //!    and only its index is recorded: the same error on every member, same state. Lease operations and
 //!    compactions always run alone.
-//! 3. The result goes to the request's waiter by id (see `proposals`), with the header etcd returns: cluster and
-//!    member id, the store revision after the request, and the entry's term.
+//! 3. The result goes to the request's waiter by id (see `proposals`) in the store's own terms ([`Response`]:
+//!    the store revision after the request, the entry's term, what the write returned). This layer builds no
+//!    gRPC response; `api::convert` does, with etcd's header.
 
 pub mod lease;
 pub mod membership;
@@ -22,14 +23,13 @@ pub use range::range_options;
 
 use std::sync::Arc;
 
-use mvcc::{Compare, CompareOp, CompareTarget, PutOptions, RequestOp, ResponseOp, TxnRequest, TxnResult};
+use mvcc::{Compare, CompareOp, CompareTarget, PutOptions, RequestOp, TxnRequest, TxnResult};
 use prost::Message;
 use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::mvccpb;
 use crate::request::{InternalRequest, Op, RequestId};
 
 /// Who waits for which request's result. The apply thread hands each applied request's result over by id (and
@@ -42,42 +42,37 @@ pub trait Waiters: Send + Sync + std::fmt::Debug {
 /// What an applied request produced.
 pub type Applied = Result<Response, Error>;
 
-/// A write's response.
+/// What an applied write produced, in the store's own terms; the api layer turns it into etcd's response, with
+/// the header it builds from `revision` and `term` (`api::convert`).
 #[derive(Debug, Clone)]
-pub enum Response {
-    Put(pb::PutResponse),
-    DeleteRange(pb::DeleteRangeResponse),
-    Txn(pb::TxnResponse),
-    Compaction(pb::CompactionResponse),
-    LeaseGrant(pb::LeaseGrantResponse),
-    LeaseRevoke(pb::LeaseRevokeResponse),
-    /// A membership change or publish: the members after it.
+pub struct Response {
+    /// The store revision after the request.
+    pub revision: i64,
+    /// The term of the entry that carried it.
+    pub term: u64,
+    pub outcome: Outcome,
+}
+
+/// What kind of write it was, and what it returns.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The key's value before the put, if it had one.
+    Put {
+        prev: Option<mvcc::KeyValue>,
+    },
+    /// The last values of the deleted keys.
+    DeleteRange {
+        prevs: Vec<mvcc::KeyValue>,
+    },
+    Txn(TxnResult),
+    Compaction,
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke,
+    /// A membership change or publish: the members after it (the registry's records).
     Members(Vec<pb::Member>),
-}
-
-/// The ids every response header carries.
-#[derive(Debug, Clone, Copy)]
-pub struct Ids {
-    pub cluster: u64,
-    pub member: u64,
-}
-
-impl Ids {
-    pub fn header(&self, revision: i64, term: u64) -> Option<pb::ResponseHeader> {
-        Some(pb::ResponseHeader { cluster_id: self.cluster, member_id: self.member, revision, raft_term: term })
-    }
-}
-
-/// mvcc's key-value in etcd's wire type.
-pub fn to_pb(kv: mvcc::KeyValue) -> mvccpb::KeyValue {
-    mvccpb::KeyValue {
-        key: kv.key,
-        create_revision: kv.create_revision,
-        mod_revision: kv.mod_revision,
-        version: kv.version,
-        value: kv.value,
-        lease: kv.lease,
-    }
 }
 
 fn compare(c: &pb::Compare) -> Compare {
@@ -141,48 +136,6 @@ pub fn txn_request(t: &pb::TxnRequest) -> TxnRequest {
     }
 }
 
-/// mvcc's Txn result as etcd's TxnResponse, honouring each op's prev_kv flag and range shaping.
-pub fn txn_response(req: &pb::TxnRequest, res: TxnResult, ids: Ids, revision: i64, term: u64) -> pb::TxnResponse {
-    use pb::request_op::Request;
-    use pb::response_op::Response as R;
-    let ops = if res.succeeded { &req.success } else { &req.failure };
-    // As etcd: the ops' own headers carry only a revision (the range's, or the transaction's for writes); a nested
-    // transaction's header is empty.
-    let only = |revision| Some(pb::ResponseHeader { revision, ..Default::default() });
-    let responses = ops
-        .iter()
-        .filter_map(|o| o.request.as_ref())
-        .zip(res.responses)
-        .map(|(req, resp)| {
-            let response = match (req, resp) {
-                (Request::RequestRange(r), ResponseOp::Range(rr)) => {
-                    let header = only(rr.revision);
-                    R::ResponseRange(range::shape_range(r, rr, header))
-                }
-                (Request::RequestPut(p), ResponseOp::Put(pr)) => R::ResponsePut(pb::PutResponse {
-                    header: only(revision),
-                    prev_kv: if p.prev_kv { pr.prev.map(to_pb) } else { None },
-                }),
-                (Request::RequestDeleteRange(d), ResponseOp::DeleteRange(dr)) => {
-                    R::ResponseDeleteRange(pb::DeleteRangeResponse {
-                        header: only(revision),
-                        deleted: dr.deleted,
-                        prev_kvs: if d.prev_kv { dr.prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
-                    })
-                }
-                (Request::RequestTxn(t), ResponseOp::Txn(tr)) => {
-                    let mut nested = txn_response(t, tr, ids, revision, term);
-                    nested.header = Some(pb::ResponseHeader::default());
-                    R::ResponseTxn(nested)
-                }
-                _ => unreachable!("mvcc answers each op with the matching response kind"),
-            };
-            pb::ResponseOp { response: Some(response) }
-        })
-        .collect();
-    pb::TxnResponse { header: ids.header(revision, term), succeeded: res.succeeded, responses }
-}
-
 /// The changes one committed revision made, for watchers.
 #[derive(Debug)]
 pub struct Batch {
@@ -244,9 +197,8 @@ pub struct Apply {
     /// The store (replaced as a whole when a snapshot is installed).
     pub store: Arc<crate::apply::store::StoreSlot>,
     pub proposals: Arc<dyn Waiters>,
-    pub ids: Ids,
     /// Live leases and their keys.
-    pub lessor: Arc<std::sync::Mutex<crate::apply::lease::Lessor>>,
+    pub lessor: crate::apply::lease::Leases,
     /// Where each committed revision's changes are published (watchers subscribe).
     pub events: tokio::sync::broadcast::Sender<Arc<Batch>>,
     /// The applied index, for linearizable reads waiting on it.
@@ -257,7 +209,7 @@ pub struct Apply {
 
 impl std::fmt::Debug for Apply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Apply").field("ids", &self.ids).finish()
+        f.debug_struct("Apply").field("applied", &*self.applied.borrow()).finish()
     }
 }
 
@@ -403,7 +355,8 @@ impl Apply {
         w.commit()?;
         let members = registry.members();
         drop(registry);
-        self.proposals.complete(RequestId(change.request), Ok(Response::Members(members)));
+        let response = Response { revision: 0, term: e.term, outcome: Outcome::Members(members) };
+        self.proposals.complete(RequestId(change.request), Ok(response));
         Ok(())
     }
 
@@ -416,7 +369,7 @@ impl Apply {
     }
 
     fn lessor(&self) -> std::sync::MutexGuard<'_, crate::apply::lease::Lessor> {
-        self.lessor.lock().unwrap_or_else(|p| p.into_inner())
+        self.lessor.lock()
     }
 
     /// Whether every lease the branch of `t` that will run puts keys under exists (etcd refuses the whole Txn
@@ -454,12 +407,7 @@ impl Apply {
                 w.set_applied(index, term);
                 let revision = w.commit()?;
                 self.lessor().grant(g.id, g.ttl, std::time::Instant::now());
-                Ok(Ok(Response::LeaseGrant(pb::LeaseGrantResponse {
-                    header: self.ids.header(revision, term),
-                    id: g.id,
-                    ttl: g.ttl,
-                    error: String::new(),
-                })))
+                Ok(Ok(Response { revision, term, outcome: Outcome::LeaseGrant { id: g.id, ttl: g.ttl } }))
             }
             Op::LeaseRevoke(r) => {
                 if !self.lessor().exists(r.id) {
@@ -479,39 +427,28 @@ impl Apply {
                 if !changes.is_empty() {
                     let _ = self.events.send(Arc::new(Batch { revision, term, changes, resync: false }));
                 }
-                Ok(Ok(Response::LeaseRevoke(pb::LeaseRevokeResponse { header: self.ids.header(revision, term) })))
+                Ok(Ok(Response { revision, term, outcome: Outcome::LeaseRevoke }))
             }
             _ => unreachable!("only lease operations come here"),
         }
     }
 
-    /// One plain write (Put, DeleteRange or Txn) in `w`, with the response etcd gives for it.
+    /// One plain write (Put, DeleteRange or Txn) in `w`, and what it produced.
     fn write_op(&self, w: &mut mvcc::StoreWrite<'_>, op: &Op, term: u64) -> Result<Response, mvcc::Error> {
-        Ok(match op {
+        let outcome = match op {
             Op::Put(p) => {
                 let opts = PutOptions { ignore_value: p.ignore_value, ignore_lease: p.ignore_lease };
+                // The previous value travels to the api layer only when the client asked for it.
                 let prev = w.put(&p.key, &p.value, p.lease, opts)?;
-                Response::Put(pb::PutResponse {
-                    header: self.ids.header(w.current(), term),
-                    prev_kv: if p.prev_kv { prev.map(to_pb) } else { None },
-                })
+                Outcome::Put { prev: if p.prev_kv { prev } else { None } }
             }
-            Op::DeleteRange(d) => {
-                let prevs = w.delete_range(&d.key, &d.range_end)?;
-                Response::DeleteRange(pb::DeleteRangeResponse {
-                    header: self.ids.header(w.current(), term),
-                    deleted: prevs.len() as i64,
-                    prev_kvs: if d.prev_kv { prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
-                })
-            }
-            Op::Txn(t) => {
-                let res = w.txn(&txn_request(t))?;
-                Response::Txn(txn_response(t, res, self.ids, w.current(), term))
-            }
+            Op::DeleteRange(d) => Outcome::DeleteRange { prevs: w.delete_range(&d.key, &d.range_end)? },
+            Op::Txn(t) => Outcome::Txn(w.txn(&txn_request(t))?),
             Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) => {
                 unreachable!("lease operations, compactions and publishes are not plain writes")
             }
-        })
+        };
+        Ok(Response { revision: w.current(), term, outcome })
     }
 
     fn execute(&self, op: Op, index: u64, term: u64) -> Result<Applied, mvcc::Error> {
@@ -522,7 +459,7 @@ impl Apply {
             registry.publish(&mut w, m)?;
             w.set_applied(index, term);
             w.commit()?;
-            return Ok(Ok(Response::Members(registry.members())));
+            return Ok(Ok(Response { revision: 0, term, outcome: Outcome::Members(registry.members()) }));
         }
         if matches!(op, Op::LeaseGrant(_) | Op::LeaseRevoke(_)) {
             return self.execute_lease(op, index, term);
@@ -543,9 +480,7 @@ impl Apply {
         }
         if let Op::Compaction(c) = &op {
             let result = match store.compact(c.revision) {
-                Ok(()) => Ok(Response::Compaction(pb::CompactionResponse {
-                    header: self.ids.header(store.current_revision(), term),
-                })),
+                Ok(()) => Ok(Response { revision: store.current_revision(), term, outcome: Outcome::Compaction }),
                 Err(e @ (mvcc::Error::Compacted | mvcc::Error::FutureRev)) => Err(Error::from(e)),
                 Err(e) => return Err(e),
             };

@@ -25,6 +25,17 @@ use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_fram
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
 
+/// The answer to a joining member (a peer frame of kind `MEMBERS`): etcd's `MemberListResponse`, whose header
+/// carries the cluster id, with every member.
+pub fn join_answer(cluster: &crate::apply::membership::Shared) -> Vec<u8> {
+    let header = Some(pb::ResponseHeader {
+        cluster_id: cluster.identity.cluster,
+        member_id: cluster.identity.member,
+        ..Default::default()
+    });
+    pb::MemberListResponse { header, members: cluster.read().members() }.encode_to_vec()
+}
+
 /// The identity file's name in the member directory.
 const IDENTITY_FILE: &str = "identity";
 /// Its length: member id, cluster id (u64 little-endian each), CRC32C of the 16 bytes before it (u32 LE).

@@ -1,10 +1,14 @@
 //! Consensus: the Raft node (`node`: the Ready loop over the WAL), the peer transport, snapshot transfer between
-//! members, and a member's bootstrap (identity, initial configuration, joining).
+//! members, a member's bootstrap (identity, initial configuration, joining), and `view`: what the services see of
+//! the cluster and its leadership.
 
 pub mod bootstrap;
+pub mod conf;
 pub mod identity;
 pub mod leadership;
+pub mod log;
 pub mod node;
 pub mod reads;
 pub mod snapshot;
 pub mod transport;
+pub mod view;

@@ -7,12 +7,10 @@
 //! 3. answer ReadIndex requests whose read state arrived;
 //! 4. `advance`, then hand over the entries the LightReady commits, and `advance_apply`.
 //!
-//! The entry cache is raft-rs's `MemStorage`, rebuilt at start from the WAL, which is the source of truth.
+//! The node is split by concern: the log over the WAL and its compaction (`log`), configuration changes
+//! (`conf`), leadership policy (`leadership`: slow-disk hand-over, transferee choice, proposals held during a
+//! transfer), ReadIndex batching (`reads`). This module is the loop that drives them.
 //!
-//! **Log compaction.** When the apply loop has made mvcc durable up to index A (every `--snapshot-count`
-//! entries), the cache drops the entries below A, a snapshot marker for A is made durable in the WAL, and whole
-//! WAL segments below A are released. At start the newest marker seeds the cache (first index A + 1): mvcc, the
-//! state machine's snapshot, already holds everything up to it.
 //! **Peers.** Messages of a Ready go to the transport (which never blocks): the leader's appends before its own
 //! WAL write, votes and append responses only after it. Messages from peers arrive as `Msg::Step`.
 //!
@@ -25,13 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, HardState};
+use raft::RawNode;
+use raft::eraftpb::{ConfChange, ConfState, Entry};
 use raft::storage::MemStorage;
-use raft::{RawNode, Storage};
 use tokio::sync::oneshot;
 
 use crate::apply::Waiters;
+use crate::consensus::conf::ConfChanges;
+use crate::consensus::leadership::{Held, HeldProposals, Release};
+use crate::consensus::log::RaftLog;
 use crate::error::Error;
 use crate::request::RequestId;
 
@@ -101,11 +101,6 @@ impl RaftStatus {
     }
 }
 
-/// Converts a raft entry to the WAL record that persists it.
-fn wal_entry(e: &Entry) -> Result<Vec<u8>, Error> {
-    e.write_to_bytes().map_err(|source| Error::Encoding { what: "encode raft entry".into(), source })
-}
-
 /// Messages the Raft thread's queue holds; past that, clients are told "too many requests" and peers wait.
 pub const RAFT_QUEUE: usize = 16_384;
 /// Batches of committed entries queued for the apply thread; past that, the Raft thread waits for it.
@@ -149,7 +144,7 @@ const BATCH: usize = 4096;
 /// The Raft thread's state.
 pub struct RaftNode {
     node: RawNode<MemStorage>,
-    wal: wal::Wal,
+    log: RaftLog,
     apply: SyncSender<ApplyMsg>,
     rx: Receiver<Msg>,
     /// Indexes up to which mvcc is durable, from the apply thread (a separate channel, so that it does not keep
@@ -161,21 +156,11 @@ pub struct RaftNode {
     proposals: Arc<dyn Waiters>,
     status: Arc<RaftStatus>,
     transport: crate::consensus::transport::Transport,
-    /// Configuration changes at or below this index are already in Raft's configuration (it was built from the
-    /// registry at that index); later ones are applied as they commit.
-    conf_floor: u64,
-    cluster: Arc<crate::apply::membership::Shared>,
+    conf: ConfChanges,
     /// A WAL write slower than this (half an election timeout) is a slow disk (see [`RaftNode::check_disk`]).
     slow_disk: crate::consensus::leadership::SlowDisk,
-    /// Proposals that arrived during a leader transfer (see [`RaftNode::release_held`]).
-    held: Vec<(Instant, Held)>,
-}
-
-/// A proposal held during a leader transfer: one of ours, or one a follower forwarded.
-#[derive(Debug)]
-enum Held {
-    Local { id: RequestId, data: Vec<u8> },
-    Forwarded(Box<raft::eraftpb::Message>),
+    /// Proposals that arrived during a leader transfer.
+    held: HeldProposals,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -210,45 +195,13 @@ impl RaftNode {
         proposals: Arc<dyn Waiters>,
         status: Arc<RaftStatus>,
     ) -> Result<Self, Error> {
-        let conf = start.conf.clone();
-        let storage = MemStorage::new_with_conf_state(conf.clone());
-        let replay = wal.replay(wal::RaftIndex(1))?;
-        let floor = replay.snapshot.map_or(0, |s| s.index.0);
-        if let Some(snap) = replay.snapshot {
-            let mut meta = raft::eraftpb::SnapshotMetadata::default();
-            meta.set_index(snap.index.0);
-            meta.set_term(snap.term.0);
-            meta.set_conf_state(conf.clone());
-            let mut snapshot = raft::eraftpb::Snapshot::default();
-            snapshot.set_metadata(meta);
-            storage.wl().apply_snapshot(snapshot).map_err(Error::raft("raft snapshot"))?;
-        }
-        let mut entries = Vec::with_capacity(replay.entries.len());
-        for e in replay.entries.iter().filter(|e| e.index.0 > floor) {
-            let mut entry = Entry::default();
-            entry
-                .merge_from_bytes(&e.data)
-                .map_err(|source| Error::Encoding { what: format!("decode raft entry {}", e.index), source })?;
-            entries.push(entry);
-        }
-        {
-            let mut w = storage.wl();
-            w.append(&entries).map_err(Error::raft("rebuild the raft log"))?;
-            if let Some(hs) = replay.hard_state {
-                let mut h = HardState::default();
-                h.set_term(hs.term.0.max(w.hard_state().term));
-                h.set_vote(hs.vote);
-                // Everything up to the snapshot marker was committed and applied before it was written.
-                h.set_commit(hs.commit.0.max(floor));
-                w.set_hardstate(h);
-            }
-        }
+        let log = RaftLog::open(wal, &start.conf)?;
         // Raft requires applied <= committed. The commit index is persisted only with the hard state of a Ready
         // (its later advances live in memory), so after a restart mvcc may have applied past it. Raft then
         // re-commits those entries and hands them over again; the apply loop skips every entry at or below
         // mvcc's applied index, so nothing is applied twice.
-        let persisted_commit = storage.initial_state().map(|s| s.hard_state.commit).unwrap_or(0);
-        let applied = start.applied.min(storage.last_index().unwrap_or(0)).min(persisted_commit);
+        let last = raft::Storage::last_index(&log.cache()).unwrap_or(0);
+        let applied = start.applied.min(last).min(log.persisted_commit());
         let config = raft::Config {
             id: start.id,
             election_tick: start.election_ticks.max(2),
@@ -264,24 +217,22 @@ impl RaftNode {
         };
         config.validate().map_err(Error::raft("raft config"))?;
         let logger = crate::logging::raft_logger();
-        let node = RawNode::new(&config, storage, &logger).map_err(Error::raft("start raft"))?;
+        let node = RawNode::new(&config, log.cache(), &logger).map_err(Error::raft("start raft"))?;
+        let election = start.heartbeat * start.election_ticks.max(2) as u32;
         Ok(RaftNode {
             node,
-            wal,
+            log,
             apply,
             rx,
             compactions,
             tick: start.heartbeat,
-            slow_disk: crate::consensus::leadership::SlowDisk::new(
-                start.heartbeat * start.election_ticks.max(2) as u32,
-            ),
-            held: Vec::new(),
+            slow_disk: crate::consensus::leadership::SlowDisk::new(election),
+            held: HeldProposals::new(election),
             reads: crate::consensus::reads::ReadBatcher::new(start.id),
             proposals,
             status,
             transport: start.transport,
-            conf_floor: start.conf_floor,
-            cluster: start.cluster,
+            conf: ConfChanges::new(start.id, start.conf_floor, start.cluster),
         })
     }
 
@@ -310,7 +261,7 @@ impl RaftNode {
             while let Some(m) = next.take() {
                 match m {
                     Msg::Propose { id, data } if self.node.raft.lead_transferee.is_some() => {
-                        self.held.push((Instant::now(), Held::Local { id, data }));
+                        self.held.hold(Held::Local { id, data }, Instant::now());
                     }
                     Msg::Propose { id, data } => {
                         if self.node.propose(vec![], data).is_err() {
@@ -352,7 +303,7 @@ impl RaftNode {
                         if m.get_msg_type() == raft::eraftpb::MessageType::MsgPropose
                             && self.node.raft.lead_transferee.is_some() =>
                     {
-                        self.held.push((Instant::now(), Held::Forwarded(m)));
+                        self.held.hold(Held::Forwarded(m), Instant::now());
                     }
                     Msg::Step(m) => {
                         // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.
@@ -368,7 +319,7 @@ impl RaftNode {
                 self.node.read_index(ctx);
             }
             while let Ok(index) = self.compactions.try_recv() {
-                self.compact(index)?;
+                self.log.compact(index)?;
             }
             if Instant::now() >= next_tick {
                 self.node.tick();
@@ -381,108 +332,47 @@ impl RaftNode {
         }
     }
 
-    /// Once a leader transfer is over, proposals held during it go to whoever leads now: proposed here (Raft
-    /// forwards them from a follower), or, for those a follower forwarded to us, sent on to the new leader. Raft
-    /// drops every proposal while a transfer runs; without this, a client would wait out its request timeout.
+    /// Once a leader transfer is over, proposals held during it go to whoever leads now (see `leadership`).
     fn release_held(&mut self) {
-        if self.held.is_empty() || self.node.raft.lead_transferee.is_some() {
-            return;
-        }
-        let leader = self.node.raft.leader_id;
-        let patience = self.slow_disk.limit() * 4;
-        for (since, h) in std::mem::take(&mut self.held) {
-            match h {
-                Held::Local { id, data } => {
+        let r = &self.node.raft;
+        let released = self.held.release(r.lead_transferee.is_some(), r.leader_id, r.id, Instant::now());
+        for release in released {
+            match release {
+                Release::Propose { id, data } => {
                     if self.node.propose(vec![], data).is_err() {
                         self.proposals.complete(id, Err(Error::NoLeader));
                     }
                 }
-                Held::Forwarded(m) if leader == self.node.raft.id => {
+                Release::Step(m) => {
                     let _ = self.node.step(*m);
                 }
-                Held::Forwarded(mut m) if leader != 0 => {
-                    m.to = leader;
-                    self.transport.send(vec![*m]);
-                }
-                // No leader yet: keep it a little longer (two election timeouts), then let its client retry.
-                held @ Held::Forwarded(_) if since.elapsed() < patience => self.held.push((since, held)),
-                Held::Forwarded(_) => {}
+                Release::Forward(m) => self.transport.send(vec![*m]),
             }
         }
     }
 
     /// A snapshot from the leader (staged by `snapshot::receive`): the apply thread installs the store, then the
-    /// WAL's marker makes it the start of the log, then Raft's storage takes it.
+    /// log takes it as its start, then the configuration follows the image's registry.
     fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), Error> {
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
         let (done, outcome) = std::sync::mpsc::channel();
         self.apply.send(ApplyMsg::Snapshot { index, term, done }).map_err(|_| Error::Stopped)?;
         outcome.recv().map_err(|_| Error::Stopped)??;
-        let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
-        self.wal.append(&[marker]).and_then(|c| c.wait())?;
-        self.node.mut_store().wl().apply_snapshot(snap).map_err(Error::raft("raft snapshot"))?;
-        // The image's registry (loaded by the apply thread) says where the members are now.
-        self.conf_floor = self.conf_floor.max(index);
-        let members = self.cluster.read().members();
-        for m in &members {
-            self.point_transport(m);
-        }
-        for id in self.transport.peer_ids() {
-            if !members.iter().any(|m| m.id == id) {
-                self.transport.remove_peer(id);
-            }
-        }
+        self.log.install(snap)?;
+        self.conf.on_snapshot(index, &mut self.transport);
         crate::logging::log("info", "installed database snapshot", &[("index", index.to_string())]);
         Ok(())
     }
 
-    /// Sends to `m` at its first peer URL (not to this member itself).
-    fn point_transport(&mut self, m: &crate::proto::etcdserverpb::Member) {
-        if m.id == self.node.raft.id {
-            return;
-        }
-        let Some(url) = m.peer_ur_ls.first() else { return };
-        match crate::config::parse_url("peer-urls", url) {
-            Ok(u) => {
-                if let Err(e) = self.transport.set_peer(m.id, u.addr) {
-                    crate::logging::log("warn", "cannot reach a member", &[("error", e.to_string())]);
-                }
-            }
-            Err(e) => crate::logging::log("warn", "member with a bad peer URL", &[("error", e.0)]),
-        }
-    }
-
-    /// Applies the committed configuration changes of `entries` to Raft and points the transport at new or moved
-    /// members (see `membership`); the apply thread records them in the registry.
+    /// Applies the committed configuration changes of `entries` to Raft (see `conf`); the apply thread records
+    /// them in the registry.
     fn apply_conf_changes(&mut self, entries: &[Entry]) -> Result<(), Error> {
         for e in entries {
-            if e.get_entry_type() != EntryType::EntryConfChange || e.index <= self.conf_floor {
-                continue;
-            }
-            let mut cc = ConfChange::default();
-            if cc.merge_from_bytes(&e.data).is_err() {
-                return Err(Error::Corrupt(format!("undecodable configuration change at index {}", e.index)));
-            }
-            let cs = match self.node.apply_conf_change(&cc) {
-                Ok(cs) => cs,
-                Err(err) => {
-                    // Refused by Raft (e.g. removing the last voter): every member refuses it alike.
-                    crate::logging::log("warn", "configuration change refused", &[("error", err.to_string())]);
-                    continue;
-                }
-            };
-            self.node.mut_store().wl().set_conf_state(cs);
-            let change = crate::apply::membership::MemberChange::from_conf_change(&cc);
-            let member = change.as_ref().and_then(|c| c.member.clone()).unwrap_or_default();
-            if cc.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode {
-                if cc.node_id == self.node.raft.id {
-                    crate::logging::log("warn", "the member has been permanently removed from the cluster", &[]);
-                    self.status.removed.notify_one();
-                } else {
-                    self.transport.remove_peer(cc.node_id);
-                }
-            } else {
-                self.point_transport(&member);
+            let node = &mut self.node;
+            let applied =
+                self.conf.on_committed(e, |cc| node.apply_conf_change(cc), &mut self.transport, &self.status)?;
+            if let crate::consensus::conf::Applied::Changed(cs) = applied {
+                self.log.set_conf_state(cs);
             }
         }
         Ok(())
@@ -517,7 +407,7 @@ impl RaftNode {
     /// The voter (not this member) best placed to lead next (see `leadership`).
     fn best_transferee(&self) -> Option<u64> {
         let r = &self.node.raft;
-        let voters = self.node.store().initial_state().map(|s| s.conf_state.voters).unwrap_or_default();
+        let voters = self.log.voters();
         let peers = r.prs().iter().map(|(id, p)| crate::consensus::leadership::Peer {
             id: *id,
             voter: voters.contains(id),
@@ -525,20 +415,6 @@ impl RaftNode {
             matched: p.matched,
         });
         crate::consensus::leadership::best_transferee(r.id, peers)
-    }
-
-    /// Drops the log below `index` (see the module header). The marker is durable before any segment goes.
-    fn compact(&mut self, index: u64) -> Result<(), Error> {
-        let store = self.node.mut_store();
-        let term = store.term(index).map_err(Error::raft(format!("raft term of {index}")))?;
-        if index <= store.first_index().unwrap_or(1) {
-            return Ok(());
-        }
-        store.wl().compact(index).map_err(Error::raft("raft compact"))?;
-        let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
-        self.wal.append(&[marker]).and_then(|c| c.wait())?;
-        self.wal.release_to(wal::RaftIndex(index))?;
-        Ok(())
     }
 
     fn send_committed(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
@@ -561,30 +437,8 @@ impl RaftNode {
             self.install_snapshot(ready.snapshot().clone())?;
         }
         self.send_committed(ready.take_committed_entries())?;
-        let hs = ready.hs().cloned();
-        if !ready.entries().is_empty() || hs.is_some() {
-            let data: Vec<(u64, u64, Vec<u8>)> =
-                ready.entries().iter().map(|e| Ok((e.index, e.term, wal_entry(e)?))).collect::<Result<_, Error>>()?;
-            let mut records: Vec<wal::Record<'_>> = data
-                .iter()
-                .map(|(i, t, d)| wal::Record::Entry { index: wal::RaftIndex(*i), term: wal::Term(*t), data: d })
-                .collect();
-            if let Some(h) = &hs {
-                records.push(wal::Record::HardState(wal::HardState {
-                    term: wal::Term(h.term),
-                    vote: h.vote,
-                    commit: wal::RaftIndex(h.commit),
-                }));
-            }
-            let started = Instant::now();
-            self.wal.append(&records).and_then(|c| c.wait())?;
-            self.check_disk(started.elapsed());
-            let store = self.node.mut_store();
-            store.wl().append(ready.entries()).map_err(Error::raft("append to the raft log"))?;
-            if let Some(h) = hs {
-                store.wl().set_hardstate(h);
-            }
-        }
+        let took = self.log.persist(ready.entries(), ready.hs().cloned())?;
+        self.check_disk(took);
         // Votes and append responses only once what they promise is durable.
         self.transport.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {
@@ -592,7 +446,7 @@ impl RaftNode {
         }
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.node.mut_store().wl().mut_hard_state().set_commit(commit);
+            self.log.set_commit(commit);
         }
         self.transport.send(light.take_messages());
         self.send_committed(light.take_committed_entries())?;

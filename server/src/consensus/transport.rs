@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 
-use crate::apply::lease::Lessor;
 use crate::apply::store::StoreSlot;
 use crate::consensus::node::Msg;
 use crate::error::Error;
@@ -295,7 +294,7 @@ pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
 #[derive(Debug, Clone)]
 pub struct PeerShared {
     pub raft: crate::consensus::node::RaftQueue,
-    pub lessor: Arc<Mutex<Lessor>>,
+    pub lessor: crate::apply::lease::Leases,
     pub stores: Arc<StoreSlot>,
     pub activity: Arc<Activity>,
     /// Answers a joining member's question (see `identity::join`).
@@ -319,13 +318,13 @@ fn reader(conn: TcpStream, peer: PeerShared) {
                 }
             }
             Some((&MEMBERS, _)) => {
-                let answer = peer.cluster.join_answer();
+                let answer = crate::consensus::identity::join_answer(&peer.cluster);
                 let mut w = BufWriter::new(r.into_inner());
                 let _ = write_frame(&mut w, &answer).then(|| w.flush());
                 return;
             }
             Some((&RENEW, body)) if body.len() % 8 == 0 => {
-                let mut l = peer.lessor.lock().unwrap_or_else(|p| p.into_inner());
+                let mut l = peer.lessor.lock();
                 for id in body.chunks_exact(8) {
                     let id = i64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
                     let _ = l.renew(id, std::time::Instant::now());

@@ -1,0 +1,78 @@
+//! The member's own requests, made as a client of the layers below, like the services: publishing its name and
+//! client URLs, revoking expired leases while it leads, and handing leadership over before a graceful stop.
+//!
+//! **Threading**: async tasks on the runtime the services run on, started and stopped by the wiring.
+
+use std::time::{Duration, Instant};
+
+use crate::apply::lease::Leases;
+use crate::consensus::view::ClusterView;
+use crate::error::Error;
+use crate::logging::log;
+use crate::proposals::Proposer;
+use crate::proto::etcdserverpb as pb;
+use crate::request::Op;
+
+/// Before a graceful stop, a leader of several members hands leadership to the best-placed voter, as etcd does,
+/// so that a rolling restart costs no election timeout. Gives up after a few election timeouts (the stop goes on).
+pub async fn hand_over_leadership(cluster: &ClusterView) {
+    let me = cluster.member;
+    let others = cluster.registry.read().voters().iter().any(|v| *v != me);
+    if !others || !cluster.is_leader() {
+        return;
+    }
+    log("info", "leadership transfer starting before stop", &[("from", format!("{me:x}"))]);
+    if cluster.transfer_leader(0).is_err() {
+        return;
+    }
+    if cluster.wait_for_leader(|l| l != me && l != 0).await {
+        log("info", "leadership transferred before stop", &[("to", format!("{:x}", cluster.leader()))]);
+    } else {
+        log("warn", "leadership transfer before stop timed out", &[]);
+    }
+}
+
+/// Publishes this member's name and client URLs through Raft (etcd's publish), retrying every `retry` until it is
+/// applied: until then the member is "unstarted" to the others.
+pub async fn publish(proposer: Proposer, cluster: ClusterView, me: pb::Member, retry: Duration) {
+    let op = Op::Publish(me);
+    loop {
+        if cluster.leader() != 0 && proposer.propose(&op).await.is_ok() {
+            let Op::Publish(me) = &op else { return };
+            log("info", "published local member to cluster through raft", &[("name", me.name.clone())]);
+            return;
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see
+/// `apply::lease`). On becoming leader, every lease first gets a full TTL again (plus `election`): the old
+/// leader's renewals were not seen here.
+pub async fn expire_leases(proposer: Proposer, cluster: ClusterView, leases: Leases, election: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut leading = false;
+    loop {
+        tick.tick().await;
+        let was_leading = leading;
+        leading = cluster.is_leader();
+        if !leading {
+            continue;
+        }
+        if !was_leading {
+            let since = cluster.status.leader_since().unwrap_or_else(Instant::now);
+            leases.lock().promote(since, election);
+            continue;
+        }
+        let expired = leases.lock().take_expired(Instant::now());
+        for id in expired {
+            let (proposer, leases) = (proposer.clone(), leases.clone());
+            tokio::spawn(async move {
+                match proposer.propose(&Op::LeaseRevoke(pb::LeaseRevokeRequest { id })).await {
+                    Ok(_) | Err(Error::LeaseNotFound) => {}
+                    Err(_) => leases.lock().retry(id),
+                }
+            });
+        }
+    }
+}
