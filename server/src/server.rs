@@ -6,7 +6,7 @@
 //! cluster token and each member's sorted peer URLs), so every member computes the same ids.
 
 use std::sync::Arc;
-use std::sync::mpsc::{RecvTimeoutError, channel, sync_channel};
+use std::sync::mpsc::{channel, sync_channel};
 use std::time::Duration;
 
 use mvcc::{DbConfig, StoreConfig, SyncPolicy};
@@ -73,9 +73,8 @@ pub fn run(config: Config) -> Result<(), Error> {
 
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
-    let (apply_tx, apply_rx) = sync_channel::<crate::consensus::node::ApplyMsg>(crate::consensus::node::APPLY_QUEUE);
-    let lessor =
-        Leases::new(crate::apply::lease::Lessor::load(&store, std::time::Instant::now()).map_err(Error::from)?);
+    let (apply_tx, apply_rx) = sync_channel::<crate::apply::ApplyMsg>(crate::consensus::node::APPLY_QUEUE);
+    let lessor = Leases::new(crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&stores),
@@ -95,38 +94,8 @@ pub fn run(config: Config) -> Result<(), Error> {
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
-            let fatal = apply_fatal;
-            let mut last_compaction = apply.store.get().applied().0;
-            loop {
-                match apply_rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(crate::consensus::node::ApplyMsg::Entries(entries)) => {
-                        if let Err(e) = apply.apply(entries) {
-                            // Nothing more is applied; the Raft thread ends when it next hands entries over.
-                            return fatal.report("failed to apply committed entries", e.into());
-                        }
-                    }
-                    Ok(crate::consensus::node::ApplyMsg::Snapshot { index, term, done }) => {
-                        let _ = done.send(apply.install_snapshot(index, term));
-                        last_compaction = index;
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-                if let Err(e) = apply.store.get().db().sync_if_due() {
-                    return fatal.report("failed to sync the backend", e.into());
-                }
-                // Every --snapshot-count entries: make mvcc durable, then let the log before it go.
-                let applied = apply.store.get().applied().0;
-                if applied >= last_compaction + snapshot_count {
-                    if let Err(e) = apply.store.get().db().sync() {
-                        return fatal.report("failed to sync the backend", e.into());
-                    }
-                    let _ = compactor.send(applied);
-                    last_compaction = applied;
-                }
-            }
-            if let Err(e) = apply.store.get().db().sync() {
-                fatal.report("failed to sync the backend at shutdown", e.into());
+            if let Err((what, e)) = apply.run(apply_rx, compactor, snapshot_count) {
+                apply_fatal.report(what, e);
             }
         })
         .map_err(Error::io("start the apply thread"))?;

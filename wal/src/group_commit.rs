@@ -12,7 +12,8 @@
 //!    with nothing in flight, into a preallocated spare, flushed, renamed to its final name, and the directory is
 //!    fsynced; only then is anything after it submitted.
 //! 3. After any failed write, flush, rename or allocation the WAL is poisoned: every queued and in-flight appender
-//!    gets the error, later appends are refused, and the thread exits. Nothing is retried.
+//!    gets the error, later appends are refused, and the thread exits. Nothing is retried. A panic of the I/O
+//!    thread poisons the WAL the same way: no appender is left parked on a thread that is gone.
 //!
 //! **Concurrency**: `Shared::queue` (one mutex) is taken by appenders to encode and by the I/O thread to take
 //! chunks and return buffers; the I/O thread never holds it during I/O. Waking: `io_cv` when the I/O thread is
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     pub metrics: std::sync::Arc<Metrics>,
     /// Failpoint: nanoseconds to sleep before each batch is submitted (so before each flush).
     pub fsync_delay_ns: AtomicU64,
+    /// Failpoint: the I/O thread panics before it submits the next batch.
+    pub panic_next: std::sync::atomic::AtomicBool,
     pub dir: PathBuf,
 }
 
@@ -132,8 +135,20 @@ impl Queue {
 impl IoThread {
     /// The thread's body: runs until closed or poisoned.
     pub fn run(mut self) {
-        if let Err(e) = self.serve() {
-            self.poison(&e);
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
+        match served {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.poison(&e),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let e = Error::Poisoned(format!("the WAL I/O thread panicked: {what}"));
+                tracing::error!(dir = %self.shared.dir.display(), error = %e, "wal I/O thread stopped");
+                self.poison(&e);
+            }
         }
     }
 
@@ -172,12 +187,16 @@ impl IoThread {
     }
 
     fn submit(&mut self, chunks: Vec<Chunk>) -> Result<()> {
+        // The waiters are recorded first: from here on a failure, or a panic, reaches them (invariant 3).
+        self.in_flight.push_back(chunks.iter().flat_map(|c| c.waiters.iter().cloned()).collect());
+        if self.shared.panic_next.swap(false, Ordering::Relaxed) {
+            panic!("failpoint: panic_io_thread");
+        }
         let delay = self.shared.fsync_delay_ns.load(Ordering::Relaxed);
         if delay > 0 {
             std::thread::sleep(Duration::from_nanos(delay));
         }
         debug_assert!(chunks.windows(2).all(|w| w[0].seq == w[1].seq), "a batch spans one segment");
-        self.in_flight.push_back(chunks.iter().flat_map(|c| c.waiters.iter().cloned()).collect());
         match chunks.first().and_then(|c| c.starts) {
             Some(header) => self.start_segment(header.seq, chunks),
             None => self.engine.submit(Batch { file: Arc::clone(&self.file), path: Arc::clone(&self.path), chunks }),

@@ -232,6 +232,7 @@ impl Wal {
             waker: engine.waker(),
             metrics: Arc::new(Metrics::default()),
             fsync_delay_ns: AtomicU64::new(config.fsync_delay.as_nanos() as u64),
+            panic_next: std::sync::atomic::AtomicBool::new(false),
             dir: dir.to_path_buf(),
         });
         let io = IoThread {
@@ -336,6 +337,12 @@ impl Wal {
     /// Failpoint for fault drills: from now on, sleep `delay` before each batch's write and flush.
     pub fn set_fsync_delay(&self, delay: Duration) {
         self.shared.fsync_delay_ns.store(delay.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Failpoint for fault drills: the I/O thread panics before it writes the next batch (as a bug would).
+    #[doc(hidden)]
+    pub fn panic_io_thread(&self) {
+        self.shared.panic_next.store(true, Ordering::Relaxed);
     }
 
     /// Flushes everything queued, stops the I/O thread and releases the directory lock.

@@ -1,7 +1,7 @@
 //! After a failed write, flush or allocation the WAL is poisoned: pending and later appends fail, nothing is
 //! retried, and every append acknowledged before the failure is still there after a reopen.
 //!
-//! The failure is real: a tmpfs too small for the next segment's preallocation, so fallocate returns ENOSPC when
+//! The ENOSPC failure is real: a tmpfs too small for the next segment's preallocation, so fallocate returns ENOSPC when
 //! the log moves to a new segment. Mounting needs root (CI has it); elsewhere the test says so and skips.
 
 mod common;
@@ -73,6 +73,46 @@ fn enospc_at_a_segment_change_poisons_and_loses_nothing_acknowledged() {
         let wal = Wal::open(&dir, config).unwrap();
         let r = wal.replay(RaftIndex(1)).unwrap();
         assert!(r.entries.len() as u64 >= acked, "{engine:?}: {} replayed, {acked} acknowledged", r.entries.len());
+        for e in &r.entries {
+            assert_eq!(e.data, payload(e.index.0));
+        }
+    }
+}
+
+/// A panic of the I/O thread (a bug) poisons the WAL like an I/O failure: the appender waiting on the batch it
+/// was writing gets an error naming the panic instead of waiting forever, later appends are refused, and every
+/// append acknowledged before it is replayed after a reopen.
+#[test]
+fn a_panic_of_the_io_thread_poisons_instead_of_leaving_appenders_parked() {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config { engine, ..Config::default() };
+        let wal = Wal::create(dir.path(), config.clone()).unwrap();
+        for i in 1..=10u64 {
+            let data = payload(i);
+            wal.append(&[Record::Entry { index: RaftIndex(i), term: Term(1), data: &data }]).unwrap().wait().unwrap();
+        }
+        wal.panic_io_thread();
+        let data = payload(11);
+        let pending = wal.append(&[Record::Entry { index: RaftIndex(11), term: Term(1), data: &data }]).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(pending.wait());
+        });
+        let outcome = rx.recv_timeout(std::time::Duration::from_secs(10));
+        let failure = match outcome {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => panic!("{engine:?}: the append was acknowledged although the I/O thread died"),
+            Err(_) => panic!("{engine:?}: the appender is still parked 10 s after the I/O thread died"),
+        };
+        assert!(matches!(failure, Error::Poisoned(_)), "{engine:?}: {failure}");
+        assert!(failure.to_string().contains("panicked"), "{engine:?}: the cause is named: {failure}");
+        let again = wal.append(&[Record::Entry { index: RaftIndex(11), term: Term(1), data: b"" }]);
+        assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
+        assert!(matches!(wal.close(), Err(Error::Poisoned(_))));
+        let wal = Wal::open(dir.path(), config).unwrap();
+        let r = wal.replay(RaftIndex(1)).unwrap();
+        assert!(r.entries.len() >= 10, "{engine:?}: every acknowledged append is replayed");
         for e in &r.entries {
             assert_eq!(e.data, payload(e.index.0));
         }

@@ -1,7 +1,8 @@
 //! The lessor: live leases, their keys and (on the leader) their expiry.
 //!
 //! Leases are granted and revoked through Raft (`apply`), stored in the mvcc `lease` keyspace (id, big-endian i64 →
-//! granted TTL, little-endian i64), and rebuilt at start together with which keys each holds (from the keys'
+//! format version 1 (u8), then the granted TTL, little-endian i64; version 0, the TTL alone, is still read), and
+//! rebuilt at start together with which keys each holds (from the keys'
 //! lease field). Expiry is the leader's business: keep-alives renew it locally, and a leader task proposes the
 //! revocation of every lease past its expiry, so an expired lease's keys are deleted through Raft on every member.
 //! After a restart every lease starts a full TTL again (etcd does the same on a leader change).
@@ -22,6 +23,36 @@ use mvcc::{RangeOptions, Store};
 
 /// The keyspace leases are stored in.
 pub const LEASE: &str = "lease";
+/// The lease record format written (see docs/format-server.md).
+const RECORD_VERSION: u8 = 1;
+
+/// A lease's record in the `lease` keyspace: key and value.
+pub fn encode_record(id: i64, ttl: i64) -> ([u8; 8], [u8; 9]) {
+    let mut v = [RECORD_VERSION; 9];
+    v[1..].copy_from_slice(&ttl.to_le_bytes());
+    (id.to_be_bytes(), v)
+}
+
+/// A record's lease id and granted TTL (version 1, or version 0: the TTL alone); a record of another shape or
+/// a newer version is corrupt to this ferrokv, never misread.
+fn decode_record(k: &[u8], v: &[u8]) -> Result<(i64, i64), crate::error::Error> {
+    use crate::error::Error;
+    let shape = || Error::Corrupt(format!("lease record of {} key and {} value bytes", k.len(), v.len()));
+    let id = <[u8; 8]>::try_from(k).map(i64::from_be_bytes).map_err(|_| shape())?;
+    let ttl = match v {
+        [RECORD_VERSION, ttl @ ..] if v.len() == 9 => ttl,
+        ttl if ttl.len() == 8 => ttl,
+        [version, ..] if v.len() == 9 => {
+            return Err(Error::Corrupt(format!(
+                "lease {id:x}: record format version {version} is not one this ferrokv reads ({RECORD_VERSION})"
+            )));
+        }
+        _ => return Err(shape()),
+    };
+    let ttl = <[u8; 8]>::try_from(ttl).map(i64::from_le_bytes).map_err(|_| shape())?;
+    Ok((id, ttl))
+}
+
 /// etcd's largest lease TTL, in seconds.
 pub const MAX_TTL: i64 = 9_000_000_000;
 
@@ -58,16 +89,15 @@ pub struct Lessor {
 
 impl Lessor {
     /// Rebuilds the leases and their keys from the store.
-    pub fn load(store: &Store, now: Instant) -> Result<Lessor, mvcc::Error> {
+    pub fn load(store: &Store, now: Instant) -> Result<Lessor, crate::error::Error> {
         let db = store.db();
         let ks = db.keyspace(LEASE)?;
         let r = db.read();
         let mut lessor = Lessor::default();
         for item in r.range(ks, Bound::Unbounded, Bound::Unbounded)? {
             let (k, v) = item?;
-            let (Ok(id), Ok(ttl)) = (<[u8; 8]>::try_from(k), <[u8; 8]>::try_from(v)) else { continue };
-            let ttl = i64::from_le_bytes(ttl);
-            lessor.leases.insert(i64::from_be_bytes(id), Lease::new(ttl, now));
+            let (id, ttl) = decode_record(k, v)?;
+            lessor.leases.insert(id, Lease::new(ttl, now));
         }
         drop(r);
         for kv in store.range(b"\0", &[0], RangeOptions::default())?.kvs {
@@ -178,6 +208,21 @@ fn secs(ttl: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_carry_their_version_and_version_0_is_still_read() {
+        let (k, v) = encode_record(0x55, 30);
+        assert_eq!(v[0], 1);
+        assert_eq!(decode_record(&k, &v).unwrap(), (0x55, 30));
+        // Version 0: the TTL alone, even one whose first byte looks like a version.
+        assert_eq!(decode_record(&k, &1i64.to_le_bytes()).unwrap(), (0x55, 1));
+        let mut newer = v;
+        newer[0] = 2;
+        let e = decode_record(&k, &newer).unwrap_err().to_string();
+        assert!(e.contains("version 2"), "{e}");
+        assert!(decode_record(&k, b"abc").is_err(), "a record of another shape is corrupt");
+        assert!(decode_record(b"short", &v).is_err());
+    }
 
     #[test]
     fn renew_reattach_and_expire() {

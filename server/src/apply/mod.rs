@@ -136,6 +136,15 @@ pub fn txn_request(t: &pb::TxnRequest) -> TxnRequest {
     }
 }
 
+/// What the apply thread is handed, in log order.
+#[derive(Debug)]
+pub enum ApplyMsg {
+    /// Committed entries.
+    Entries(Vec<Entry>),
+    /// Install the snapshot staged for `(index, term)` in place of the store; the outcome goes to `done`.
+    Snapshot { index: u64, term: u64, done: std::sync::mpsc::Sender<Result<(), Error>> },
+}
+
 /// The changes one committed revision made, for watchers.
 #[derive(Debug)]
 pub struct Batch {
@@ -214,6 +223,42 @@ impl std::fmt::Debug for Apply {
 }
 
 impl Apply {
+    /// The apply thread's body: applies what the Raft thread hands over until it hangs up, syncs the store when
+    /// its sync policy says so, and every `snapshot_count` entries makes the store durable and tells the Raft
+    /// thread (`compactions`) that the log before it may go. Ends with a last sync; an error ends it at once,
+    /// with what failed (nothing more is applied; the Raft thread ends when it next hands entries over).
+    pub fn run(
+        self,
+        rx: std::sync::mpsc::Receiver<ApplyMsg>,
+        compactions: std::sync::mpsc::Sender<u64>,
+        snapshot_count: u64,
+    ) -> Result<(), (&'static str, Error)> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let synced = |r: Result<(), mvcc::Error>, what| r.map_err(|e| (what, Error::from(e)));
+        let mut last_compaction = self.store.get().applied().0;
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(ApplyMsg::Entries(entries)) => {
+                    self.apply(entries).map_err(|e| ("failed to apply committed entries", e.into()))?;
+                }
+                Ok(ApplyMsg::Snapshot { index, term, done }) => {
+                    let _ = done.send(self.install_snapshot(index, term));
+                    last_compaction = index;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            synced(self.store.get().db().sync_if_due(), "failed to sync the backend")?;
+            let applied = self.store.get().applied().0;
+            if applied >= last_compaction + snapshot_count {
+                synced(self.store.get().db().sync(), "failed to sync the backend")?;
+                let _ = compactions.send(applied);
+                last_compaction = applied;
+            }
+        }
+        synced(self.store.get().db().sync(), "failed to sync the backend at shutdown")
+    }
+
     /// Replaces the store with the snapshot staged for `(index, term)` (see `store`): leases are rebuilt from
     /// it, linearizable reads see its index, watchers catch up from its history.
     pub fn install_snapshot(&self, index: u64, term: u64) -> Result<(), Error> {
@@ -403,7 +448,8 @@ impl Apply {
                     return Ok(Err(Error::LeaseExists));
                 }
                 let mut w = store.write()?;
-                w.db().put(ks, &g.id.to_be_bytes(), &g.ttl.to_le_bytes())?;
+                let (key, value) = crate::apply::lease::encode_record(g.id, g.ttl);
+                w.db().put(ks, &key, &value)?;
                 w.set_applied(index, term);
                 let revision = w.commit()?;
                 self.lessor().grant(g.id, g.ttl, std::time::Instant::now());

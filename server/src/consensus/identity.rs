@@ -2,13 +2,17 @@
 //! `member/identity`, apart from the store (a snapshot from the leader replaces the store whole); and how a member
 //! started with `--initial-cluster-state existing` learns it from the members already running.
 //!
-//! **On-disk format** (`member/identity`, 20 bytes; see docs/format-server.md):
+//! **On-disk format** (`member/identity`, version 1, 21 bytes; see docs/format-server.md):
 //!
 //! | offset | width | field | encoding |
 //! |---|---|---|---|
-//! | 0 | 8 | member id | u64 little-endian |
-//! | 8 | 8 | cluster id | u64 little-endian |
-//! | 16 | 4 | CRC32C of bytes 0..16 | u32 little-endian |
+//! | 0 | 1 | format version: 1 | u8 |
+//! | 1 | 8 | member id | u64 little-endian |
+//! | 9 | 8 | cluster id | u64 little-endian |
+//! | 17 | 4 | CRC32C of bytes 0..17 | u32 little-endian |
+//!
+//! Version 0 (20 bytes: the same fields without the version byte, CRC of bytes 0..16), written before the version
+//! byte existed, is still read. A newer version is refused with its number, never misread.
 //!
 //! Written once, at the first start (temporary file, fsync, rename, directory fsync); later starts ignore
 //! `--initial-cluster`, as etcd does. A damaged file is an error, never a guess.
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 
 pub use crate::apply::membership::Identity;
-use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
+use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, hello, read_frame, write_frame};
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
 
@@ -38,8 +42,12 @@ pub fn join_answer(cluster: &crate::apply::membership::Shared) -> Vec<u8> {
 
 /// The identity file's name in the member directory.
 const IDENTITY_FILE: &str = "identity";
-/// Its length: member id, cluster id (u64 little-endian each), CRC32C of the 16 bytes before it (u32 LE).
-const IDENTITY_LEN: usize = 20;
+/// The format version written.
+const IDENTITY_VERSION: u8 = 1;
+/// Its length: version, member id, cluster id (u64 little-endian each), CRC32C of the bytes before it (u32 LE).
+const IDENTITY_LEN: usize = 21;
+/// Version 0's length: no version byte.
+const IDENTITY_V0_LEN: usize = 20;
 
 impl Identity {
     /// The identity stored by an earlier start in `member_dir`, if any; a damaged file is an error, never a
@@ -52,10 +60,23 @@ impl Identity {
             Err(e) => return Err(Error::io(path.display())(e)),
         };
         let n = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        if bytes.len() != IDENTITY_LEN || crc32c::crc32c(&bytes[..16]).to_le_bytes() != bytes[16..] {
+        let fields = match bytes.len() {
+            IDENTITY_V0_LEN => 0,
+            IDENTITY_LEN if bytes[0] == IDENTITY_VERSION => 1,
+            _ if bytes.first().is_some_and(|v| *v > IDENTITY_VERSION) => {
+                return Err(Error::Corrupt(format!(
+                    "{}: member identity format version {} is newer than this ferrokv reads ({IDENTITY_VERSION})",
+                    path.display(),
+                    bytes[0]
+                )));
+            }
+            len => return Err(Error::Corrupt(format!("{}: corrupt member identity ({len} bytes)", path.display()))),
+        };
+        let (body, crc) = bytes.split_at(fields + 16);
+        if crc32c::crc32c(body).to_le_bytes() != crc {
             return Err(Error::Corrupt(format!("{}: corrupt member identity (checksum mismatch)", path.display())));
         }
-        Ok(Some(Identity { member: n(&bytes[..8]), cluster: n(&bytes[8..16]) }))
+        Ok(Some(Identity { member: n(&body[fields..fields + 8]), cluster: n(&body[fields + 8..]) }))
     }
 
     /// Stores the identity in `member_dir`.
@@ -64,7 +85,8 @@ impl Identity {
     /// Durable on return: written to a temporary file, fsynced, renamed over the old name, directory fsynced.
     pub fn save(&self, member_dir: &Path) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::io(member_dir.display())(e);
-        let mut bytes = self.member.to_le_bytes().to_vec();
+        let mut bytes = vec![IDENTITY_VERSION];
+        bytes.extend_from_slice(&self.member.to_le_bytes());
         bytes.extend_from_slice(&self.cluster.to_le_bytes());
         bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
         let tmp = member_dir.join(format!("{IDENTITY_FILE}.tmp"));
@@ -111,7 +133,7 @@ fn ask(addr: SocketAddr) -> Option<pb::MemberListResponse> {
     let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut w = BufWriter::new(conn.try_clone().ok()?);
-    if !write_frame(&mut w, &[ASK_MEMBERS]) || w.flush().is_err() {
+    if hello(&mut w).is_err() || !write_frame(&mut w, &[ASK_MEMBERS]) || w.flush().is_err() {
         return None;
     }
     let mut buf = Vec::new();
@@ -137,5 +159,29 @@ mod tests {
         assert!(Identity::load(dir.path()).is_err(), "a flipped bit is detected");
         std::fs::write(&path, [0u8; 5]).unwrap();
         assert!(Identity::load(dir.path()).is_err(), "a short file is detected");
+    }
+
+    #[test]
+    fn the_file_starts_with_its_version_and_version_0_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Identity { member: 0x1122, cluster: 0x3344 };
+        id.save(dir.path()).unwrap();
+        let path = dir.path().join(IDENTITY_FILE);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!((bytes.len(), bytes[0]), (21, 1));
+        // Version 0, as members wrote it before the version byte: member, cluster, CRC of the 16 bytes.
+        let mut v0 = 0x1122u64.to_le_bytes().to_vec();
+        v0.extend_from_slice(&0x3344u64.to_le_bytes());
+        v0.extend_from_slice(&crc32c::crc32c(&v0).to_le_bytes());
+        std::fs::write(&path, &v0).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), Some(id));
+        // A newer version is refused by number, not misread.
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        let crc = crc32c::crc32c(&v2[..17]).to_le_bytes();
+        v2[17..].copy_from_slice(&crc);
+        std::fs::write(&path, &v2).unwrap();
+        let e = Identity::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("version 2 is newer"), "{e}");
     }
 }

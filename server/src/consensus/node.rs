@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use raft::RawNode;
@@ -28,7 +28,7 @@ use raft::eraftpb::{ConfChange, ConfState, Entry};
 use raft::storage::MemStorage;
 use tokio::sync::oneshot;
 
-use crate::apply::Waiters;
+use crate::apply::{ApplyMsg, Waiters};
 use crate::consensus::conf::ConfChanges;
 use crate::consensus::leadership::{Held, HeldProposals, Release};
 use crate::consensus::log::RaftLog;
@@ -67,15 +67,6 @@ pub struct Progress {
     pub last_index: u64,
     /// Each member's matched index.
     pub matched: HashMap<u64, u64>,
-}
-
-/// What the apply thread is handed, in log order.
-#[derive(Debug)]
-pub enum ApplyMsg {
-    /// Committed entries.
-    Entries(Vec<Entry>),
-    /// Install the snapshot staged for `(index, term)` in place of the store; the outcome goes to `done`.
-    Snapshot { index: u64, term: u64, done: Sender<Result<(), Error>> },
 }
 
 /// What the Raft thread publishes for Status.

@@ -1,6 +1,8 @@
 //! The peer transport: Raft messages (and lease renewals) between members over plain TCP.
 //!
-//! Wire format, per connection and direction: a stream of frames `u32 length (LE) | u8 kind | body`, the length
+//! Wire format, per connection and direction: a 5-byte preamble, `FKVP` then the transport version (1), which the
+//! listener checks before anything else (a peer of another version is refused and logged, never misread); then a
+//! stream of frames `u32 length (LE) | u8 kind | body`, the length
 //! counting kind and body; a connection only ever carries messages from the dialling member to the listening one.
 //! Kinds: `0` a `raft::eraftpb::Message` (protobuf); `1` lease renewals, the body a sequence of lease ids (i64 LE),
 //! which a follower forwards to the leader for the keep-alives its clients send (expiry is the leader's business,
@@ -40,6 +42,25 @@ pub const SNAP_CHUNK: u8 = 2;
 pub const SNAP_END: u8 = 3;
 /// A joining member asks for the cluster id and the member list; answered with one frame (see `identity::join`).
 pub const MEMBERS: u8 = 4;
+
+/// What every peer connection starts with: the magic, then the transport version.
+pub const PREAMBLE: [u8; 5] = *b"FKVP\x01";
+
+/// Writes the preamble on a fresh connection.
+pub fn hello(conn: &mut impl Write) -> std::io::Result<()> {
+    conn.write_all(&PREAMBLE)
+}
+
+/// Reads and checks a connection's preamble: `Err` names what the peer sent instead.
+fn check_hello(r: &mut impl Read) -> Result<(), String> {
+    let mut got = [0u8; 5];
+    r.read_exact(&mut got).map_err(|e| format!("no preamble: {e}"))?;
+    match got {
+        PREAMBLE => Ok(()),
+        [b'F', b'K', b'V', b'P', v] => Err(format!("transport version {v}, this member speaks {}", PREAMBLE[4])),
+        _ => Err("not a ferrokv peer (no FKVP preamble)".into()),
+    }
+}
 
 /// Frames queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -101,7 +122,9 @@ impl Dialer {
         s.set_tcp_user_timeout(Some(self.user_timeout))?;
         s.set_tcp_nodelay(true)?;
         s.connect_timeout(&addr.into(), REDIAL)?;
-        Ok(s.into())
+        let mut conn: TcpStream = s.into();
+        hello(&mut conn)?;
+        Ok(conn)
     }
 }
 
@@ -303,7 +326,12 @@ pub struct PeerShared {
 
 /// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
 fn reader(conn: TcpStream, peer: PeerShared) {
+    let from = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut r = BufReader::new(conn);
+    if let Err(why) = check_hello(&mut r) {
+        crate::logging::log("warn", "refused a peer connection", &[("remote", from), ("reason", why)]);
+        return;
+    }
     let mut buf = Vec::new();
     loop {
         if !read_frame(&mut r, &mut buf) {
@@ -342,6 +370,21 @@ fn reader(conn: TcpStream, peer: PeerShared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_of_another_transport_version_is_refused() {
+        let mut wire = Vec::new();
+        hello(&mut wire).unwrap();
+        assert!(check_hello(&mut &wire[..]).is_ok());
+        let newer = *b"FKVP\x02";
+        assert_eq!(check_hello(&mut &newer[..]).unwrap_err(), "transport version 2, this member speaks 1");
+        // A peer that starts with a frame (no preamble) is refused too; and the preamble read as a frame length
+        // is over the limit, so a member without the preamble check refuses a member with it.
+        let mut old = Vec::new();
+        assert!(write_frame(&mut old, &[RAFT, 1, 2, 3]));
+        assert!(check_hello(&mut &old[..]).unwrap_err().contains("not a ferrokv peer"));
+        assert!(u32::from_le_bytes(PREAMBLE[..4].try_into().unwrap()) as usize > MAX_FRAME);
+    }
 
     #[test]
     fn frames_round_trip_and_bad_ones_are_refused() {
