@@ -1,4 +1,5 @@
-//! The server's log: one JSON object per line on stderr, shaped as etcd's zap logger writes them
+//! The server's log: one JSON object per line on stderr (or the `--log-outputs`: `stderr`, `stdout`, `default`
+//! (stderr), or file paths, appended to), shaped as etcd's zap logger writes them
 //! (`{"level":"info","ts":"2026-11-23T09:05:54.123Z","msg":"...",<fields>}`), filtered by `--log-level`.
 //! etcd's test harnesses wait for messages such as "ready to serve client requests", so messages that tools watch
 //! for are etcd's words.
@@ -32,7 +33,58 @@ pub fn enabled(level: &str) -> bool {
     severity(level) >= MIN_LEVEL.load(Ordering::Relaxed)
 }
 
-/// Writes one log line on stderr if `level` is at or above `--log-level`.
+/// Where log lines go (`--log-outputs`); stderr until set.
+static OUTPUTS: std::sync::OnceLock<Vec<Output>> = std::sync::OnceLock::new();
+
+#[derive(Debug)]
+enum Output {
+    Stderr,
+    Stdout,
+    File(std::sync::Mutex<std::fs::File>),
+}
+
+/// Sends the log to `outputs` (etcd's `--log-outputs`: `stderr`, `stdout`, `default`, or file paths), once at
+/// start-up. A file that cannot be opened for appending is an error naming it.
+pub fn set_outputs(outputs: &[String]) -> std::io::Result<()> {
+    let mut opened = Vec::new();
+    for o in outputs {
+        opened.push(match o.as_str() {
+            "stderr" | "default" => Output::Stderr,
+            "stdout" => Output::Stdout,
+            path => {
+                let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("--log-outputs: cannot open {path} for appending: {e}"))
+                })?;
+                Output::File(std::sync::Mutex::new(f))
+            }
+        });
+    }
+    if opened.is_empty() {
+        opened.push(Output::Stderr);
+    }
+    let _ = OUTPUTS.set(opened);
+    Ok(())
+}
+
+fn write_line(line: &str) {
+    use std::io::Write as _;
+    let Some(outputs) = OUTPUTS.get() else {
+        eprintln!("{line}");
+        return;
+    };
+    for o in outputs {
+        match o {
+            Output::Stderr => eprintln!("{line}"),
+            Output::Stdout => println!("{line}"),
+            Output::File(f) => {
+                let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+}
+
+/// Writes one log line to the outputs if `level` is at or above `--log-level`.
 pub fn log(level: &str, msg: &str, fields: &[(&str, String)]) {
     if !enabled(level) {
         return;
@@ -46,7 +98,7 @@ pub fn log(level: &str, msg: &str, fields: &[(&str, String)]) {
         json_string(&mut line, v);
     }
     line.push('}');
-    eprintln!("{line}");
+    write_line(&line);
 }
 
 /// Writes the `tracing` events of every crate in the process (the wal's and mvcc's among them) to this log. Call

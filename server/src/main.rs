@@ -8,8 +8,17 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
-use server::config::Flags;
+use server::config::Parsed;
+
+/// Go's name for this machine's architecture, as etcd prints it.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
 
 fn main() -> ExitCode {
     // Tools that ship in the same binary, dispatched before etcd's flags.
@@ -19,25 +28,28 @@ fn main() -> ExitCode {
         Some("cluster") => return ExitCode::from(server::tools::cluster::main(args.collect())),
         _ => {}
     }
-    let flags = match Flags::try_parse() {
-        Ok(f) => f,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) => {
-            let _ = e.print();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let values = match server::config::from_args(&args, &env) {
+        Ok(Parsed::Run(values)) => values,
+        Ok(Parsed::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            // etcd's layout (tools read the first line), then what ferrokv is.
+            println!("etcd Version: {}", server::api::maintenance::SERVER_VERSION);
+            println!("Git SHA: Not provided (ferrokv)");
+            println!("Go Version: none (ferrokv {}, Rust)", env!("CARGO_PKG_VERSION"));
+            println!("Go OS/Arch: {}/{}", std::env::consts::OS, go_arch());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let first = e.render().to_string();
-            eprintln!("ferrokv: {}", first.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            eprintln!("ferrokv: {e}");
             return ExitCode::from(2);
         }
     };
-    if flags.version {
-        println!("ferrokv Version: {}", env!("CARGO_PKG_VERSION"));
-        println!("etcd Version: {}", server::api::maintenance::SERVER_VERSION);
-        println!("API Version: {}", server::api::maintenance::API_VERSION);
-        return ExitCode::SUCCESS;
-    }
-    let config = match flags.validate() {
+    let config = match values.validate() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferrokv: {e}");

@@ -45,20 +45,28 @@ impl Fatal {
     }
 }
 
-/// Runs a member until SIGINT or SIGTERM.
+/// Runs a member until SIGINT, SIGTERM or SIGHUP.
 pub fn run(config: Config) -> Result<(), Error> {
     crate::logging::set_log_level(&config.log_level);
+    crate::logging::set_outputs(&config.log_outputs).map_err(Error::io("open the log outputs"))?;
     crate::logging::forward_tracing();
+    for (level, msg, fields) in &config.notes {
+        log(level, msg, fields);
+    }
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(member_dir.join("snap")).map_err(Error::io(member_dir.display()))?;
-    // The WAL is the source of truth: the store may lag by up to 100 ms of commits, which a restart replays.
-    let sync = SyncPolicy { max_commits: 10_000, max_delay: Duration::from_millis(100) };
+    // The WAL is the source of truth: the store may lag by up to 100 ms of commits (--backend-batch-interval), or
+    // 10,000 commits (--backend-batch-limit), which a restart replays.
+    let sync = SyncPolicy {
+        max_commits: config.backend_batch_limit.map_or(10_000, |l| u32::try_from(l).unwrap_or(u32::MAX)),
+        max_delay: config.backend_batch_interval.unwrap_or(Duration::from_millis(100)),
+    };
     let config_store = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() };
     let stores = Arc::new(
         crate::apply::store::StoreSlot::open(member_dir.join("snap").join("db"), config_store).map_err(Error::from)?,
     );
     let store = stores.get();
-    let wal_dir = member_dir.join("wal");
+    let wal_dir = config.wal_dir.clone().unwrap_or_else(|| member_dir.join("wal"));
     let wal = if wal_dir.join("LOCK").exists() || wal::reader::list_segments(&wal_dir).is_ok_and(|s| !s.is_empty()) {
         wal::Wal::open(&wal_dir, wal::Config::default())
     } else {
@@ -213,6 +221,7 @@ impl Handles {
             reads: h.reads.clone(),
             stores: Arc::clone(&h.stores),
             headers: h.headers.clone(),
+            max_txn_ops: h.config.max_txn_ops,
         };
         let maintenance = crate::api::maintenance::MaintenanceService {
             stores: Arc::clone(&h.stores),
@@ -226,6 +235,8 @@ impl Handles {
             headers: h.headers.clone(),
             cluster: h.cluster.clone(),
             one_change: Arc::clone(&h.one_change),
+            strict: h.config.strict_reconfig_check,
+            max_learners: h.config.max_learners,
         };
         let watch = crate::api::watch::WatchService {
             stores: Arc::clone(&h.stores),
@@ -255,11 +266,12 @@ async fn serve(
     mut fatal: tokio::sync::mpsc::UnboundedReceiver<(&'static str, Error)>,
 ) -> Result<(), Error> {
     let max = h.config.max_request_bytes as usize + 512 * 1024;
-    // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls serve only the latter.
+    // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls and --listen-client-http-urls serve only
+    // the latter.
     let client = h.config.listen_client_urls.iter().map(|u| (u, true));
-    let metrics_only = h.config.listen_metrics_urls.iter().map(|u| (u, false));
+    let http_only = h.config.listen_metrics_urls.iter().chain(&h.config.listen_client_http_urls).map(|u| (u, false));
     let mut listeners = Vec::new();
-    for (url, grpc) in client.chain(metrics_only) {
+    for (url, grpc) in client.chain(http_only) {
         let l = tokio::net::TcpListener::bind(url.addr).await.map_err(Error::io(format!("listen {}", url.text)))?;
         listeners.push((url.clone(), l, grpc));
     }
@@ -274,10 +286,17 @@ async fn serve(
         use tonic::codegen::tokio_stream::StreamExt as _;
         let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener)
             .map(|conn| conn.map(crate::api::client_conn::ClientConn::new));
+        let c = &h.config;
+        let keepalive = Some(c.grpc_keepalive_interval).filter(|d| !d.is_zero());
+        let keepalive_timeout = Some(c.grpc_keepalive_timeout).filter(|d| !d.is_zero());
+        let streams = c.max_concurrent_streams;
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
             let served = tonic::transport::Server::builder()
                 .accept_http1(true)
+                .max_concurrent_streams(streams)
+                .http2_keepalive_interval(keepalive)
+                .http2_keepalive_timeout(keepalive_timeout)
                 .layer(crate::api::recv_limit::RecvLimitLayer { limit: max })
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {
@@ -308,9 +327,13 @@ async fn serve(
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::io("install the SIGTERM handler"))?;
+    // etcd stops on SIGHUP as on SIGTERM (its e2e harness sends it).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(Error::io("install the SIGHUP handler"))?;
     let failed = tokio::select! {
         _ = tokio::signal::ctrl_c() => { log("info", "received a stop signal, shutting down", &[]); None }
         _ = term.recv() => { log("info", "received a stop signal, shutting down", &[]); None }
+        _ = hup.recv() => { log("info", "received a stop signal, shutting down", &[("signal", "SIGHUP".into())]); None }
         _ = h.cluster.status.removed.notified() => None,
         Some((_, e)) = fatal.recv() => Some(e),
     };

@@ -5,7 +5,7 @@
 //! the leader's client URL. On the leader, one change runs at a time (Raft takes one configuration change at a
 //! time and silently drops a second one proposed while the first is pending).
 //!
-//! **etcd's rules** (its `--strict-reconfig-check`, on by default):
+//! **etcd's rules** (its `--strict-reconfig-check`, on by default; with it off only the learner rules hold):
 //! - adding a voter needs a quorum of the voters after the change to be started (published), except when a
 //!   one-member cluster grows to two ("re-configuration failed due to not enough started members"), and every
 //!   voter to have been reachable for the last 5 s ("unhealthy cluster");
@@ -27,8 +27,6 @@ use crate::proto::etcdserverpb::{self as pb, cluster_client::ClusterClient, clus
 
 /// How long every voter must have been reachable before a voter is added (etcd's `HealthInterval`).
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-/// etcd's limit on learners.
-const MAX_LEARNERS: usize = 1;
 /// How close to the leader's log a learner must be to be promoted.
 const LEARNER_READY: f64 = 0.9;
 
@@ -40,6 +38,10 @@ pub struct ClusterService {
     pub cluster: ClusterView,
     /// Held by the leader while it makes one membership change (shared by the services of every client URL).
     pub one_change: Arc<tokio::sync::Mutex<()>>,
+    /// `--strict-reconfig-check`: refuse changes that could lose quorum (the started and health rules below).
+    pub strict: bool,
+    /// `--max-learners`.
+    pub max_learners: usize,
 }
 
 /// Where a membership call is handled: here (this member leads) or at the leader's client URL.
@@ -98,9 +100,12 @@ impl ClusterService {
         check_urls(registry, urls, None)?;
         let members = registry.members();
         if learner {
-            if members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+            if members.iter().filter(|m| m.is_learner).count() >= self.max_learners {
                 return Err(Error::TooManyLearners);
             }
+            return Ok(());
+        }
+        if !self.strict {
             return Ok(());
         }
         let voters: Vec<&pb::Member> = members.iter().filter(|m| !m.is_learner).collect();
@@ -117,7 +122,7 @@ impl ClusterService {
 
     fn check_remove(&self, registry: &Registry, id: u64) -> Result<pb::Member, Error> {
         let Some(m) = registry.get(id).cloned() else { return Err(Error::MemberNotFound) };
-        if m.is_learner {
+        if m.is_learner || !self.strict {
             return Ok(m);
         }
         let voters: Vec<pb::Member> = registry.members().into_iter().filter(|v| !v.is_learner).collect();
@@ -144,7 +149,7 @@ impl ClusterService {
         let voters: Vec<pb::Member> = registry.members().into_iter().filter(|v| !v.is_learner).collect();
         let started = voters.iter().filter(|v| Registry::started(v)).count() + usize::from(Registry::started(&m));
         let after = voters.len() + 1;
-        if started < after / 2 + 1 {
+        if self.strict && started < after / 2 + 1 {
             return Err(Error::NotEnoughStartedMembers);
         }
         let progress = self.cluster.progress().await?;

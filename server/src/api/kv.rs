@@ -14,9 +14,6 @@ use crate::proto::etcdserverpb::{self as pb, kv_server::Kv};
 use crate::read::ReadPath;
 use crate::request::Op;
 
-/// etcd's limit on operations per Txn.
-const MAX_TXN_OPS: usize = 128;
-
 /// The KV service: writes through the proposer, linearizable reads through the read path, reads from the store.
 #[derive(Debug, Clone)]
 pub struct KvService {
@@ -24,6 +21,8 @@ pub struct KvService {
     pub reads: ReadPath,
     pub stores: Arc<StoreSlot>,
     pub headers: Headers,
+    /// `--max-txn-ops`: the most compares, or ops of one branch, a Txn may have, at every level.
+    pub max_txn_ops: usize,
 }
 
 /// A deleted key range `[start, end)`; `None` is unbounded.
@@ -96,17 +95,18 @@ impl KvService {
         Ok(())
     }
 
-    fn check_txn(t: &pb::TxnRequest) -> Result<(), Error> {
-        Self::check_ops(t)?;
+    fn check_txn(&self, t: &pb::TxnRequest) -> Result<(), Error> {
+        self.check_ops(t)?;
         writes(&t.success)?;
         writes(&t.failure)?;
         Ok(())
     }
 
     /// Op counts and keys, at every level of nesting.
-    fn check_ops(t: &pb::TxnRequest) -> Result<(), Error> {
+    fn check_ops(&self, t: &pb::TxnRequest) -> Result<(), Error> {
         use pb::request_op::Request;
-        if t.compare.len() > MAX_TXN_OPS || t.success.len() > MAX_TXN_OPS || t.failure.len() > MAX_TXN_OPS {
+        let max = self.max_txn_ops;
+        if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
             return Err(Error::TooManyOps);
         }
         for op in t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()) {
@@ -114,7 +114,7 @@ impl KvService {
                 Request::RequestPut(p) => Self::check_put(p)?,
                 Request::RequestRange(r) => Self::check_key(&r.key)?,
                 Request::RequestDeleteRange(d) => Self::check_key(&d.key)?,
-                Request::RequestTxn(t) => Self::check_ops(t)?,
+                Request::RequestTxn(t) => self.check_ops(t)?,
             }
         }
         Ok(())
@@ -172,7 +172,7 @@ impl Kv for KvService {
 
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let t = request.into_inner();
-        Self::check_txn(&t)?;
+        self.check_txn(&t)?;
         self.write(Op::Txn(t)).await
     }
 

@@ -40,6 +40,9 @@ pub async fn publish(proposer: Proposer, cluster: ClusterView, me: pb::Member, r
         if cluster.leader() != 0 && proposer.propose(&op).await.is_ok() {
             let Op::Publish(me) = &op else { return };
             log("info", "published local member to cluster through raft", &[("name", me.name.clone())]);
+            // etcd's tooling (its e2e harness among them) waits for this line and the one above.
+            let version = crate::api::maintenance::API_VERSION;
+            log("info", "enabled capabilities for version", &[("cluster-version", version.to_string())]);
             return;
         }
         tokio::time::sleep(retry).await;
