@@ -73,7 +73,16 @@ pub fn run(config: Config) -> Result<(), Error> {
         wal::Wal::create(&wal_dir, wal::Config::default())
     }?;
     let wal_metrics = wal.metrics_handle();
-    let boot = crate::consensus::bootstrap::prepare(&config, &member_dir, &store, &wal)?;
+    let hosts: Vec<String> =
+        config.listen_peer_urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect();
+    let peer_tls =
+        crate::consensus::tls::peer_tls(&config.peer_tls, &config.data_dir.join("fixtures").join("peer"), &hosts)?;
+    let dialer = crate::consensus::transport::Dialer {
+        tls: peer_tls.as_ref().map(|t| Arc::clone(&t.client)),
+        local: config.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified()),
+        user_timeout: Duration::from_millis(2 * config.election_ms),
+    };
+    let boot = crate::consensus::bootstrap::prepare(&config, &member_dir, &store, &wal, &dialer)?;
     let (cluster_id, me) = (boot.identity.cluster, boot.identity.member);
     let peers = boot.peers(me);
     let cluster = Arc::new(crate::apply::membership::Shared::new(boot.identity, boot.registry));
@@ -114,14 +123,11 @@ pub fn run(config: Config) -> Result<(), Error> {
         stores: Arc::clone(&stores),
         activity: Arc::clone(&activity),
         cluster: Arc::clone(&cluster),
+        tls: peer_tls.as_ref().map(|t| Arc::clone(&t.server)),
     };
     for url in &config.listen_peer_urls {
         crate::consensus::transport::listen(url.addr, shared.clone())?;
     }
-    let dialer = crate::consensus::transport::Dialer {
-        local: config.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified()),
-        user_timeout: Duration::from_millis(2 * config.election_ms),
-    };
     let transport = crate::consensus::transport::Transport::new(dialer, &peers, Arc::clone(&stores), raft_tx.clone())?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
@@ -265,6 +271,9 @@ async fn serve(
     h: Handles,
     mut fatal: tokio::sync::mpsc::UnboundedReceiver<(&'static str, Error)>,
 ) -> Result<(), Error> {
+    if h.config.initial_corrupt_check {
+        crate::api::corrupt::check_initial(&h.stores, &h.cluster).await?;
+    }
     let max = h.config.max_request_bytes as usize + 512 * 1024;
     // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls and --listen-client-http-urls serve only
     // the latter.

@@ -2,11 +2,12 @@
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
-//! `client_conn` (the HTTP/2 shim in front of every client connection) and `recv_limit` (the gRPC receive limit).
+//! `corrupt` (etcd's initial corruption check), `client_conn` (the HTTP/2 shim in front of every client connection) and `recv_limit` (the gRPC receive limit).
 
 pub mod client_conn;
 pub mod cluster;
 pub mod convert;
+pub mod corrupt;
 pub mod http;
 pub mod kv;
 pub mod lease;

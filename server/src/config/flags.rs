@@ -54,7 +54,7 @@ const fn spec(name: &'static str, kind: Kind, default: &'static str, effect: Eff
 use Effect::{Alias, NoEffect, Refused, Used};
 use Kind::{Bool, Duration, Text, Uint};
 
-const NOT_YET_TLS: &str = "TLS is not implemented yet";
+const NOT_YET_TLS: &str = "client TLS and these TLS options are not implemented yet";
 const NOT_YET_AUTH: &str = "authentication is not implemented yet";
 const NO_V2: &str = "ferrokv serves only etcd's v3 API (no v2 API, no v2 proxy)";
 const NO_TRACING: &str = "ferrokv does not export OpenTelemetry traces";
@@ -143,17 +143,17 @@ pub const FLAGS: &[Spec] = &[
     spec("client-cert-allowed-hostname", Text, "", Refused(NOT_YET_TLS)),
     spec("trusted-ca-file", Text, "", Refused(NOT_YET_TLS)),
     spec("auto-tls", Bool, "false", Refused(NOT_YET_TLS)),
-    spec("peer-cert-file", Text, "", Refused(NOT_YET_TLS)),
-    spec("peer-key-file", Text, "", Refused(NOT_YET_TLS)),
+    spec("peer-cert-file", Text, "", Used),
+    spec("peer-key-file", Text, "", Used),
     spec("peer-client-cert-file", Text, "", Refused(NOT_YET_TLS)),
     spec("peer-client-key-file", Text, "", Refused(NOT_YET_TLS)),
-    spec("peer-client-cert-auth", Bool, "false", Refused(NOT_YET_TLS)),
-    spec("peer-trusted-ca-file", Text, "", Refused(NOT_YET_TLS)),
+    spec("peer-client-cert-auth", Bool, "false", Used),
+    spec("peer-trusted-ca-file", Text, "", Used),
     spec("peer-cert-allowed-cn", Text, "", Refused(NOT_YET_TLS)),
     spec("peer-cert-allowed-hostname", Text, "", Refused(NOT_YET_TLS)),
-    spec("peer-auto-tls", Bool, "false", Refused(NOT_YET_TLS)),
+    spec("peer-auto-tls", Bool, "false", Used),
     spec("peer-crl-file", Text, "", Refused(NOT_YET_TLS)),
-    spec("self-signed-cert-validity", Uint, "1", Refused(NOT_YET_TLS)),
+    spec("self-signed-cert-validity", Uint, "1", Used),
     spec("cipher-suites", Text, "", Refused(NOT_YET_TLS)),
     spec("tls-min-version", Text, "TLS1.2", Refused(NOT_YET_TLS)),
     spec("tls-max-version", Text, "", Refused(NOT_YET_TLS)),
@@ -189,8 +189,13 @@ pub const FLAGS: &[Spec] = &[
     spec("proxy-write-timeout", Uint, "5000", NoEffect(NO_V2)),
     spec("proxy-read-timeout", Uint, "0", NoEffect(NO_V2)),
     // Experimental (3.4), and the 3.5/3.6 spellings.
-    spec("experimental-initial-corrupt-check", Bool, "false", Refused("the corruption check is not implemented yet")),
-    spec("experimental-corrupt-check-time", Duration, "0s", Refused("the corruption check is not implemented yet")),
+    spec("experimental-initial-corrupt-check", Bool, "false", Used),
+    spec(
+        "experimental-corrupt-check-time",
+        Duration,
+        "0s",
+        Refused("the periodic corruption check is not implemented yet"),
+    ),
     spec("corrupt-check-time", Duration, "0s", Alias("experimental-corrupt-check-time")),
     spec(
         "experimental-compact-hash-check-enabled",

@@ -31,12 +31,33 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
 
+/// The TLS settings of one side (client or peer), as the flags give them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    pub auto_tls: bool,
+    /// Years a self-signed certificate is valid (`--self-signed-cert-validity`).
+    pub self_signed_years: u32,
+}
+
+impl TlsFiles {
+    /// Whether TLS is on at all.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.auto_tls
+    }
+}
+
 /// A client or peer URL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Url {
     /// As given (normalised without a trailing slash).
     pub text: String,
     pub addr: SocketAddr,
+    /// `https://`.
+    pub tls: bool,
 }
 
 /// The default quota when `--quota-backend-bytes` is 0 (etcd's).
@@ -81,6 +102,10 @@ pub struct Config {
     pub max_learners: usize,
     /// `--log-outputs`: `stderr`, `stdout`, or file paths (`default` is stderr).
     pub log_outputs: Vec<String>,
+    /// Peer TLS (`--peer-*` TLS flags), on when the peer URLs are https.
+    pub peer_tls: TlsFiles,
+    /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving.
+    pub initial_corrupt_check: bool,
     /// What reading the configuration has to say (unknown variables, flags without effect), logged at start.
     pub notes: Vec<Note>,
 }
@@ -118,11 +143,10 @@ pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
 /// Parses one `http://host:port` URL (`flag` names where it came from in the error).
 pub fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
     let t = text.trim().trim_end_matches('/');
-    let Some(rest) = t.strip_prefix("http://") else {
-        if t.starts_with("https://") || t.starts_with("unixs://") {
-            return err(format!("--{flag}: {t}: TLS is not implemented yet; use http://"));
-        }
-        return err(format!("--{flag}: {t}: URL scheme must be http"));
+    let (rest, tls) = match (t.strip_prefix("http://"), t.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        _ => return err(format!("--{flag}: {t}: URL scheme must be http or https")),
     };
     let host_port = rest.split('/').next().unwrap_or(rest);
     let addr = match host_port.parse::<SocketAddr>() {
@@ -135,7 +159,7 @@ pub fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
             _ => return err(format!("--{flag}: {t}: expected http://IP:port")),
         },
     };
-    Ok(Url { text: t.to_string(), addr })
+    Ok(Url { text: t.to_string(), addr, tls })
 }
 
 fn parse_urls(flag: &str, text: &str) -> Result<Vec<Url>, ConfigError> {
@@ -277,6 +301,14 @@ impl Values {
         };
         let wal_dir = Some(self.text("wal-dir")).filter(|d| !d.is_empty()).map(PathBuf::from);
         let backend_batch_limit = Some(self.uint("backend-batch-limit")?).filter(|l| *l > 0);
+        let peer_tls = self.peer_tls(&listen_peer_urls, &initial_advertise_peer_urls)?;
+        for (flag, urls) in
+            [("listen-client-urls", &listen_client_urls), ("advertise-client-urls", &advertise_client_urls)]
+        {
+            if let Some(u) = urls.iter().find(|u| u.tls) {
+                return err(format!("--{flag}: {}: client TLS is not implemented yet; use http://", u.text));
+            }
+        }
         Ok(Config {
             data_dir,
             name,
@@ -306,8 +338,45 @@ impl Values {
             strict_reconfig_check: self.bool("strict-reconfig-check")?,
             max_learners: usize::try_from(self.uint("max-learners")?).unwrap_or(usize::MAX),
             log_outputs,
+            initial_corrupt_check: self.bool("experimental-initial-corrupt-check")?,
+            peer_tls,
             notes: self.notes,
         })
+    }
+}
+
+impl Values {
+    /// The peer TLS settings: on when the peer URLs are https, which then needs a certificate or auto TLS (etcd's
+    /// rule); files given for http URLs are ignored, as etcd ignores them.
+    fn peer_tls(&self, listen: &[Url], advertise: &[Url]) -> Result<TlsFiles, ConfigError> {
+        let path = |flag: &str| Some(self.text(flag)).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let files = TlsFiles {
+            cert_file: path("peer-cert-file"),
+            key_file: path("peer-key-file"),
+            trusted_ca_file: path("peer-trusted-ca-file"),
+            client_cert_auth: self.bool("peer-client-cert-auth")?,
+            auto_tls: self.bool("peer-auto-tls")?,
+            self_signed_years: u32::try_from(self.uint("self-signed-cert-validity")?).unwrap_or(u32::MAX),
+        };
+        if files.cert_file.is_some() != files.key_file.is_some() {
+            return err("--peer-cert-file and --peer-key-file must be given together");
+        }
+        let https = listen.iter().chain(advertise).filter(|u| u.tls).count();
+        if https == 0 {
+            return Ok(TlsFiles::default());
+        }
+        if https != listen.len() + advertise.len() {
+            return err("peer URLs must be all http or all https");
+        }
+        if !files.enabled() {
+            return err(
+                "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for https peer URLs (or --peer-auto-tls)",
+            );
+        }
+        if files.client_cert_auth && files.trusted_ca_file.is_none() {
+            return err("--peer-client-cert-auth needs --peer-trusted-ca-file");
+        }
+        Ok(files)
     }
 }
 
@@ -385,8 +454,9 @@ mod tests {
             (&["--initial-cluster", "default=http://127.0.0.1:9999"], "--initial-advertise-peer-urls is"),
             (&["--initial-cluster", "default=http://127.0.0.1:2380,b=http://127.0.0.1:2380"], "two members"),
             (&["--initial-cluster-state", "old"], "--initial-cluster-state"),
-            (&["--listen-client-urls", "https://127.0.0.1:2379"], "TLS is not implemented"),
+            (&["--listen-client-urls", "https://127.0.0.1:2379"], "client TLS is not implemented"),
             (&["--listen-client-urls", "tcp://x"], "scheme must be http"),
+            (&["--listen-peer-urls", "https://127.0.0.1:2380"], "must be all http or all https"),
             (&["--listen-client-urls", "http://example.com:2379"], "expected http://IP:port"),
             (&["--log-level", "chatty"], "--log-level"),
             (&["--snapshot-count", "0"], "--snapshot-count"),

@@ -190,7 +190,7 @@ fn normalise(arg: &str) -> String {
     match arg.strip_prefix('-') {
         Some(rest) if !rest.starts_with('-') && rest.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) => {
             let name = rest.split('=').next().unwrap_or(rest);
-            if flags::find(name).is_some() || name == "help" || name == "h" && rest.len() > 1 {
+            if flags::find(name).is_some() || name == "help" {
                 return format!("-{arg}");
             }
             arg.to_string()
@@ -225,8 +225,8 @@ pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, Config
     if let Some(path) = file.filter(|p| !p.is_empty()) {
         let mut from_file = super::file::read(&path)?;
         from_file.notes.push(("info", "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided".into(), vec![("path", path)]));
-        from_file.check_effects()?;
         apply_gates(&mut from_file)?;
+        from_file.check_effects()?;
         return Ok(Parsed::Run(from_file));
     }
     for (key, value) in env {

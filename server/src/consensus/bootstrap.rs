@@ -75,7 +75,13 @@ fn initial_members(config: &Config) -> Vec<pb::Member> {
 }
 
 /// Works out the start (see the module header), storing the identity and the bootstrap entries on a first start.
-pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal: &wal::Wal) -> Result<Boot, Error> {
+pub fn prepare(
+    config: &Config,
+    member_dir: &std::path::Path,
+    store: &Store,
+    wal: &wal::Wal,
+    dialer: &crate::consensus::transport::Dialer,
+) -> Result<Boot, Error> {
     let registry = Registry::load(store)?;
     let my_urls: Vec<String> = config.initial_advertise_peer_urls.iter().map(|u| u.text.clone()).collect();
     let peer_addrs: Vec<SocketAddr> = config
@@ -109,7 +115,7 @@ pub fn prepare(config: &Config, member_dir: &std::path::Path, store: &Store, wal
             Some(identity) if !registry.is_empty() => (identity, Vec::new()),
             // A joining member that has not yet heard from the leader asks again who the members are.
             _ => {
-                let (identity, members) = join(&peer_addrs, &my_urls)?;
+                let (identity, members) = join(dialer, &peer_addrs, &my_urls)?;
                 if stored.is_some_and(|s| s != identity) {
                     return Err(Error::Refused("the cluster no longer knows this member by its stored id".into()));
                 }

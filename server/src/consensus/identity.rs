@@ -17,15 +17,15 @@
 //! Written once, at the first start (temporary file, fsync, rename, directory fsync); later starts ignore
 //! `--initial-cluster`, as etcd does. A damaged file is an error, never a guess.
 
-use std::io::{BufReader, BufWriter, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 
 pub use crate::apply::membership::Identity;
-use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, hello, read_frame, write_frame};
+use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
 
@@ -102,12 +102,16 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(15);
 
 /// A member started with `--initial-cluster-state existing` asks the others (at `peers`) for the cluster id and
 /// the member list, and finds itself there by its advertised peer URLs (added with `member add` beforehand).
-pub fn join(peers: &[SocketAddr], my_urls: &[String]) -> Result<(Identity, Vec<pb::Member>), Error> {
+pub fn join(
+    dialer: &crate::consensus::transport::Dialer,
+    peers: &[SocketAddr],
+    my_urls: &[String],
+) -> Result<(Identity, Vec<pb::Member>), Error> {
     let deadline = Instant::now() + JOIN_PATIENCE;
     let mut answered = false;
     loop {
         for addr in peers {
-            let Some(answer) = ask(*addr) else { continue };
+            let Some(answer) = ask(dialer, *addr) else { continue };
             answered = true;
             let cluster = answer.header.map_or(0, |h| h.cluster_id);
             // A follower may not have applied the `member add` yet: ask the others, and again, before giving up.
@@ -129,11 +133,10 @@ pub fn join(peers: &[SocketAddr], my_urls: &[String]) -> Result<(Identity, Vec<p
     }
 }
 
-fn ask(addr: SocketAddr) -> Option<pb::MemberListResponse> {
-    let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut w = BufWriter::new(conn.try_clone().ok()?);
-    if hello(&mut w).is_err() || !write_frame(&mut w, &[ASK_MEMBERS]) || w.flush().is_err() {
+fn ask(dialer: &crate::consensus::transport::Dialer, addr: SocketAddr) -> Option<pb::MemberListResponse> {
+    let mut conn = dialer.dial(addr).ok()?;
+    conn.tcp().set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    if !write_frame(&mut conn, &[ASK_MEMBERS]) || conn.flush().is_err() {
         return None;
     }
     let mut buf = Vec::new();

@@ -4,11 +4,13 @@
 
 pub mod bootstrap;
 pub mod conf;
+pub mod conn;
 pub mod identity;
 pub mod leadership;
 pub mod log;
 pub mod node;
 pub mod reads;
 pub mod snapshot;
+pub mod tls;
 pub mod transport;
 pub mod view;

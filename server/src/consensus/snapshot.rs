@@ -17,7 +17,7 @@
 //! take are removed at the next staging or install, and at start.
 
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mvcc::Store;
@@ -25,6 +25,7 @@ use protobuf::Message as _;
 use raft::eraftpb::Message;
 
 use crate::apply::store::StoreSlot;
+use crate::consensus::conn::PeerConn;
 use crate::consensus::node::Msg;
 use crate::consensus::transport::{SNAP_CHUNK, SNAP_END, read_frame, write_frame};
 use crate::error::Error;
@@ -80,22 +81,23 @@ pub fn send(dialer: &crate::consensus::transport::Dialer, addr: SocketAddr, mut 
     let to = m.to;
     let started = Instant::now();
     let outcome = (|| -> Result<mvcc::SnapshotInfo, String> {
-        let conn = dialer.dial(addr).map_err(|e| format!("dial: {e}"))?;
-        let _ = conn.set_nodelay(true);
-        let out = BufWriter::new(conn.try_clone().map_err(|e| e.to_string())?);
-        let mut frames = FrameWriter::new(out, SNAP_CHUNK);
-        let info = store.db().snapshot_to(&mut frames).map_err(|e| format!("image: {e}"))?;
-        let meta = m.mut_snapshot().mut_metadata();
-        meta.set_index(info.applied_index);
-        meta.set_term(info.applied_term);
-        let mut end = vec![SNAP_END];
-        m.write_to_vec(&mut end).map_err(|e| e.to_string())?;
-        if !write_frame(&mut frames.out, &end) || frames.out.flush().is_err() {
-            return Err("send: connection lost".into());
-        }
-        conn.set_read_timeout(Some(VERDICT_TIMEOUT)).map_err(|e| e.to_string())?;
+        let mut conn = dialer.dial(addr).map_err(|e| format!("dial: {e}"))?;
+        let info = {
+            let mut frames = FrameWriter::new(BufWriter::new(&mut conn), SNAP_CHUNK);
+            let info = store.db().snapshot_to(&mut frames).map_err(|e| format!("image: {e}"))?;
+            let meta = m.mut_snapshot().mut_metadata();
+            meta.set_index(info.applied_index);
+            meta.set_term(info.applied_term);
+            let mut end = vec![SNAP_END];
+            m.write_to_vec(&mut end).map_err(|e| e.to_string())?;
+            if !write_frame(&mut frames.out, &end) || frames.out.flush().is_err() {
+                return Err("send: connection lost".into());
+            }
+            info
+        };
+        conn.tcp().set_read_timeout(Some(VERDICT_TIMEOUT)).map_err(|e| e.to_string())?;
         let mut verdict = [0u8; 1];
-        (&conn).read_exact(&mut verdict).map_err(|e| format!("no answer: {e}"))?;
+        conn.read_exact(&mut verdict).map_err(|e| format!("no answer: {e}"))?;
         if verdict[0] == 1 { Ok(info) } else { Err("the member refused the image".into()) }
     })();
     match outcome {
@@ -126,7 +128,7 @@ const VERDICT_TIMEOUT: Duration = Duration::from_secs(300);
 /// `MsgSnapshot` that ends it to Raft, and answers the leader.
 pub fn receive(
     first: Vec<u8>,
-    mut conn: BufReader<TcpStream>,
+    mut conn: BufReader<PeerConn>,
     stores: &StoreSlot,
     raft: &crate::consensus::node::RaftQueue,
 ) {
@@ -162,12 +164,12 @@ pub fn receive(
             false
         }
     };
-    let _ = conn.get_mut().write_all(&[u8::from(ok)]);
+    let _ = conn.get_mut().write_all(&[u8::from(ok)]).and_then(|()| conn.get_mut().flush());
 }
 
 /// The image's bytes from the chunk frames of a snapshot connection; ends at the `SNAP_END` frame, kept in `end`.
 struct Chunks<'a> {
-    r: &'a mut BufReader<TcpStream>,
+    r: &'a mut BufReader<PeerConn>,
     pending: Vec<u8>,
     pos: usize,
     end: Option<Vec<u8>>,

@@ -32,6 +32,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 
 use crate::apply::store::StoreSlot;
+use crate::consensus::conn::PeerConn;
 use crate::consensus::node::Msg;
 use crate::error::Error;
 
@@ -101,8 +102,10 @@ impl Activity {
 }
 
 /// How outgoing peer connections are made.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Dialer {
+    /// Peer TLS (`consensus::tls`), if on: the member dialled is named by its address.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The source address: the member's own peer address (unless it listens on every address), so a peer, a
     /// firewall or a test's packet filter sees which member a connection comes from.
     pub local: Option<std::net::IpAddr>,
@@ -113,7 +116,17 @@ pub struct Dialer {
 
 impl Dialer {
     /// A connection to `addr`, dialled within [`REDIAL`].
-    pub fn dial(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    pub fn dial(&self, addr: SocketAddr) -> Result<PeerConn, Error> {
+        let tcp = self.connect(addr).map_err(Error::io(format!("dial {addr}")))?;
+        let mut conn = match &self.tls {
+            Some(config) => PeerConn::tls_client(tcp, Arc::clone(config), &addr.ip().to_string())?,
+            None => PeerConn::Plain(tcp),
+        };
+        hello(&mut conn).and_then(|()| conn.flush()).map_err(Error::io(format!("dial {addr}")))?;
+        Ok(conn)
+    }
+
+    fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
         use socket2::{Domain, Protocol, Socket, Type};
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         if let Some(ip) = self.local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
@@ -122,9 +135,7 @@ impl Dialer {
         s.set_tcp_user_timeout(Some(self.user_timeout))?;
         s.set_tcp_nodelay(true)?;
         s.connect_timeout(&addr.into(), REDIAL)?;
-        let mut conn: TcpStream = s.into();
-        hello(&mut conn)?;
-        Ok(conn)
+        Ok(s.into())
     }
 }
 
@@ -162,7 +173,7 @@ impl Transport {
             return Ok(());
         }
         let (tx, rx) = sync_channel(QUEUE);
-        let dialer = self.dialer;
+        let dialer = self.dialer.clone();
         std::thread::Builder::new()
             .name(format!("peer-{id:x}"))
             .spawn(move || writer(dialer, addr, rx))
@@ -209,7 +220,7 @@ impl Transport {
             return;
         }
         let (store, raft, sending) = (self.stores.get(), self.raft.clone(), Arc::clone(&self.sending));
-        let dialer = self.dialer;
+        let dialer = self.dialer.clone();
         let spawned = std::thread::Builder::new().name(format!("snap-{to:x}")).spawn(move || {
             let ok = crate::consensus::snapshot::send(&dialer, addr, m, &store);
             sending.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
@@ -236,11 +247,11 @@ impl Transport {
 
 /// Owns the connection to one peer: dials, writes every queued frame, redials after an error.
 fn writer(dialer: Dialer, addr: SocketAddr, rx: Receiver<Vec<u8>>) {
-    let mut conn: Option<BufWriter<TcpStream>> = None;
+    let mut conn: Option<BufWriter<PeerConn>> = None;
     while let Ok(frame) = rx.recv() {
         // A peer that restarted left our old connection half-closed: the first write to it would still succeed and
         // be lost. A vote response lost that way can cost a whole election, so check before writing.
-        if conn.as_ref().is_some_and(|w| !open(w.get_ref())) {
+        if conn.as_ref().is_some_and(|w| !open(w.get_ref().tcp())) {
             conn = None;
         }
         if conn.is_none() {
@@ -306,7 +317,20 @@ pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let peer = peer.clone();
-                let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || reader(conn, peer));
+                let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || {
+                    let from = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                    let conn = match &peer.tls {
+                        Some(config) => match PeerConn::tls_server(conn, Arc::clone(config)) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let fields = [("remote", from), ("error", e.to_string())];
+                                return crate::logging::log("warn", "rejected a peer connection", &fields);
+                            }
+                        },
+                        None => PeerConn::Plain(conn),
+                    };
+                    reader(conn, from, peer)
+                });
             }
         })
         .map_err(Error::io("start a peer thread"))?;
@@ -322,11 +346,12 @@ pub struct PeerShared {
     pub activity: Arc<Activity>,
     /// Answers a joining member's question (see `identity::join`).
     pub cluster: Arc<crate::apply::membership::Shared>,
+    /// Peer TLS (`consensus::tls`), if on.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
-fn reader(conn: TcpStream, peer: PeerShared) {
-    let from = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+fn reader(conn: PeerConn, from: String, peer: PeerShared) {
     let mut r = BufReader::new(conn);
     if let Err(why) = check_hello(&mut r) {
         crate::logging::log("warn", "refused a peer connection", &[("remote", from), ("reason", why)]);

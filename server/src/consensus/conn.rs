@@ -1,0 +1,103 @@
+//! One connection between members: plain TCP, or TCP under TLS (rustls) when peer TLS is on. Everything above
+//! (frames, snapshot images, the join question) reads and writes it the same way.
+//!
+//! **Threading**: a connection belongs to one thread at a time (a writer thread, or a listener's reader thread).
+//! The TLS handshake happens in `dial`/`accept`, bounded by the socket's timeouts, before the first frame.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ClientConnection, ServerConnection, StreamOwned};
+
+use crate::error::Error;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to or from a member.
+#[derive(Debug)]
+pub enum PeerConn {
+    Plain(TcpStream),
+    /// This member dialled.
+    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// This member accepted.
+    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl PeerConn {
+    /// Runs the client side of a TLS handshake on `tcp`, for the member at `host`.
+    pub fn tls_client(tcp: TcpStream, config: Arc<rustls::ClientConfig>, host: &str) -> Result<Self, Error> {
+        let name = crate::consensus::tls::server_name(host)?;
+        let conn = ClientConnection::new(config, name).map_err(|e| Error::Refused(format!("TLS to {host}: {e}")))?;
+        let mut stream = StreamOwned::new(conn, tcp);
+        handshake(&mut stream.conn, &mut stream.sock).map_err(Error::io(format!("TLS handshake with {host}")))?;
+        Ok(PeerConn::Client(Box::new(stream)))
+    }
+
+    /// Runs the server side of a TLS handshake on an accepted `tcp`.
+    pub fn tls_server(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> Result<Self, Error> {
+        let conn = ServerConnection::new(config).map_err(|e| Error::Refused(format!("TLS: {e}")))?;
+        let mut stream = StreamOwned::new(conn, tcp);
+        handshake(&mut stream.conn, &mut stream.sock).map_err(Error::io("TLS handshake with a peer"))?;
+        Ok(PeerConn::Server(Box::new(stream)))
+    }
+
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            PeerConn::Plain(s) => s,
+            PeerConn::Client(s) => &s.sock,
+            PeerConn::Server(s) => &s.sock,
+        }
+    }
+}
+
+/// Drives a handshake to its end within [`HANDSHAKE_TIMEOUT`] (the socket's timeouts are restored after).
+fn handshake<C, D>(conn: &mut C, sock: &mut TcpStream) -> std::io::Result<()>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+    D: rustls::SideData,
+{
+    let (read, write) = (sock.read_timeout()?, sock.write_timeout()?);
+    sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    while conn.is_handshaking() {
+        conn.complete_io(sock)?;
+    }
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    sock.set_read_timeout(read)?;
+    sock.set_write_timeout(write)?;
+    Ok(())
+}
+
+impl Read for PeerConn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            PeerConn::Plain(s) => s.read(buf),
+            PeerConn::Client(s) => s.read(buf),
+            PeerConn::Server(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for PeerConn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            PeerConn::Plain(s) => s.write(buf),
+            PeerConn::Client(s) => s.write(buf),
+            PeerConn::Server(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            PeerConn::Plain(s) => s.flush(),
+            PeerConn::Client(s) => s.flush(),
+            PeerConn::Server(s) => s.flush(),
+        }
+    }
+}
