@@ -173,6 +173,13 @@ pub fn run(config: Config) -> Result<(), Error> {
         config.max_request_bytes,
     );
     let quota = config.quota_backend_bytes;
+    let client_hosts: Vec<String> =
+        config.listen_client_urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect();
+    let client_tls = crate::api::client_tls::acceptor(
+        &config.client_tls,
+        &config.data_dir.join("fixtures").join("client"),
+        &client_hosts,
+    )?;
     let handles = Handles {
         reads: ReadPath { raft: raft_tx.clone(), applied: applied_rx, status: Arc::clone(&status) },
         headers: Headers::new(cluster_id, me, status, Arc::clone(&stores)),
@@ -184,6 +191,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         events,
         one_change: Arc::default(),
         stopping: Arc::default(),
+        client_tls,
         config: config.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -212,6 +220,8 @@ struct Handles {
     leases: Leases,
     events: tokio::sync::broadcast::Sender<Arc<Batch>>,
     probe: Arc<Probe>,
+    /// Client TLS, if on.
+    client_tls: Option<tokio_rustls::TlsAcceptor>,
     /// One membership change at a time, across the services of every client URL.
     one_change: Arc<tokio::sync::Mutex<()>>,
     /// Set once a graceful stop begins: long maintenance work (defragmentation) ends at its next step.
@@ -276,25 +286,33 @@ async fn serve(
     }
     let max = h.config.max_request_bytes as usize + 512 * 1024;
     // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls and --listen-client-http-urls serve only
-    // the latter.
+    // the latter. URLs on one address share its listener: http and https there are told apart by the first byte.
+    let mut by_addr: Vec<(std::net::SocketAddr, bool, Vec<crate::config::Url>)> = Vec::new();
     let client = h.config.listen_client_urls.iter().map(|u| (u, true));
     let http_only = h.config.listen_metrics_urls.iter().chain(&h.config.listen_client_http_urls).map(|u| (u, false));
-    let mut listeners = Vec::new();
     for (url, grpc) in client.chain(http_only) {
-        let l = tokio::net::TcpListener::bind(url.addr).await.map_err(Error::io(format!("listen {}", url.text)))?;
-        listeners.push((url.clone(), l, grpc));
+        match by_addr.iter_mut().find(|(a, g, _)| *a == url.addr && *g == grpc) {
+            Some((_, _, urls)) => urls.push(url.clone()),
+            None => by_addr.push((url.addr, grpc, vec![url.clone()])),
+        }
+    }
+    let mut listeners = Vec::new();
+    for (addr, grpc, urls) in by_addr {
+        let text = urls.iter().map(|u| u.text.as_str()).collect::<Vec<_>>().join(",");
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(Error::io(format!("listen {text}")))?;
+        let plain = urls.iter().any(|u| !u.tls);
+        let tls = if urls.iter().any(|u| u.tls) { h.client_tls.clone() } else { None };
+        listeners.push((urls[0].clone(), l, grpc, plain, tls));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    for (url, listener, grpc) in listeners {
+    for (url, listener, grpc, plain, tls) in listeners {
         let mut routes = tonic::service::Routes::from(crate::api::http::router(Arc::clone(&h.probe)));
         if grpc {
             routes = h.grpc(routes, max);
         }
         let mut stop = stop_rx.clone();
-        use tonic::codegen::tokio_stream::StreamExt as _;
-        let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener)
-            .map(|conn| conn.map(crate::api::client_conn::ClientConn::new));
+        let incoming = crate::api::client_tls::incoming(listener, plain, tls);
         let c = &h.config;
         let keepalive = Some(c.grpc_keepalive_interval).filter(|d| !d.is_zero());
         let keepalive_timeout = Some(c.grpc_keepalive_timeout).filter(|d| !d.is_zero());

@@ -27,8 +27,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::api::client_tls::ClientIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER_LEN: usize = 9;
@@ -58,7 +58,7 @@ enum Mode {
 /// A client connection with the shim (see the module header).
 #[derive(Debug)]
 pub struct ClientConn {
-    inner: TcpStream,
+    inner: ClientIo,
     mode: Mode,
     /// Bytes read from the socket and not yet parsed.
     raw: Vec<u8>,
@@ -74,8 +74,8 @@ pub struct ClientConn {
 impl ClientConn {
     /// Wraps an accepted connection. Nagle's algorithm is switched off, as Go's servers do by default: a small
     /// response held back until the client's delayed ACK (40 ms) arrives would stall every request behind it.
-    pub fn new(inner: TcpStream) -> Self {
-        let _ = inner.set_nodelay(true);
+    pub fn new(inner: ClientIo) -> Self {
+        let _ = inner.tcp().set_nodelay(true);
         ClientConn {
             inner,
             mode: Mode::Inspect,
@@ -377,7 +377,7 @@ impl tonic::transport::server::Connected for ClientConn {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        self.inner.tcp().connect_info()
     }
 }
 

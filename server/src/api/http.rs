@@ -27,10 +27,20 @@ pub struct Probe {
     pub quota: i64,
 }
 
-/// The router holding `/metrics` and `/health`.
+/// The router holding `/metrics`, `/health`, `/version`, and 3.5's `/livez` and `/readyz` (kubeadm probes them).
 pub fn router(probe: Arc<Probe>) -> axum::Router {
     let metrics_probe = Arc::clone(&probe);
+    let ready_probe = Arc::clone(&probe);
     axum::Router::new()
+        .route("/version", get(|| async { version() }))
+        .route("/livez", get(|| async { (StatusCode::OK, "ok") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let probe = Arc::clone(&ready_probe);
+                async move { readyz(&probe) }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {
@@ -52,6 +62,25 @@ fn health(probe: &Probe) -> impl IntoResponse + use<> {
     let ok = probe.cluster.status.leader.load(Relaxed) != 0;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], format!("{{\"health\":\"{ok}\"}}"))
+}
+
+/// etcd's /version: the server version and the cluster version.
+fn version() -> impl IntoResponse + use<> {
+    let server = crate::api::maintenance::SERVER_VERSION;
+    let cluster = format!("{}.0", crate::api::maintenance::API_VERSION);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"etcdserver\":\"{server}\",\"etcdcluster\":\"{cluster}\"}}"),
+    )
+}
+
+/// 3.5's /readyz: "ok" while a leader is known; 503 naming the failed check otherwise.
+fn readyz(probe: &Probe) -> impl IntoResponse + use<> {
+    if probe.cluster.status.leader.load(Relaxed) != 0 {
+        (StatusCode::OK, "ok".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "[-]leader failed: etcdserver: no leader\nreadyz check failed".to_string())
+    }
 }
 
 /// One gauge or counter with no labels.

@@ -5,6 +5,7 @@
 //! `corrupt` (etcd's initial corruption check), `client_conn` (the HTTP/2 shim in front of every client connection) and `recv_limit` (the gRPC receive limit).
 
 pub mod client_conn;
+pub mod client_tls;
 pub mod cluster;
 pub mod convert;
 pub mod corrupt;

@@ -104,6 +104,9 @@ pub struct Config {
     pub log_outputs: Vec<String>,
     /// Peer TLS (`--peer-*` TLS flags), on when the peer URLs are https.
     pub peer_tls: TlsFiles,
+    /// Client TLS (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, `--auto-tls`), for the
+    /// https client and metrics URLs.
+    pub client_tls: TlsFiles,
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving.
     pub initial_corrupt_check: bool,
     /// What reading the configuration has to say (unknown variables, flags without effect), logged at start.
@@ -302,13 +305,7 @@ impl Values {
         let wal_dir = Some(self.text("wal-dir")).filter(|d| !d.is_empty()).map(PathBuf::from);
         let backend_batch_limit = Some(self.uint("backend-batch-limit")?).filter(|l| *l > 0);
         let peer_tls = self.peer_tls(&listen_peer_urls, &initial_advertise_peer_urls)?;
-        for (flag, urls) in
-            [("listen-client-urls", &listen_client_urls), ("advertise-client-urls", &advertise_client_urls)]
-        {
-            if let Some(u) = urls.iter().find(|u| u.tls) {
-                return err(format!("--{flag}: {}: client TLS is not implemented yet; use http://", u.text));
-            }
-        }
+        let client_tls = self.client_tls(&listen_client_urls, &listen_metrics_urls)?;
         Ok(Config {
             data_dir,
             name,
@@ -340,6 +337,7 @@ impl Values {
             log_outputs,
             initial_corrupt_check: self.bool("experimental-initial-corrupt-check")?,
             peer_tls,
+            client_tls,
             notes: self.notes,
         })
     }
@@ -377,6 +375,34 @@ impl Values {
             return err("--peer-client-cert-auth needs --peer-trusted-ca-file");
         }
         Ok(files)
+    }
+}
+
+impl Values {
+    /// The client TLS settings: needed (a certificate, or auto TLS) when a client or metrics URL is https.
+    fn client_tls(&self, listen: &[Url], metrics: &[Url]) -> Result<TlsFiles, ConfigError> {
+        let path = |flag: &str| Some(self.text(flag)).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let files = TlsFiles {
+            cert_file: path("cert-file"),
+            key_file: path("key-file"),
+            trusted_ca_file: path("trusted-ca-file"),
+            client_cert_auth: self.bool("client-cert-auth")?,
+            auto_tls: self.bool("auto-tls")?,
+            self_signed_years: u32::try_from(self.uint("self-signed-cert-validity")?).unwrap_or(u32::MAX),
+        };
+        if files.cert_file.is_some() != files.key_file.is_some() {
+            return err("--cert-file and --key-file must be given together");
+        }
+        if files.client_cert_auth && files.trusted_ca_file.is_none() && files.cert_file.is_some() {
+            return err("--client-cert-auth needs --trusted-ca-file");
+        }
+        let https = listen.iter().chain(metrics).any(|u| u.tls);
+        if https && !files.enabled() {
+            return err(
+                "TLS key/cert (--cert-file, --key-file) must be provided for https client URLs (or --auto-tls)",
+            );
+        }
+        Ok(if https { files } else { TlsFiles::default() })
     }
 }
 
@@ -454,7 +480,7 @@ mod tests {
             (&["--initial-cluster", "default=http://127.0.0.1:9999"], "--initial-advertise-peer-urls is"),
             (&["--initial-cluster", "default=http://127.0.0.1:2380,b=http://127.0.0.1:2380"], "two members"),
             (&["--initial-cluster-state", "old"], "--initial-cluster-state"),
-            (&["--listen-client-urls", "https://127.0.0.1:2379"], "client TLS is not implemented"),
+            (&["--listen-client-urls", "https://127.0.0.1:2379"], "--cert-file, --key-file"),
             (&["--listen-client-urls", "tcp://x"], "scheme must be http"),
             (&["--listen-peer-urls", "https://127.0.0.1:2380"], "must be all http or all https"),
             (&["--listen-client-urls", "http://example.com:2379"], "expected http://IP:port"),

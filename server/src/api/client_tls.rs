@@ -1,0 +1,162 @@
+//! Client connections over TLS (rustls): `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`
+//! and `--auto-tls`, with etcd's meanings; https client URLs.
+//!
+//! A listener whose port carries both an http and an https URL (etcd allows it) looks at a connection's first
+//! byte: a TLS handshake starts with 0x16, which no HTTP/1.1 request line nor HTTP/2 preface does.
+//!
+//! **Threading**: one task accepts; each connection's handshake runs in a task of its own (bounded in time), so a
+//! slow or silent client never holds up the others. Ready connections reach the gRPC server through a channel.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::api::client_conn::ClientConn;
+use crate::config::TlsFiles;
+use crate::error::Error;
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first byte of a TLS record carrying a handshake.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// A client's byte stream: plain, or under TLS.
+#[derive(Debug)]
+pub enum ClientIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl ClientIo {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientIo::Plain(s) => s,
+            ClientIo::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientIo::Plain(s) => s.is_write_vectored(),
+            ClientIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// The server side of client TLS; `None` when TLS is off. Auto TLS keeps its certificate in `dir`, made for
+/// `hosts`.
+pub fn acceptor(
+    files: &TlsFiles,
+    dir: &std::path::Path,
+    hosts: &[String],
+) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
+    if !files.enabled() {
+        return Ok(None);
+    }
+    let (cert, key) = match (&files.cert_file, &files.key_file) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => crate::consensus::tls::self_signed(dir, hosts, files.self_signed_years)?,
+    };
+    let mut config =
+        crate::consensus::tls::server_config(&cert, &key, files.trusted_ca_file.as_deref(), files.client_cert_auth)?;
+    // gRPC over TLS negotiates HTTP/2 by ALPN (grpc-go insists on it); curl may ask for HTTP/1.1.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Accepts connections on `listener`: plain ones if `plain`, TLS ones if `tls` is given (both: by the first byte).
+/// The stream ends when the receiver is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    plain: bool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> tonic::codegen::tokio_stream::wrappers::ReceiverStream<io::Result<ClientConn>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                conn = listener.accept() => conn,
+                () = tx.closed() => return,
+            };
+            let Ok((conn, _)) = conn else { continue };
+            let (tx, tls) = (tx.clone(), tls.clone());
+            tokio::spawn(async move {
+                if let Some(io) = handshake(conn, plain, tls).await {
+                    let _ = tx.send(Ok(ClientConn::new(io))).await;
+                }
+            });
+        }
+    });
+    tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// One connection made ready: TLS accepted if it starts a handshake (or must), else plain if allowed.
+async fn handshake(conn: TcpStream, plain: bool, tls: Option<tokio_rustls::TlsAcceptor>) -> Option<ClientIo> {
+    let Some(acceptor) = tls else { return Some(ClientIo::Plain(conn)) };
+    if plain {
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.peek(&mut first)).await.ok()?.ok()?;
+        if peeked == 0 || first[0] != TLS_HANDSHAKE {
+            return Some(ClientIo::Plain(conn));
+        }
+    }
+    let remote = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+        Ok(Ok(s)) => Some(ClientIo::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            crate::logging::log("warn", "rejected connection", &[("remote-addr", remote), ("error", e.to_string())]);
+            None
+        }
+        Err(_) => None,
+    }
+}
