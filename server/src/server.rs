@@ -87,6 +87,14 @@ pub fn run(config: Config) -> Result<(), Error> {
     let peers = boot.peers(me);
     let cluster = Arc::new(crate::apply::membership::Shared::new(boot.identity, boot.registry));
     let activity = Arc::new(crate::consensus::transport::Activity::new(Duration::from_millis(config.election_ms)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the runtime"))?;
+    if config.initial_corrupt_check {
+        runtime.block_on(crate::api::corrupt::check_initial(&stores, me, &cluster))?;
+    }
 
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
@@ -194,11 +202,6 @@ pub fn run(config: Config) -> Result<(), Error> {
         client_tls,
         config: config.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::io("start the runtime"))?;
     drop(fatal);
     let served = runtime.block_on(serve(handles, fatal_rx));
     drop(runtime);
@@ -281,9 +284,6 @@ async fn serve(
     h: Handles,
     mut fatal: tokio::sync::mpsc::UnboundedReceiver<(&'static str, Error)>,
 ) -> Result<(), Error> {
-    if h.config.initial_corrupt_check {
-        crate::api::corrupt::check_initial(&h.stores, &h.cluster).await?;
-    }
     let max = h.config.max_request_bytes as usize + 512 * 1024;
     // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls and --listen-client-http-urls serve only
     // the latter. URLs on one address share its listener: http and https there are told apart by the first byte.

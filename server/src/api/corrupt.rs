@@ -6,12 +6,14 @@
 //! up yet, behind, or already compacted past the revision) is logged and skipped, as etcd does: the check never
 //! stalls a cluster that is starting.
 //!
-//! **Threading**: runs once, on the runtime, before the client listeners start.
+//! **When**: once, at start, after the store is opened and before the Raft and apply threads start or any listener
+//! opens: the hash is of the store as it was on disk, before this member applies anything more, and nobody is
+//! served from a store that fails the check.
 
 use std::time::Duration;
 
+use crate::apply::membership::Shared;
 use crate::apply::store::StoreSlot;
-use crate::consensus::view::ClusterView;
 use crate::error::Error;
 use crate::logging::log;
 use crate::proto::etcdserverpb::{HashKvRequest, maintenance_client::MaintenanceClient};
@@ -27,13 +29,12 @@ enum Answer {
 }
 
 /// Compares this member's hash with every peer's; `Err` when a peer at the same compaction revision disagrees.
-pub async fn check_initial(stores: &StoreSlot, cluster: &ClusterView) -> Result<(), Error> {
-    let me = cluster.member;
+pub async fn check_initial(stores: &StoreSlot, me: u64, registry: &Shared) -> Result<(), Error> {
     log("info", "starting initial corruption check", &[("local-member-id", format!("{me:x}"))]);
     let store = stores.get();
     let (hash, rev, compact) = tokio::task::block_in_place(|| store.hash_kv(0))?;
     let peers: Vec<(u64, Vec<String>)> =
-        cluster.registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.client_ur_ls)).collect();
+        registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.client_ur_ls)).collect();
     let mut mismatches = 0;
     for (member, urls) in peers {
         let fields = |extra: &[(&'static str, String)]| {
