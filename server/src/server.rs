@@ -2,8 +2,9 @@
 //! gRPC on every client URL; log etcd's `ready to serve client requests`; on SIGINT/SIGTERM stop serving, then let
 //! the threads end as their channels close.
 //!
-//! Member and cluster ids are derived deterministically from the bootstrap configuration (FNV-1a over the
-//! cluster token and each member's sorted peer URLs), so every member computes the same ids.
+//! Member and cluster ids are derived from the bootstrap configuration exactly as etcd derives them (SHA-1 over
+//! the sorted peer URLs and the cluster token; see `apply::membership::member_id`), so every member computes the
+//! same ids, and the same flags give the same ids as etcd.
 
 use std::sync::Arc;
 use std::sync::mpsc::{channel, sync_channel};
@@ -254,6 +255,7 @@ impl Handles {
             headers: h.headers.clone(),
             cluster: h.cluster.clone(),
             one_change: Arc::clone(&h.one_change),
+            reads: h.reads.clone(),
             strict: h.config.strict_reconfig_check,
             max_learners: h.config.max_learners,
         };

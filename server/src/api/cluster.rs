@@ -38,6 +38,8 @@ pub struct ClusterService {
     pub cluster: ClusterView,
     /// Held by the leader while it makes one membership change (shared by the services of every client URL).
     pub one_change: Arc<tokio::sync::Mutex<()>>,
+    /// MemberList reads the registry after a ReadIndex round (see `member_list`).
+    pub reads: crate::read::ReadPath,
     /// `--strict-reconfig-check`: refuse changes that could lose quorum (the started and health rules below).
     pub strict: bool,
     /// `--max-learners`.
@@ -178,18 +180,16 @@ fn check_urls(registry: &Registry, urls: &[String], member: Option<u64>) -> Resu
     Ok(())
 }
 
-/// A fresh member id for `urls`: salted with the cluster id and the time, as etcd's, and never one in use or
-/// removed.
-fn new_member_id(cluster: u64, registry: &Registry, urls: &[String]) -> u64 {
-    let mut salt = cluster.to_le_bytes().to_vec();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    salt.extend_from_slice(&now.as_nanos().to_le_bytes());
+/// A fresh member id for `urls`, as etcd derives one: from the URLs and the time in seconds; never one in use or
+/// removed (the next second's id then).
+fn new_member_id(registry: &Registry, urls: &[String]) -> u64 {
+    let mut now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     loop {
-        let id = crate::apply::membership::member_id(&salt, urls);
+        let id = crate::apply::membership::member_id(now.to_string().as_bytes(), urls);
         if registry.get(id).is_none() && !registry.is_removed(id) {
             return id;
         }
-        salt.push(0);
+        now += 1;
     }
 }
 
@@ -204,7 +204,7 @@ impl Cluster for ClusterService {
         let member = {
             let registry = self.cluster.registry.read();
             self.check_add(&registry, &r.peer_ur_ls, r.is_learner)?;
-            let id = new_member_id(self.headers.cluster, &registry, &r.peer_ur_ls);
+            let id = new_member_id(&registry, &r.peer_ur_ls);
             pb::Member { id, peer_ur_ls: r.peer_ur_ls, is_learner: r.is_learner, ..Default::default() }
         };
         let members = self.change(ChangeKind::Add, member.clone()).await?;
@@ -245,7 +245,13 @@ impl Cluster for ClusterService {
         Ok(Response::new(pb::MemberUpdateResponse { header: self.header(), members }))
     }
 
+    /// The registry as of a ReadIndex round when there is a leader (etcd 3.5's linearizable MemberList: a list
+    /// taken right after a member published itself includes it, on whichever member it is asked); without a leader,
+    /// after one election timeout, this member's own view, as etcd 3.4 answers.
     async fn member_list(&self, _: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+        if self.cluster.leader() != 0 {
+            let _ = tokio::time::timeout(self.cluster.election_timeout(), self.reads.linearize()).await;
+        }
         let members = self.cluster.registry.read().members();
         Ok(Response::new(pb::MemberListResponse { header: self.header(), members }))
     }

@@ -217,41 +217,47 @@ impl Shared {
     }
 }
 
-/// FNV-1a over `parts`, each followed by a separator byte; never 0 (etcd's "no member").
-pub fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in *p {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h.max(1)
+/// The first 8 bytes of a SHA-1, big-endian, never 0 (etcd's "no member").
+fn sha1_id(bytes: &[u8]) -> u64 {
+    use sha1::Digest as _;
+    let digest = sha1::Sha1::digest(bytes);
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8])).max(1)
 }
 
-/// A member's id from its sorted peer URLs and `salt` (the cluster token at bootstrap; the cluster id and the
-/// time for a member added later, as etcd does, so that re-adding the same URLs gives a new id).
-pub fn member_id(salt: &[u8], peer_urls: &[String]) -> u64 {
+/// A member's id, as etcd derives it: SHA-1 of its sorted peer URLs, concatenated, then `suffix` (the cluster
+/// token at bootstrap; for a member added later, the time in seconds, so that re-adding the same URLs gives a new
+/// id). Equal to etcd's, so a cluster bootstrapped with the same flags has the same ids.
+pub fn member_id(suffix: &[u8], peer_urls: &[String]) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
     urls.sort_unstable();
-    let mut parts: Vec<&[u8]> = vec![salt];
-    parts.extend(urls.iter().map(|u| u.as_bytes()));
-    fnv1a(&parts)
+    let mut bytes: Vec<u8> = urls.concat().into_bytes();
+    bytes.extend_from_slice(suffix);
+    sha1_id(&bytes)
 }
 
-/// The cluster id from the bootstrap members' ids.
+/// The cluster id from the bootstrap members' ids, as etcd derives it: SHA-1 of the sorted ids, 8 bytes each,
+/// big-endian.
 pub fn cluster_id(members: &[u64]) -> u64 {
     let mut ids = members.to_vec();
     ids.sort_unstable();
-    let bytes: Vec<[u8; 8]> = ids.iter().map(|i| i.to_be_bytes()).collect();
-    fnv1a(&bytes.iter().map(|b| &b[..]).collect::<Vec<_>>())
+    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_be_bytes()).collect();
+    sha1_id(&bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ids etcd 3.4.23 gave (its log: "added member 93a553dfe71a1c4b [http://127.0.0.1:29380] to cluster
+    /// 3e45c57315984696") to `--initial-cluster default=http://127.0.0.1:29380,b=http://127.0.0.1:29390
+    /// --initial-cluster-token tok-1`.
+    #[test]
+    fn ids_are_etcds() {
+        let a = member_id(b"tok-1", &["http://127.0.0.1:29380".into()]);
+        let b = member_id(b"tok-1", &["http://127.0.0.1:29390".into()]);
+        assert_eq!((a, b), (0x93a5_53df_e71a_1c4b, 0x969f_fa0a_5739_861d));
+        assert_eq!(cluster_id(&[b, a]), 0x3e45_c573_1598_4696);
+    }
 
     #[test]
     fn change_kinds_map_to_raft_changes() {

@@ -58,6 +58,11 @@ impl ClusterView {
         self.leader() == self.member
     }
 
+    /// The election timeout.
+    pub fn election_timeout(&self) -> Duration {
+        self.election
+    }
+
     /// The index this member has applied up to.
     pub fn applied(&self) -> u64 {
         *self.applied.borrow()
