@@ -3,7 +3,7 @@
 # Installs what the tests need (fio; etcdctl 3.4 from etcd-client; etcd 3.4.23 from etcd-server, the behaviour
 # reference some tests run side by side with ferrokv; protoc from protobuf-compiler, which the etcd-client crate's
 # build needs; iproute2 and e2fsprogs for the partition and disk-stall tests), then runs the format check, clippy
-# and every test.
+# and every test, then etcd's own e2e suite (scripts/e2e.sh) on its expected-to-pass list.
 # Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +49,12 @@ set -e
 # One closing line with the totals over every test binary (cargo's own last lines are the empty doc-test runs).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# etcd 3.4.23's own e2e suite against ferrokv: every test of scripts/e2e-expected-pass.txt must pass (the script
+# installs Go and Debian's etcd sources if absent, and prints its own "e2e: N passed, N failed").
+set +e
+timeout --kill-after=30s 20m bash scripts/e2e.sh
+e2e=$?
+set -e
+[ "$e2e" -eq 0 ] || echo "scripts/test.sh: etcd's e2e suite: a listed test failed (status $e2e)" >&2
+[ "$status" -ne 0 ] || status=$e2e
 exit "$status"

@@ -93,8 +93,13 @@ pub fn run(config: Config) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::io("start the runtime"))?;
+    let client_tls_dir = config.data_dir.join("fixtures").join("client");
+    let client_hosts: Vec<String> =
+        config.listen_client_urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect();
+    let client_tls = crate::api::client_tls::acceptor(&config.client_tls, &client_tls_dir, &client_hosts)?;
+    let client_dialer = crate::api::client_tls::Dialer::new(&config.client_tls, &client_tls_dir)?;
     if config.initial_corrupt_check {
-        runtime.block_on(crate::api::corrupt::check_initial(&stores, me, &cluster))?;
+        runtime.block_on(crate::api::corrupt::check_initial(&stores, me, &cluster, &client_dialer))?;
     }
 
     let proposals = Arc::new(Proposals::new(me));
@@ -182,13 +187,6 @@ pub fn run(config: Config) -> Result<(), Error> {
         config.max_request_bytes,
     );
     let quota = config.quota_backend_bytes;
-    let client_hosts: Vec<String> =
-        config.listen_client_urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect();
-    let client_tls = crate::api::client_tls::acceptor(
-        &config.client_tls,
-        &config.data_dir.join("fixtures").join("client"),
-        &client_hosts,
-    )?;
     let handles = Handles {
         reads: ReadPath { raft: raft_tx.clone(), applied: applied_rx, status: Arc::clone(&status) },
         headers: Headers::new(cluster_id, me, status, Arc::clone(&stores)),
@@ -201,6 +199,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         one_change: Arc::default(),
         stopping: Arc::default(),
         client_tls,
+        client_dialer,
         config: config.clone(),
     };
     drop(fatal);
@@ -226,6 +225,8 @@ struct Handles {
     probe: Arc<Probe>,
     /// Client TLS, if on.
     client_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How this member dials other members' client URLs.
+    client_dialer: crate::api::client_tls::Dialer,
     /// One membership change at a time, across the services of every client URL.
     one_change: Arc<tokio::sync::Mutex<()>>,
     /// Set once a graceful stop begins: long maintenance work (defragmentation) ends at its next step.
@@ -256,6 +257,7 @@ impl Handles {
             cluster: h.cluster.clone(),
             one_change: Arc::clone(&h.one_change),
             reads: h.reads.clone(),
+            dialer: h.client_dialer.clone(),
             strict: h.config.strict_reconfig_check,
             max_learners: h.config.max_learners,
         };

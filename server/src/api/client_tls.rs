@@ -160,3 +160,52 @@ async fn handshake(conn: TcpStream, plain: bool, tls: Option<tokio_rustls::TlsAc
         Err(_) => None,
     }
 }
+
+/// How this member dials other members' client URLs (a MemberAdd forwarded to the leader, the corruption check):
+/// an `https://` URL over TLS with this member's client certificate (for `--client-cert-auth`), checking the other
+/// member against `--trusted-ca-file`, or not at all under auto TLS, as etcd does.
+#[derive(Debug, Clone, Default)]
+pub struct Dialer {
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Dialer {
+    /// The dialer for client TLS settings `files` (the certificate auto TLS made is in `dir`).
+    pub fn new(files: &TlsFiles, dir: &std::path::Path) -> Result<Self, Error> {
+        if !files.enabled() {
+            return Ok(Dialer::default());
+        }
+        let pair = match (&files.cert_file, &files.key_file) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => Some((dir.join("cert.pem"), dir.join("key.pem"))).filter(|(c, k)| c.exists() && k.exists()),
+        };
+        let pair_ref = pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let mut config = crate::consensus::tls::client_config(pair_ref, files.trusted_ca_file.as_deref())?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Dialer { tls: Some(Arc::new(config)) })
+    }
+
+    /// A gRPC channel to `url` (`http://` or `https://`).
+    pub async fn channel(&self, url: &str) -> Result<tonic::transport::Channel, String> {
+        let Some(rest) = url.strip_prefix("https://") else {
+            let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).map_err(|e| e.to_string())?;
+            return endpoint.connect().await.map_err(|e| e.to_string());
+        };
+        let Some(config) = self.tls.clone() else { return Err(format!("{url}: this member has no client TLS")) };
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{rest}")).map_err(|e| e.to_string())?;
+        let connector = tower::service_fn(move |uri: http::Uri| {
+            let config = Arc::clone(&config);
+            async move {
+                let host = uri.host().unwrap_or("localhost").to_string();
+                let port = uri.port_u16().unwrap_or(443);
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                let _ = tcp.set_nodelay(true);
+                let name = rustls_pki_types::ServerName::try_from(host)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+                Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        });
+        endpoint.connect_with_connector(connector).await.map_err(|e| e.to_string())
+    }
+}

@@ -38,6 +38,8 @@ pub struct ClusterService {
     pub cluster: ClusterView,
     /// Held by the leader while it makes one membership change (shared by the services of every client URL).
     pub one_change: Arc<tokio::sync::Mutex<()>>,
+    /// How calls are forwarded to the leader's client URL (TLS as this member's clients use it).
+    pub dialer: crate::api::client_tls::Dialer,
     /// MemberList reads the registry after a ReadIndex round (see `member_list`).
     pub reads: crate::read::ReadPath,
     /// `--strict-reconfig-check`: refuse changes that could lose quorum (the started and health rules below).
@@ -69,7 +71,8 @@ impl ClusterService {
         }
         let url = n.registry.read().get(leader).and_then(|m| m.client_ur_ls.first().cloned());
         let Some(url) = url else { return Err(Error::NoLeader.into()) };
-        let client = ClusterClient::connect(url).await.map_err(|_| Status::from(Error::NoLeader))?;
+        let channel = self.dialer.channel(&url).await.map_err(|_| Status::from(Error::NoLeader))?;
+        let client = ClusterClient::new(channel);
         Ok(Route::Leader(client))
     }
 

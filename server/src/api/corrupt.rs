@@ -29,7 +29,12 @@ enum Answer {
 }
 
 /// Compares this member's hash with every peer's; `Err` when a peer at the same compaction revision disagrees.
-pub async fn check_initial(stores: &StoreSlot, me: u64, registry: &Shared) -> Result<(), Error> {
+pub async fn check_initial(
+    stores: &StoreSlot,
+    me: u64,
+    registry: &Shared,
+    dialer: &crate::api::client_tls::Dialer,
+) -> Result<(), Error> {
     log("info", "starting initial corruption check", &[("local-member-id", format!("{me:x}"))]);
     let store = stores.get();
     let (hash, rev, compact) = tokio::task::block_in_place(|| store.hash_kv(0))?;
@@ -42,7 +47,7 @@ pub async fn check_initial(stores: &StoreSlot, me: u64, registry: &Shared) -> Re
             f.extend_from_slice(extra);
             f
         };
-        match ask(&urls, rev).await {
+        match ask(dialer, &urls, rev).await {
             Answer::Hash { hash: theirs, compact: their_compact } if theirs != hash => {
                 let detail = [
                     ("local-member-revision", rev.to_string()),
@@ -72,11 +77,11 @@ pub async fn check_initial(stores: &StoreSlot, me: u64, registry: &Shared) -> Re
 }
 
 /// Asks a member (at the first of its client URLs that answers) for its hash at `rev`.
-async fn ask(urls: &[String], rev: i64) -> Answer {
+async fn ask(dialer: &crate::api::client_tls::Dialer, urls: &[String], rev: i64) -> Answer {
     let mut why = "the member has published no client URL".to_string();
     for url in urls {
         let attempt = async {
-            let mut client = MaintenanceClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
+            let mut client = MaintenanceClient::new(dialer.channel(url).await?);
             let r = client.hash_kv(HashKvRequest { revision: rev }).await.map_err(|e| e.message().to_string())?;
             Ok::<_, String>(r.into_inner())
         };
