@@ -7,10 +7,11 @@
 //! `consensus::bootstrap`, `api::cluster`) and `/metrics`, `/health`; every write goes through Raft (the `raft` crate) and our WAL and is
 //! applied to mvcc exactly once; the Raft log is compacted every `--snapshot-count` entries and a member behind it
 //! catches up by snapshot (`consensus::snapshot`). `tools::bench` (etcd's benchmark tool) and `tools::cluster` (local clusters) are
-//! subcommands of the same binary. Not yet: TLS, authentication.
+//! subcommands of the same binary. Client and peer TLS (rustls) as etcd configures it; etcd's flags, `ETCD_*`
+//! variables and config file (`config`). Not yet: authentication, quota alarms.
 //!
 //! # Reading the source
-//! `config` (flags) → `server` (wiring) → `api` (the etcd API surface: gRPC services, the HTTP endpoints, the client
+//! `config` (etcd's flags, variables and config file) → `server` (wiring) → `api` (the etcd API surface: gRPC services, the HTTP endpoints, the client
 //! connection shim) → `proposals` (who waits for which entry) → `consensus` (the Raft node and its Ready loop over
 //! the WAL, the peer transport, snapshot transfer, bootstrap) → `apply` (committed entries onto mvcc: kv, leases,
 //! the membership registry). `tools` holds the operator subcommands (`bench`, `cluster`).
