@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Member, follow, free_port};
+use common::{Member, free_port};
 
 /// A CA and a certificate it signed for 127.0.0.1 and localhost, as PEM files in `dir`: (ca, cert, key).
 fn pki(dir: &Path) -> (String, String, String) {
@@ -32,19 +32,12 @@ fn pki(dir: &Path) -> (String, String, String) {
 /// A single member with `urls` as its client URLs and `extra` flags.
 fn member(dir: &Path, urls: &str, extra: &[&str]) -> Member {
     let peer = format!("http://127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
-        .args(["--data-dir", dir.join("m").to_str().unwrap(), "--listen-client-urls", urls])
-        .args(["--advertise-client-urls", urls, "--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (log, ready) = follow(&mut child);
-    let m = Member { child, endpoint: urls.to_string(), log };
-    ready.recv_timeout(Duration::from_secs(20)).expect("the member serves");
-    m
+    let data = dir.join("m");
+    let mut args = vec!["--data-dir", data.to_str().unwrap(), "--listen-client-urls", urls];
+    args.extend_from_slice(&["--advertise-client-urls", urls, "--listen-peer-urls", &peer]);
+    args.extend_from_slice(&["--initial-advertise-peer-urls", &peer]);
+    args.extend_from_slice(extra);
+    common::spawn(&args, urls.to_string())
 }
 
 /// etcdctl with `args`, retried for a few seconds while the member elects itself; (success, stdout+stderr).

@@ -5,11 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Member, etcdctl, follow, free_port};
+use common::{Member, etcdctl, free_port};
 
 /// A CA, and a certificate it signed for 127.0.0.1 and localhost (usable as server and client certificate).
 struct Pki {
@@ -48,22 +47,14 @@ fn cluster(dir: &Path, extra: &[String]) -> (Vec<Member>, Vec<u16>) {
         .enumerate()
         .map(|(i, (c, p))| {
             let (c, p) = (format!("http://127.0.0.1:{c}"), format!("https://127.0.0.1:{p}"));
-            let data = dir.join(format!("m{i}"));
-            let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
-                .args(["--name", &format!("m{i}"), "--data-dir", data.to_str().unwrap()])
-                .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-                .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p, "--initial-cluster", &initial])
-                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let (log, ready) = follow(&mut child);
-            let member = Member { child, endpoint: format!("127.0.0.1:{}", ports[i].0), log };
-            ready.recv_timeout(Duration::from_secs(20)).expect("the member serves");
-            member
+            let (name, data) = (format!("m{i}"), dir.join(format!("m{i}")));
+            let mut args: Vec<&str> = vec!["--name", &name, "--data-dir", data.to_str().unwrap()];
+            args.extend_from_slice(&["--listen-client-urls", &c, "--advertise-client-urls", &c]);
+            args.extend_from_slice(&["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p]);
+            args.extend_from_slice(&["--initial-cluster", &initial, "--heartbeat-interval", "50"]);
+            args.extend_from_slice(&["--election-timeout", "500"]);
+            args.extend(extra.iter().map(String::as_str));
+            common::spawn(&args, format!("127.0.0.1:{}", ports[i].0))
         })
         .collect();
     (members, ports.iter().map(|(_, p)| *p).collect())

@@ -121,17 +121,24 @@ pub fn start(data: &Path, client: u16, peer: u16) -> Member {
 pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member {
     let c = format!("http://127.0.0.1:{client}");
     let p = format!("http://127.0.0.1:{peer}");
+    let mut args =
+        vec!["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c];
+    args.extend_from_slice(&["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p]);
+    args.extend_from_slice(extra);
+    spawn(&args, format!("127.0.0.1:{client}"))
+}
+
+/// Starts ferrokv with exactly `args` and waits for its ready line; `endpoint` names it in failures.
+pub fn spawn(args: &[&str], endpoint: String) -> Member {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
-        .args(["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c])
-        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-        .args(extra)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let (log, ready) = follow(&mut child);
-    let member = Member { child, endpoint: format!("127.0.0.1:{client}"), log };
+    let member = Member { child, endpoint, log };
     if let Err(e) = ready.recv_timeout(Duration::from_secs(20)) {
         // Dropping the member while panicking prints its last log lines.
         std::thread::sleep(Duration::from_millis(100));

@@ -1,0 +1,83 @@
+//! The TLS flags of each side (clients, peers) as [`TlsFiles`], with etcd's rules: https URLs need a certificate or
+//! auto TLS; a certificate needs its key; peer URLs are all http or all https; files given for http URLs are
+//! ignored, as etcd ignores them. The TLS itself is `consensus::tls` and `api::client_tls`.
+
+use std::path::PathBuf;
+
+use super::{ConfigError, Url, Values, err};
+
+/// The TLS settings of one side (client or peer), as the flags give them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    pub auto_tls: bool,
+    /// Years a self-signed certificate is valid (`--self-signed-cert-validity`).
+    pub self_signed_years: u32,
+}
+
+impl TlsFiles {
+    /// Whether TLS is on at all.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.auto_tls
+    }
+}
+
+impl Values {
+    /// One side's TLS flags, `prefix` being `peer-` for the peer side and empty for the client side.
+    fn tls_files(&self, prefix: &str) -> Result<TlsFiles, ConfigError> {
+        let path =
+            |flag: &str| Some(self.text(&format!("{prefix}{flag}"))).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let files = TlsFiles {
+            cert_file: path("cert-file"),
+            key_file: path("key-file"),
+            trusted_ca_file: path("trusted-ca-file"),
+            client_cert_auth: self.bool(&format!("{prefix}client-cert-auth"))?,
+            auto_tls: self.bool(&format!("{prefix}auto-tls"))?,
+            self_signed_years: u32::try_from(self.uint("self-signed-cert-validity")?).unwrap_or(u32::MAX),
+        };
+        if files.cert_file.is_some() != files.key_file.is_some() {
+            return err(format!("--{prefix}cert-file and --{prefix}key-file must be given together"));
+        }
+        Ok(files)
+    }
+
+    /// The peer TLS settings: on when the peer URLs are https, which then needs a certificate or auto TLS (etcd's
+    /// rule); files given for http URLs are ignored, as etcd ignores them.
+    pub(super) fn peer_tls(&self, listen: &[Url], advertise: &[Url]) -> Result<TlsFiles, ConfigError> {
+        let files = self.tls_files("peer-")?;
+        let https = listen.iter().chain(advertise).filter(|u| u.tls).count();
+        if https == 0 {
+            return Ok(TlsFiles::default());
+        }
+        if https != listen.len() + advertise.len() {
+            return err("peer URLs must be all http or all https");
+        }
+        if !files.enabled() {
+            return err(
+                "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for https peer URLs (or --peer-auto-tls)",
+            );
+        }
+        if files.client_cert_auth && files.trusted_ca_file.is_none() {
+            return err("--peer-client-cert-auth needs --peer-trusted-ca-file");
+        }
+        Ok(files)
+    }
+
+    /// The client TLS settings: needed (a certificate, or auto TLS) when a client or metrics URL is https.
+    pub(super) fn client_tls(&self, listen: &[Url], metrics: &[Url]) -> Result<TlsFiles, ConfigError> {
+        let files = self.tls_files("")?;
+        if files.client_cert_auth && files.trusted_ca_file.is_none() && files.cert_file.is_some() {
+            return err("--client-cert-auth needs --trusted-ca-file");
+        }
+        let https = listen.iter().chain(metrics).any(|u| u.tls);
+        if https && !files.enabled() {
+            return err(
+                "TLS key/cert (--cert-file, --key-file) must be provided for https client URLs (or --auto-tls)",
+            );
+        }
+        Ok(if https { files } else { TlsFiles::default() })
+    }
+}
