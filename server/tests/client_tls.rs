@@ -10,25 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{Member, free_port};
 
-/// A CA and a certificate it signed for 127.0.0.1 and localhost, as PEM files in `dir`: (ca, cert, key).
-fn pki(dir: &Path) -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.extended_key_usages =
-        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let path = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    };
-    (path("ca.pem", ca.pem()), path("cert.pem", cert.pem()), path("key.pem", key.serialize_pem()))
-}
-
 /// A single member with `urls` as its client URLs and `extra` flags.
 fn member(dir: &Path, urls: &str, extra: &[&str]) -> Member {
     let peer = format!("http://127.0.0.1:{}", free_port());
@@ -56,7 +37,7 @@ fn etcdctl(args: &[&str]) -> (bool, String) {
 #[test]
 fn etcdctl_with_client_certificates_and_a_refused_client() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(dir.path());
+    let common::pki::Pki { ca, cert, key } = common::pki::pki(dir.path());
     let url = format!("https://127.0.0.1:{}", free_port());
     let _m = member(
         dir.path(),

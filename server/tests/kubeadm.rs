@@ -8,27 +8,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::{Member, free_port};
-
-/// A CA and one certificate it signed for 127.0.0.1 and localhost, server and client use: (ca, cert, key).
-fn pki(dir: &Path) -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "etcd-ca");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.extended_key_usages =
-        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let path = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    };
-    (path("ca.crt", ca.pem()), path("server.crt", cert.pem()), path("server.key", key.serialize_pem()))
-}
 
 struct Node {
     name: String,
@@ -38,8 +19,8 @@ struct Node {
 }
 
 /// Starts `n` with kubeadm's flags (in kubeadm's `--flag=value` form).
-fn start(dir: &Path, n: &Node, cluster: &str, state: &str, tls: &(String, String, String)) -> Member {
-    let (ca, cert, key) = tls;
+fn start(dir: &Path, n: &Node, cluster: &str, state: &str, tls: &Pki) -> Member {
+    let Pki { ca, cert, key } = tls;
     let data = dir.join(&n.name);
     let args = [
         format!("--advertise-client-urls=https://127.0.0.1:{}", n.client),
@@ -71,8 +52,8 @@ fn start(dir: &Path, n: &Node, cluster: &str, state: &str, tls: &(String, String
 }
 
 /// etcdctl over mutual TLS against `endpoints`, retried for up to 20 s; its output.
-fn etcdctl(endpoints: &str, tls: &(String, String, String), args: &[&str]) -> String {
-    let (ca, cert, key) = tls;
+fn etcdctl(endpoints: &str, tls: &Pki, args: &[&str]) -> String {
+    let Pki { ca, cert, key } = tls;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut full = vec![format!("--endpoints={endpoints}"), format!("--cacert={ca}")];
@@ -101,7 +82,7 @@ fn stop(mut m: Member) {
 #[test]
 fn a_kubeadm_shaped_cluster_serves_over_mutual_tls_through_a_rolling_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(dir.path());
+    let tls = common::pki::pki(dir.path());
     let nodes: Vec<Node> = (1..=3)
         .map(|i| Node { name: format!("cp{i}"), client: free_port(), peer: free_port(), metrics: free_port() })
         .collect();

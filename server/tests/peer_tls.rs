@@ -4,37 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Member, etcdctl, free_port};
-
-/// A CA, and a certificate it signed for 127.0.0.1 and localhost (usable as server and client certificate).
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "test ca");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "member");
-    params.extended_key_usages =
-        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let p = Pki { ca: dir.join("ca.pem"), cert: dir.join("member.pem"), key: dir.join("member-key.pem") };
-    std::fs::write(&p.ca, ca.pem()).unwrap();
-    std::fs::write(&p.cert, cert.pem()).unwrap();
-    std::fs::write(&p.key, key.serialize_pem()).unwrap();
-    p
-}
 
 /// Starts three members with https peer URLs and `extra` flags; waits until each serves.
 fn cluster(dir: &Path, extra: &[String]) -> (Vec<Member>, Vec<u16>) {
@@ -96,22 +70,22 @@ fn tls_dial(port: u16, ca: &Path, client: Option<(&Path, &Path)>) -> Result<(), 
 #[test]
 fn a_cluster_over_peer_tls_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pki(dir.path());
-    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let p = common::pki::pki(dir.path());
     let extra = [
         "--peer-cert-file".into(),
-        s(&p.cert),
+        p.cert.clone(),
         "--peer-key-file".into(),
-        s(&p.key),
+        p.key.clone(),
         "--peer-trusted-ca-file".into(),
-        s(&p.ca),
+        p.ca.clone(),
         "--peer-client-cert-auth".into(),
     ];
     let (members, peer_ports) = cluster(dir.path(), &extra);
     write_and_read_across(&members);
     // A member's peer port answers a dialler with the CA's certificate, and no one else.
-    tls_dial(peer_ports[0], &p.ca, Some((&p.cert, &p.key))).expect("a dialler with a certificate is answered");
-    let refused = tls_dial(peer_ports[0], &p.ca, None);
+    tls_dial(peer_ports[0], Path::new(&p.ca), Some((Path::new(&p.cert), Path::new(&p.key))))
+        .expect("a dialler with a certificate is answered");
+    let refused = tls_dial(peer_ports[0], Path::new(&p.ca), None);
     assert!(refused.is_err(), "a dialler without a client certificate is refused");
     // Plain TCP on a TLS port: the handshake fails and the connection closes without an answer.
     use std::io::{Read, Write};
