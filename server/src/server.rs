@@ -46,6 +46,11 @@ impl Fatal {
     }
 }
 
+/// The names an auto-TLS certificate is made for: the addresses of `urls`, and `localhost`.
+fn tls_hosts(urls: &[crate::config::Url]) -> Vec<String> {
+    urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect()
+}
+
 /// Runs a member until SIGINT, SIGTERM or SIGHUP.
 pub fn run(config: Config) -> Result<(), Error> {
     crate::logging::set_log_level(&config.log_level);
@@ -74,10 +79,12 @@ pub fn run(config: Config) -> Result<(), Error> {
         wal::Wal::create(&wal_dir, wal::Config::default())
     }?;
     let wal_metrics = wal.metrics_handle();
-    let hosts: Vec<String> =
-        config.listen_peer_urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect();
-    let peer_tls =
-        crate::consensus::tls::peer_tls(&config.peer_tls, &config.data_dir.join("fixtures").join("peer"), &hosts)?;
+    let fixtures = config.data_dir.join("fixtures");
+    let peer_tls = crate::consensus::tls::peer_tls(
+        &config.peer_tls,
+        &fixtures.join("peer"),
+        &tls_hosts(&config.listen_peer_urls),
+    )?;
     let dialer = crate::consensus::transport::Dialer {
         tls: peer_tls.as_ref().map(|t| Arc::clone(&t.client)),
         local: config.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified()),
@@ -93,11 +100,9 @@ pub fn run(config: Config) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::io("start the runtime"))?;
-    let client_tls_dir = config.data_dir.join("fixtures").join("client");
-    let client_hosts: Vec<String> =
-        config.listen_client_urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect();
-    let client_tls = crate::api::client_tls::acceptor(&config.client_tls, &client_tls_dir, &client_hosts)?;
-    let client_dialer = crate::api::client_tls::Dialer::new(&config.client_tls, &client_tls_dir)?;
+    let client_hosts = tls_hosts(&config.listen_client_urls);
+    let (client_tls, client_dialer) =
+        crate::api::client_tls::configure(&config.client_tls, &fixtures.join("client"), &client_hosts)?;
     if config.initial_corrupt_check {
         runtime.block_on(crate::api::corrupt::check_initial(&stores, me, &cluster, &client_dialer))?;
     }

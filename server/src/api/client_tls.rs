@@ -93,25 +93,24 @@ impl AsyncWrite for ClientIo {
     }
 }
 
-/// The server side of client TLS; `None` when TLS is off. Auto TLS keeps its certificate in `dir`, made for
-/// `hosts`.
-pub fn acceptor(
+/// Both sides of client TLS from the flags: the acceptor for the https client URLs (`None` when TLS is off) and
+/// the dialer for other members' client URLs, both with the same certificate (auto TLS keeps its own in `dir`, made
+/// for `hosts`).
+pub fn configure(
     files: &TlsFiles,
     dir: &std::path::Path,
     hosts: &[String],
-) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
-    if !files.enabled() {
-        return Ok(None);
-    }
-    let (cert, key) = match (&files.cert_file, &files.key_file) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        _ => crate::consensus::tls::self_signed(dir, hosts, files.self_signed_years)?,
+) -> Result<(Option<tokio_rustls::TlsAcceptor>, Dialer), Error> {
+    let Some((cert, key)) = crate::consensus::tls::cert_pair(files, dir, hosts)? else {
+        return Ok((None, Dialer::default()));
     };
-    let mut config =
-        crate::consensus::tls::server_config(&cert, &key, files.trusted_ca_file.as_deref(), files.client_cert_auth)?;
+    let ca = files.trusted_ca_file.as_deref();
+    let mut server = crate::consensus::tls::server_config(&cert, &key, ca, files.client_cert_auth)?;
     // gRPC over TLS negotiates HTTP/2 by ALPN (grpc-go insists on it); curl may ask for HTTP/1.1.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut client = crate::consensus::tls::client_config(Some((&cert, &key)), ca)?;
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))), Dialer { tls: Some(Arc::new(client)) }))
 }
 
 /// Accepts connections on `listener`: plain ones if `plain`, TLS ones if `tls` is given (both: by the first byte).
@@ -170,21 +169,6 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    /// The dialer for client TLS settings `files` (the certificate auto TLS made is in `dir`).
-    pub fn new(files: &TlsFiles, dir: &std::path::Path) -> Result<Self, Error> {
-        if !files.enabled() {
-            return Ok(Dialer::default());
-        }
-        let pair = match (&files.cert_file, &files.key_file) {
-            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-            _ => Some((dir.join("cert.pem"), dir.join("key.pem"))).filter(|(c, k)| c.exists() && k.exists()),
-        };
-        let pair_ref = pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-        let mut config = crate::consensus::tls::client_config(pair_ref, files.trusted_ca_file.as_deref())?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Dialer { tls: Some(Arc::new(config)) })
-    }
-
     /// A gRPC channel to `url` (`http://` or `https://`).
     pub async fn channel(&self, url: &str) -> Result<tonic::transport::Channel, String> {
         let Some(rest) = url.strip_prefix("https://") else {

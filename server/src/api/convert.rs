@@ -11,10 +11,11 @@ use std::sync::atomic::Ordering;
 
 use mvcc::{ResponseOp, TxnResult};
 
+use crate::apply::Outcome;
 use crate::apply::store::StoreSlot;
-use crate::apply::{Outcome, Response};
 use crate::consensus::node::RaftStatus;
 use crate::error::Error;
+use crate::proposals::Proposer;
 use crate::proto::etcdserverpb::{self as pb, range_request::SortOrder, range_request::SortTarget};
 use crate::proto::mvccpb;
 use crate::request::Op;
@@ -70,11 +71,12 @@ pub fn to_pb(kv: mvcc::KeyValue) -> mvccpb::KeyValue {
     }
 }
 
-/// An applied write as the response its service returns to the request `op` (whose prev_kv flags and range
-/// options shape it). An outcome of another kind than the request's is an internal error.
-pub fn write_response<T: FromApplied>(headers: &Headers, op: &Op, r: Response) -> Result<T, Error> {
+/// Proposes the write `op` and answers with the response its service returns, shaped by the request (its prev_kv
+/// flags and range options). An outcome of another kind than the request's is an internal error.
+pub async fn write<T: FromApplied>(proposer: &Proposer, headers: &Headers, op: Op) -> Result<T, Error> {
+    let r = proposer.propose(&op).await?;
     let header = headers.at(r.revision, r.term);
-    T::from_applied(op, r.outcome, header).ok_or(Error::Corrupt("mismatched apply result".into()))
+    T::from_applied(&op, r.outcome, header).ok_or(Error::Corrupt("mismatched apply result".into()))
 }
 
 /// A response message built from an applied write's outcome.

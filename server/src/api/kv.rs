@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::convert::{Headers, shape_range, write_response};
+use crate::api::convert::{FromApplied, Headers, shape_range};
 use crate::apply::{self, store::StoreSlot};
 use crate::error::Error;
 use crate::proposals::Proposer;
@@ -121,9 +121,8 @@ impl KvService {
     }
 
     /// Proposes a write and shapes its result as the response of kind `T`.
-    async fn write<T: crate::api::convert::FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
-        let applied = self.proposer.propose(&op).await?;
-        Ok(Response::new(write_response(&self.headers, &op, applied)?))
+    async fn write<T: FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
+        Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, op).await?))
     }
 
     /// A range request, validated and, unless serializable, linearized: ready to read from the store.

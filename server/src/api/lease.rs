@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::convert::{FromApplied, Headers, write_response};
+use crate::api::convert::{FromApplied, Headers};
 use crate::apply::lease::{Leases, MAX_TTL};
 use crate::consensus::node::{Msg, RaftQueue, RaftStatus};
 use crate::error::Error;
@@ -47,8 +47,7 @@ pub fn min_ttl(election_ms: u64, heartbeat_ms: u64) -> i64 {
 
 impl LeaseService {
     async fn write<T: FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
-        let applied = self.proposer.propose(&op).await?;
-        Ok(Response::new(write_response(&self.headers, &op, applied)?))
+        Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, op).await?))
     }
 }
 

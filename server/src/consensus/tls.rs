@@ -146,16 +146,22 @@ pub fn client_config(cert_key: Option<(&Path, &Path)>, ca: Option<&Path>) -> Res
     }
 }
 
-/// The peer side's configurations; `None` when peer TLS is off. `dir` is where auto TLS keeps its certificate,
-/// `hosts` the names it is made for.
-pub fn peer_tls(files: &TlsFiles, dir: &Path, hosts: &[String]) -> Result<Option<PeerTls>, Error> {
+/// The certificate and key a side presents: the files given, or auto TLS's self-signed pair in `dir` for `hosts`;
+/// `None` when the side's TLS is off.
+pub fn cert_pair(files: &TlsFiles, dir: &Path, hosts: &[String]) -> Result<Option<(PathBuf, PathBuf)>, Error> {
     if !files.enabled() {
         return Ok(None);
     }
-    let (cert, key) = match (&files.cert_file, &files.key_file) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        _ => self_signed(dir, hosts, files.self_signed_years)?,
-    };
+    match (&files.cert_file, &files.key_file) {
+        (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
+        _ => self_signed(dir, hosts, files.self_signed_years).map(Some),
+    }
+}
+
+/// The peer side's configurations; `None` when peer TLS is off. `dir` is where auto TLS keeps its certificate,
+/// `hosts` the names it is made for.
+pub fn peer_tls(files: &TlsFiles, dir: &Path, hosts: &[String]) -> Result<Option<PeerTls>, Error> {
+    let Some((cert, key)) = cert_pair(files, dir, hosts)? else { return Ok(None) };
     let ca = files.trusted_ca_file.as_deref();
     let server = server_config(&cert, &key, ca, files.client_cert_auth)?;
     let client = client_config(Some((&cert, &key)), ca)?;
