@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use parking_lot::{Mutex as FairMutex, MutexGuard as FairGuard};
@@ -99,6 +100,8 @@ pub(crate) struct Shared {
     readers: Mutex<BTreeMap<TxnId, usize>>,
     pub(crate) writer: FairMutex<Writer>,
     policy: SyncPolicy,
+    /// `Stats::in_use` as of the last commit or release, readable without the writer lock (quota checks).
+    in_use: AtomicU64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,6 +170,7 @@ impl Db {
             applied_index: meta.applied_index,
             applied_term: meta.applied_term,
         };
+        let in_use = AtomicU64::new((alloc.page_count() - alloc.free_pages()) * pager.page_size() as u64);
         let db = Db {
             shared: Arc::new(Shared {
                 pager,
@@ -183,6 +187,7 @@ impl Db {
                     poisoned: None,
                 }),
                 policy: config.sync,
+                in_use,
             }),
         };
         db.ensure_keyspaces(keyspaces)?;
@@ -344,6 +349,11 @@ impl Db {
         }
     }
 
+    /// `Stats::in_use` as of the last commit, without waiting for a writer: cheap enough for every request.
+    pub fn in_use(&self) -> u64 {
+        self.shared.in_use.load(Ordering::Relaxed)
+    }
+
     /// File and usage sizes.
     pub fn stats(&self) -> Stats {
         let w = self.shared.writer.lock();
@@ -442,6 +452,8 @@ fn release_unpinned(shared: &Shared, w: &mut Writer) {
     let oldest_reader = lock(&shared.readers).keys().next().copied().unwrap_or(w.latest.txn);
     let durable = w.disk[0].max(w.disk[1]);
     w.alloc.release(oldest_reader.min(durable));
+    let in_use = (w.alloc.page_count() - w.alloc.free_pages()) * shared.pager.page_size() as u64;
+    shared.in_use.store(in_use, Ordering::Relaxed);
 }
 
 /// Writes the latest meta into the slot holding the older one, between two fdatasyncs.

@@ -59,6 +59,12 @@ pub enum Error {
     TooManyLearners,
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
+    /// The write would grow the store past `--quota-backend-bytes`, or the NOSPACE alarm is raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The CORRUPT alarm is raised: no write is applied until it is disarmed.
+    #[error("etcdserver: corrupt cluster")]
+    CorruptCluster,
     /// The write-ahead log failed (a failed write or fsync poisons it: the node stops).
     #[error("wal: {0}")]
     Wal(#[from] wal::Error),

@@ -8,7 +8,8 @@
 //! applied to mvcc exactly once; the Raft log is compacted every `--snapshot-count` entries and a member behind it
 //! catches up by snapshot (`consensus::snapshot`). `tools::bench` (etcd's benchmark tool) and `tools::cluster` (local clusters) are
 //! subcommands of the same binary. Client and peer TLS (rustls) as etcd configures it; etcd's flags, `ETCD_*`
-//! variables and config file (`config`). Not yet: authentication, quota alarms.
+//! variables and config file (`config`); the quota and etcd's NOSPACE and CORRUPT alarms (`apply::alarm`,
+//! `api::quota`, `api::corrupt`). Not yet: authentication.
 //!
 //! # Reading the source
 //! `config` (etcd's flags, variables and config file) → `server` (wiring) → `api` (the etcd API surface: gRPC services, the HTTP endpoints, the client

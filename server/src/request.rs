@@ -2,7 +2,8 @@
 //! etcd's request messages, so an entry is self-describing across versions of ferrokv.
 
 use crate::proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, Member, PutRequest, TxnRequest,
+    AlarmRequest, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, Member, PutRequest,
+    TxnRequest,
 };
 
 /// A proposal's id: which waiter the apply loop answers. Unique per member (high bits: member, low: counter).
@@ -14,7 +15,7 @@ pub struct RequestId(pub u64);
 pub struct InternalRequest {
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
     pub op: Option<Op>,
 }
 
@@ -37,6 +38,9 @@ pub enum Op {
     /// A member's name and client URLs, published by the member itself once it runs (see `membership`).
     #[prost(message, tag = "8")]
     Publish(Member),
+    /// Lists, raises or clears an alarm (see `apply::alarm`).
+    #[prost(message, tag = "9")]
+    Alarm(AlarmRequest),
 }
 
 /// The entry that carries `op` for request `id`: exactly the bytes of `InternalRequest { id, op: Some(op) }`,

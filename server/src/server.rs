@@ -111,6 +111,8 @@ pub fn run(config: Config) -> Result<(), Error> {
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
     let (apply_tx, apply_rx) = sync_channel::<crate::apply::ApplyMsg>(crate::consensus::node::APPLY_QUEUE);
     let lessor = Leases::new(crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?);
+    let alarms = crate::apply::alarm::Alarms::default();
+    alarms.load(&store)?;
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&stores),
@@ -119,6 +121,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         events: events.clone(),
         applied: applied_tx,
         cluster: Arc::clone(&cluster),
+        alarms: alarms.clone(),
     };
     let (raft_tx, raft_rx) = sync_channel(crate::consensus::node::RAFT_QUEUE);
     let raft_tx = crate::consensus::node::RaftQueue::new(raft_tx);
@@ -191,11 +194,27 @@ pub fn run(config: Config) -> Result<(), Error> {
         Arc::clone(&status),
         config.max_request_bytes,
     );
-    let quota = config.quota_backend_bytes;
+    let quota = crate::api::quota::Quota {
+        stores: Arc::clone(&stores),
+        proposer: proposer.clone(),
+        alarms: alarms.clone(),
+        member: me,
+        bytes: config.quota_backend_bytes.unsigned_abs(),
+    };
+    let probe = Probe {
+        cluster: view.clone(),
+        stores: Arc::clone(&stores),
+        proposals,
+        wal_metrics,
+        quota: config.quota_backend_bytes,
+        alarms: alarms.clone(),
+    };
     let handles = Handles {
         reads: ReadPath { raft: raft_tx.clone(), applied: applied_rx, status: Arc::clone(&status) },
         headers: Headers::new(cluster_id, me, status, Arc::clone(&stores)),
-        probe: Arc::new(Probe { cluster: view.clone(), stores: Arc::clone(&stores), proposals, wal_metrics, quota }),
+        probe: Arc::new(probe),
+        quota,
+        alarms,
         proposer,
         stores,
         cluster: view,
@@ -228,6 +247,8 @@ struct Handles {
     leases: Leases,
     events: tokio::sync::broadcast::Sender<Arc<Batch>>,
     probe: Arc<Probe>,
+    quota: crate::api::quota::Quota,
+    alarms: crate::apply::alarm::Alarms,
     /// Client TLS, if on.
     client_tls: Option<tokio_rustls::TlsAcceptor>,
     /// How this member dials other members' client URLs.
@@ -248,6 +269,7 @@ impl Handles {
             stores: Arc::clone(&h.stores),
             headers: h.headers.clone(),
             max_txn_ops: h.config.max_txn_ops,
+            quota: h.quota.clone(),
         };
         let maintenance = crate::api::maintenance::MaintenanceService {
             stores: Arc::clone(&h.stores),
@@ -255,6 +277,8 @@ impl Handles {
             cluster: h.cluster.clone(),
             quota: h.config.quota_backend_bytes,
             stopping: Arc::clone(&h.stopping),
+            proposer: h.proposer.clone(),
+            alarms: h.alarms.clone(),
         };
         let cluster = crate::api::cluster::ClusterService {
             proposer: h.proposer.clone(),
@@ -279,6 +303,7 @@ impl Handles {
             raft: h.reads.raft.clone(),
             status: Arc::clone(&h.cluster.status),
             min_ttl: crate::api::lease::min_ttl(h.config.election_ms, h.config.heartbeat_ms),
+            quota: h.quota.clone(),
         };
         routes
             .add_service(KvServer::new(kv).max_decoding_message_size(max))
@@ -355,6 +380,16 @@ async fn serve(
         ..Default::default()
     };
     let retry = Duration::from_millis(h.config.heartbeat_ms.max(100));
+    let corrupt_check = h.config.corrupt_check_time.map(|every| {
+        let check = crate::api::corrupt::monitor(
+            every,
+            Arc::clone(&h.stores),
+            h.cluster.clone(),
+            h.client_dialer.clone(),
+            h.proposer.clone(),
+        );
+        tokio::spawn(check)
+    });
     let published = tokio::spawn(crate::api::tasks::publish(h.proposer.clone(), h.cluster.clone(), me, retry));
     log(
         "info",
@@ -380,6 +415,9 @@ async fn serve(
     let _ = stop_tx.send(true);
     expiry.abort();
     published.abort();
+    if let Some(t) = corrupt_check {
+        t.abort();
+    }
     // In-flight requests get a moment to finish; open streams (watches, keep-alives) and idle connections would
     // keep a graceful stop waiting forever, so after the grace period the runtime's drop closes them.
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);

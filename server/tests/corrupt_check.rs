@@ -1,6 +1,9 @@
-//! etcd's initial corruption check (`--experimental-initial-corrupt-check`): a member whose store was altered while
-//! it was down (a key written into its file behind Raft's back) refuses to start, with etcd's line "found data
-//! inconsistency with peers"; the same member, unaltered, starts and serves.
+//! etcd's corruption checks, on a member whose store was altered while it was down (a key written into its file
+//! behind Raft's back):
+//! - the initial check (`--experimental-initial-corrupt-check`): the member refuses to start, with etcd's line
+//!   "found data inconsistency with peers"; the same member, unaltered, starts and serves;
+//! - the periodic check (`--experimental-corrupt-check-time`): the leader finds it and raises the CORRUPT alarm on
+//!   every member; writes are refused with etcd's "etcdserver: corrupt cluster" until an operator disarms.
 
 mod common;
 
@@ -35,6 +38,16 @@ fn put(endpoint: &str, key: &str) {
     }
 }
 
+/// Writes a key into a stopped member's store behind Raft's back.
+fn plant(dir: &std::path::Path, name: &str) {
+    let db = dir.join(name).join("member").join("snap").join("db");
+    let store = mvcc::Store::open(&db, &server::apply::store::KEYSPACES, mvcc::StoreConfig::default()).unwrap();
+    let mut w = store.write().unwrap();
+    w.put(b"planted", b"behind raft's back", 0, mvcc::PutOptions::default()).unwrap();
+    w.commit().unwrap();
+    store.db().sync().unwrap();
+}
+
 #[test]
 fn a_member_altered_while_down_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,14 +63,7 @@ fn a_member_altered_while_down_refuses_to_start() {
     stop(again);
     // While it is down the others go on (so they hold the next revision), and its store gets a key Raft never saw.
     put(&members[0].endpoint, "while-down");
-    {
-        let db = dir.path().join("m3").join("member").join("snap").join("db");
-        let store = mvcc::Store::open(&db, &server::apply::store::KEYSPACES, mvcc::StoreConfig::default()).unwrap();
-        let mut w = store.write().unwrap();
-        w.put(b"planted", b"behind raft's back", 0, mvcc::PutOptions::default()).unwrap();
-        w.commit().unwrap();
-        store.db().sync().unwrap();
-    }
+    plant(dir.path(), "m3");
     let s = &specs[2];
     let (c, p) = (format!("http://127.0.0.1:{}", s.client), format!("http://127.0.0.1:{}", s.peer));
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
@@ -86,4 +92,44 @@ fn a_member_altered_while_down_refuses_to_start() {
     assert!(!status.success(), "the altered member exited successfully:\n{log}");
     assert!(log.contains("found data inconsistency with peers"), "{log}");
     assert!(!log.contains("ready to serve client requests"), "it served before the check:\n{log}");
+}
+
+#[test]
+fn the_periodic_check_raises_the_corrupt_alarm_and_writes_stop_until_disarmed() {
+    const PERIODIC: &str = "--experimental-corrupt-check-time=1s";
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, cluster) = specs(3);
+    let mut members: Vec<_> = specs.iter().map(|s| launch_with(dir.path(), s, &cluster, &[PERIODIC])).collect();
+    for i in 0..20 {
+        put(&members[0].endpoint, &format!("k{i}"));
+    }
+    // A clean cluster passes round after round.
+    std::thread::sleep(Duration::from_secs(3));
+    let (ok, list, err) = common::etcdctl(&members[0].endpoint, &["alarm", "list"], None);
+    assert!(ok && list.trim().is_empty(), "alarms on a clean cluster: {list}{err}");
+    stop(members.remove(2));
+    put(&members[0].endpoint, "while-down");
+    plant(dir.path(), "m3");
+    members.push(launch_with(dir.path(), &specs[2], &cluster, &[PERIODIC]));
+    let endpoint = members[0].endpoint.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, list, _) = common::etcdctl(&endpoint, &["alarm", "list"], None);
+        if list.trim() == "alarm:CORRUPT" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no CORRUPT alarm within 30 s: {list}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for m in &members {
+        let (ok, _, err) = common::etcdctl(&m.endpoint, &["put", "refused", "v"], None);
+        assert!(!ok && err.contains("etcdserver: corrupt cluster"), "{}: {err}", m.endpoint);
+        let (ok, out, err) = common::etcdctl(&m.endpoint, &["get", "k0", "--print-value-only"], None);
+        assert!(ok && out.trim() == "v", "reads go on: {out}{err}");
+    }
+    let (ok, out, err) = common::etcdctl(&endpoint, &["alarm", "disarm"], None);
+    assert!(ok && out.contains("alarm:CORRUPT"), "{out}{err}");
+    // Stop the check from raising it again before the write below: the planted member goes.
+    stop(members.remove(2));
+    put(&endpoint, "after-disarm");
 }

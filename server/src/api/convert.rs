@@ -132,6 +132,15 @@ impl FromApplied for pb::LeaseGrantResponse {
     }
 }
 
+impl FromApplied for pb::AlarmResponse {
+    fn from_applied(_: &Op, outcome: Outcome, header: Option<pb::ResponseHeader>) -> Option<Self> {
+        match outcome {
+            Outcome::Alarms(alarms) => Some(pb::AlarmResponse { header, alarms }),
+            _ => None,
+        }
+    }
+}
+
 impl FromApplied for pb::LeaseRevokeResponse {
     fn from_applied(_: &Op, outcome: Outcome, header: Option<pb::ResponseHeader>) -> Option<Self> {
         matches!(outcome, Outcome::LeaseRevoke).then_some(pb::LeaseRevokeResponse { header })

@@ -1,4 +1,6 @@
-//! etcd's initial corruption check (`--experimental-initial-corrupt-check`, 3.6's `InitialCorruptCheck` gate): before
+//! etcd's corruption checks.
+//!
+//! **Initial** (`--experimental-initial-corrupt-check`, 3.6's `InitialCorruptCheck` gate): before
 //! a member serves clients it hashes its store (HashKV at its current revision) and asks every other member for
 //! the hash at the same revision, through the other member's client URL. A different hash at the same compaction
 //! revision means one of the two stores differs from the log they share: the member refuses to start
@@ -9,7 +11,15 @@
 //! **When**: once, at start, after the store is opened and before the Raft and apply threads start or any listener
 //! opens: the hash is of the store as it was on disk, before this member applies anything more, and nobody is
 //! served from a store that fails the check.
+//!
+//! **Periodic** (`--experimental-corrupt-check-time`): every interval the leader hashes its store, asks every
+//! follower for its hash at the leader's revision, and hashes again. It raises the CORRUPT alarm (member id 0, as
+//! etcd 3.4 does: which store is wrong is not known) through Raft when its own hash changed at an unchanged
+//! revision, or a follower is ahead of it (revision or compaction revision), or a follower at the compaction
+//! revision the leader had hashed at reports another hash. From then on every write is refused until an operator
+//! disarms (see `apply::alarm`). A follower that cannot answer is skipped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::membership::Shared;
@@ -24,7 +34,7 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// What one peer said.
 #[derive(Debug)]
 enum Answer {
-    Hash { hash: u32, compact: i64 },
+    Hash { hash: u32, compact: i64, revision: i64 },
     Failed { why: String },
 }
 
@@ -48,7 +58,7 @@ pub async fn check_initial(
             f
         };
         match ask(dialer, &urls, rev).await {
-            Answer::Hash { hash: theirs, compact: their_compact } if theirs != hash => {
+            Answer::Hash { hash: theirs, compact: their_compact, .. } if theirs != hash => {
                 let detail = [
                     ("local-member-revision", rev.to_string()),
                     ("local-member-compact-revision", compact.to_string()),
@@ -86,10 +96,115 @@ async fn ask(dialer: &crate::api::client_tls::Dialer, urls: &[String], rev: i64)
             Ok::<_, String>(r.into_inner())
         };
         match tokio::time::timeout(PEER_TIMEOUT, attempt).await {
-            Ok(Ok(r)) => return Answer::Hash { hash: r.hash, compact: r.compact_revision },
+            Ok(Ok(r)) => {
+                let revision = r.header.map_or(0, |h| h.revision);
+                return Answer::Hash { hash: r.hash, compact: r.compact_revision, revision };
+            }
             Ok(Err(e)) => why = format!("{url}: {e}"),
             Err(_) => why = format!("{url}: no answer within {PEER_TIMEOUT:?}"),
         }
     }
     Answer::Failed { why }
+}
+
+/// The periodic check's task: runs until the runtime stops (see the module header).
+pub async fn monitor(
+    interval: Duration,
+    stores: Arc<StoreSlot>,
+    cluster: crate::consensus::view::ClusterView,
+    dialer: crate::api::client_tls::Dialer,
+    proposer: crate::proposals::Proposer,
+) {
+    let me = format!("{:x}", cluster.member);
+    log("info", "enabled corruption checking", &[("local-member-id", me), ("interval", format!("{interval:?}"))]);
+    loop {
+        tokio::time::sleep(interval).await;
+        if !cluster.is_leader() {
+            continue;
+        }
+        match check_peers(&stores, &cluster, &dialer).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let raise = crate::proto::etcdserverpb::AlarmRequest {
+                    action: crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+                    member_id: 0,
+                    alarm: crate::proto::etcdserverpb::AlarmType::Corrupt as i32,
+                };
+                if let Err(e) = proposer.propose(&crate::request::Op::Alarm(raise)).await {
+                    log("warn", "failed to raise the CORRUPT alarm", &[("error", e.to_string())]);
+                }
+            }
+            Err(e) => log("warn", "failed to check hash KV", &[("error", e.to_string())]),
+        }
+    }
+}
+
+/// One round of the leader's check; `Ok(true)` when a store differs.
+async fn check_peers(
+    stores: &StoreSlot,
+    cluster: &crate::consensus::view::ClusterView,
+    dialer: &crate::api::client_tls::Dialer,
+) -> Result<bool, Error> {
+    let store = stores.get();
+    let (h, rev, crev) = tokio::task::block_in_place(|| store.hash_kv(0))?;
+    let peers: Vec<(u64, Vec<String>)> = cluster
+        .registry
+        .read()
+        .members()
+        .into_iter()
+        .filter(|m| m.id != cluster.member)
+        .map(|m| (m.id, m.client_ur_ls))
+        .collect();
+    let mut answers = Vec::with_capacity(peers.len());
+    for (id, urls) in &peers {
+        answers.push((*id, ask(dialer, urls, rev).await));
+    }
+    let (h2, rev2, crev2) = tokio::task::block_in_place(|| store.hash_kv(0))?;
+    let mut corrupt = false;
+    if h2 != h && rev2 == rev && crev2 == crev {
+        let fields = [
+            ("revision-1", rev.to_string()),
+            ("compact-revision-1", crev.to_string()),
+            ("hash-1", h.to_string()),
+            ("revision-2", rev2.to_string()),
+            ("compact-revision-2", crev2.to_string()),
+            ("hash-2", h2.to_string()),
+        ];
+        log("warn", "found hash mismatch", &fields);
+        corrupt = true;
+    }
+    let mut checked = 0;
+    for (id, answer) in answers {
+        let Answer::Hash { hash, compact, revision } = answer else { continue };
+        checked += 1;
+        let peer = ("follower-peer-id", format!("{id:x}"));
+        if revision > rev2 {
+            let fields =
+                [("leader-revision", rev2.to_string()), ("follower-revision", revision.to_string()), peer.clone()];
+            log("warn", "revision from follower must be less than or equal to leader's", &fields);
+            corrupt = true;
+        }
+        if compact > crev2 {
+            let fields = [
+                ("leader-compact-revision", crev2.to_string()),
+                ("follower-compact-revision", compact.to_string()),
+                peer.clone(),
+            ];
+            log("warn", "compact revision from follower must be less than or equal to leader's", &fields);
+            corrupt = true;
+        }
+        if compact == crev && hash != h {
+            let fields = [
+                ("leader-compact-revision", crev2.to_string()),
+                ("leader-hash", h.to_string()),
+                ("follower-compact-revision", compact.to_string()),
+                ("follower-hash", hash.to_string()),
+                peer,
+            ];
+            log("warn", "same compact revision then hashes must match", &fields);
+            corrupt = true;
+        }
+    }
+    log("info", "finished peer corruption check", &[("number-of-peers-checked", checked.to_string())]);
+    Ok(corrupt)
 }

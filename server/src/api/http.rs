@@ -25,6 +25,8 @@ pub struct Probe {
     pub proposals: Arc<Proposals>,
     pub wal_metrics: Arc<wal::Metrics>,
     pub quota: i64,
+    /// The raised alarms (`/health` fails while one is raised).
+    pub alarms: crate::apply::alarm::Alarms,
 }
 
 /// The router holding `/metrics`, `/health`, `/version`, and 3.5's `/livez` and `/readyz` (kubeadm probes them).
@@ -50,16 +52,22 @@ pub fn router(probe: Arc<Probe>) -> axum::Router {
         )
         .route(
             "/health",
-            get(move || {
+            get(move |query: axum::extract::RawQuery| {
                 let probe = Arc::clone(&probe);
-                async move { health(&probe) }
+                async move { health(&probe, query.0.as_deref().unwrap_or("")) }
             }),
         )
 }
 
-/// etcd 3.4's /health: 200 `{"health":"true"}` while a leader is known, 503 `{"health":"false"}` otherwise.
-fn health(probe: &Probe) -> impl IntoResponse + use<> {
-    let ok = probe.cluster.status.leader.load(Relaxed) != 0;
+/// etcd 3.4's /health: 200 `{"health":"true"}` while a leader is known and no alarm is raised (but those named
+/// by `?exclude=NAME`), 503 `{"health":"false"}` otherwise.
+fn health(probe: &Probe, query: &str) -> impl IntoResponse + use<> {
+    let excluded: Vec<&str> = query.split('&').filter_map(|kv| kv.strip_prefix("exclude=")).collect();
+    let alarmed = probe.alarms.list(0).iter().any(|a| {
+        let name = crate::proto::etcdserverpb::AlarmType::try_from(a.alarm).map_or("", |t| t.as_str_name());
+        !excluded.contains(&name)
+    });
+    let ok = !alarmed && probe.cluster.status.leader.load(Relaxed) != 0;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], format!("{{\"health\":\"{ok}\"}}"))
 }

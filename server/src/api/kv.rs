@@ -23,6 +23,8 @@ pub struct KvService {
     pub headers: Headers,
     /// `--max-txn-ops`: the most compares, or ops of one branch, a Txn may have, at every level.
     pub max_txn_ops: usize,
+    /// `--quota-backend-bytes`, checked before a write that can grow the store is proposed.
+    pub quota: crate::api::quota::Quota,
 }
 
 /// A deleted key range `[start, end)`; `None` is unbounded.
@@ -122,6 +124,7 @@ impl KvService {
 
     /// Proposes a write and shapes its result as the response of kind `T`.
     async fn write<T: FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
+        self.quota.check(&op).await?;
         Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, op).await?))
     }
 

@@ -26,6 +26,8 @@ pub struct LeaseService {
     pub status: Arc<RaftStatus>,
     /// The shortest TTL granted, in seconds (see [`min_ttl`]).
     pub min_ttl: i64,
+    /// `--quota-backend-bytes`, checked before a grant is proposed.
+    pub quota: crate::api::quota::Quota,
 }
 
 /// Source of lease ids: random high bits (so restarts and members do not collide), a counter below them.
@@ -67,7 +69,9 @@ impl Lease for LeaseService {
         if g.id == 0 {
             g.id = new_id(self.headers.member);
         }
-        self.write(Op::LeaseGrant(g)).await
+        let op = Op::LeaseGrant(g);
+        self.quota.check(&op).await?;
+        self.write(op).await
     }
 
     async fn lease_revoke(

@@ -33,6 +33,10 @@ pub struct MaintenanceService {
     pub quota: i64,
     /// Set once a graceful stop begins: a defragmentation ends at its next step.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Alarm requests go through Raft.
+    pub proposer: crate::proposals::Proposer,
+    /// The raised alarms, which Status reports among its errors.
+    pub alarms: crate::apply::alarm::Alarms,
 }
 
 impl MaintenanceService {
@@ -45,13 +49,24 @@ type Stream<T> = std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
-        Ok(Response::new(pb::AlarmResponse { header: self.header(), alarms: Vec::new() }))
+    /// Lists, raises or clears alarms, through Raft as etcd does (see `apply::alarm`).
+    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        let op = crate::request::Op::Alarm(request.into_inner());
+        Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, op).await?))
     }
 
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let n = &self.cluster;
         let stats = self.stores.get().db().stats();
+        // etcd's errors: no leader, then each raised alarm in protobuf's compact text.
+        let mut errors = Vec::new();
+        if n.leader() == 0 {
+            errors.push(Error::NoLeader.to_string());
+        }
+        for a in self.alarms.list(pb::AlarmType::None as i32) {
+            let name = pb::AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+            errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
+        }
         Ok(Response::new(pb::StatusResponse {
             header: self.header(),
             version: SERVER_VERSION.to_string(),
@@ -60,7 +75,7 @@ impl Maintenance for MaintenanceService {
             raft_index: n.status.commit.load(std::sync::atomic::Ordering::Relaxed),
             raft_term: n.status.term.load(std::sync::atomic::Ordering::Relaxed),
             raft_applied_index: n.applied(),
-            errors: Vec::new(),
+            errors,
             db_size_in_use: stats.in_use as i64,
             is_learner: n.is_learner(),
             storage_version: String::new(),

@@ -2,7 +2,7 @@
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
-//! `corrupt` (etcd's initial corruption check), `client_conn` (the HTTP/2 shim in front of every client connection) and `recv_limit` (the gRPC receive limit).
+//! `corrupt` (etcd's initial corruption check), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `client_conn` (the HTTP/2 shim in front of every client connection) and `recv_limit` (the gRPC receive limit).
 
 pub mod client_conn;
 pub mod client_tls;
@@ -13,6 +13,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod quota;
 pub mod range_stream;
 pub mod recv_limit;
 mod status;

@@ -17,7 +17,8 @@ impl From<Error> for Status {
             Error::Compacted | Error::FutureRev => Code::OutOfRange,
             Error::KeyNotFound => Code::InvalidArgument,
             Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
-            Error::TooManyRequests => Code::ResourceExhausted,
+            Error::TooManyRequests | Error::NoSpace => Code::ResourceExhausted,
+            Error::CorruptCluster => Code::DataLoss,
             Error::LeaseNotFound => Code::NotFound,
             Error::LeaseExists
             | Error::NotLeader

@@ -14,6 +14,7 @@
 //!    the store revision after the request, the entry's term, what the write returned). This layer builds no
 //!    gRPC response; `api::convert` does, with etcd's header.
 
+pub mod alarm;
 pub mod lease;
 pub mod membership;
 pub mod range;
@@ -73,6 +74,8 @@ pub enum Outcome {
     LeaseRevoke,
     /// A membership change or publish: the members after it (the registry's records).
     Members(Vec<pb::Member>),
+    /// An Alarm request's answer (see `alarm::Alarms::apply`).
+    Alarms(Vec<pb::AlarmMember>),
 }
 
 fn compare(c: &pb::Compare) -> Compare {
@@ -182,7 +185,7 @@ fn runs_with_others(op: &Op) -> bool {
             lease_puts(&t.failure, &mut ids);
             ids.is_empty()
         }
-        Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) => false,
+        Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) | Op::Alarm(_) => false,
     }
 }
 
@@ -214,6 +217,8 @@ pub struct Apply {
     pub applied: watch::Sender<u64>,
     /// The member registry (configuration changes and publishes are recorded there).
     pub cluster: Arc<crate::apply::membership::Shared>,
+    /// The raised alarms (changed by Alarm entries; they decide which writes are refused).
+    pub alarms: alarm::Alarms,
 }
 
 impl std::fmt::Debug for Apply {
@@ -265,6 +270,7 @@ impl Apply {
         let store = self.store.install(index, term)?;
         *self.lessor() = crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?;
         *self.cluster.write() = crate::apply::membership::Registry::load(&store)?;
+        self.alarms.load(&store)?;
         self.applied.send_replace(index);
         let resync = Batch { revision: store.current_revision(), term, changes: Vec::new(), resync: true };
         let _ = self.events.send(Arc::new(resync));
@@ -288,6 +294,16 @@ impl Apply {
                 self.flush(&mut run)?;
                 self.apply_member_change(&e)?;
                 self.applied.send_replace(index);
+                continue;
+            }
+            if let Some(InternalRequest { id, op: Some(op) }) = &request
+                && self.alarms.any()
+                && let Some(refusal) = self.alarms.refusal(op)
+            {
+                self.flush(&mut run)?;
+                self.record(index, term)?;
+                self.applied.send_replace(index);
+                self.proposals.complete(RequestId(*id), Err(refusal));
                 continue;
             }
             match request {
@@ -490,7 +506,7 @@ impl Apply {
             }
             Op::DeleteRange(d) => Outcome::DeleteRange { prevs: w.delete_range(&d.key, &d.range_end)? },
             Op::Txn(t) => Outcome::Txn(w.txn(&txn_request(t))?),
-            Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) => {
+            Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) | Op::Alarm(_) => {
                 unreachable!("lease operations, compactions and publishes are not plain writes")
             }
         };
@@ -509,6 +525,18 @@ impl Apply {
         }
         if matches!(op, Op::LeaseGrant(_) | Op::LeaseRevoke(_)) {
             return self.execute_lease(op, index, term);
+        }
+        if let Op::Alarm(r) = &op {
+            let mut w = store.write()?;
+            let change = self.alarms.apply(&store, &mut w, r)?;
+            w.set_applied(index, term);
+            w.commit()?;
+            self.alarms.commit(&change);
+            return Ok(Ok(Response {
+                revision: store.current_revision(),
+                term,
+                outcome: Outcome::Alarms(change.answer),
+            }));
         }
         if let Op::Put(p) = &op
             && p.lease != 0

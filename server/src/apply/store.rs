@@ -27,8 +27,12 @@ pub struct StoreSlot {
 const STAGED_PREFIX: &str = "db.incoming-";
 
 /// The store's keyspaces besides mvcc's own.
-pub const KEYSPACES: [&str; 3] =
-    [crate::apply::lease::LEASE, crate::apply::membership::MEMBERS, crate::apply::membership::REMOVED];
+pub const KEYSPACES: [&str; 4] = [
+    crate::apply::lease::LEASE,
+    crate::apply::membership::MEMBERS,
+    crate::apply::membership::REMOVED,
+    crate::apply::alarm::ALARM,
+];
 
 impl StoreSlot {
     /// Opens the store at `path`, removing images staged by an earlier run.

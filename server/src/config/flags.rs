@@ -190,12 +190,7 @@ pub const FLAGS: &[Spec] = &[
     spec("proxy-read-timeout", Uint, "0", NoEffect(NO_V2)),
     // Experimental (3.4), and the 3.5/3.6 spellings.
     spec("experimental-initial-corrupt-check", Bool, "false", Used),
-    spec(
-        "experimental-corrupt-check-time",
-        Duration,
-        "0s",
-        Refused("the periodic corruption check is not implemented yet"),
-    ),
+    spec("experimental-corrupt-check-time", Duration, "0s", Used),
     spec("corrupt-check-time", Duration, "0s", Alias("experimental-corrupt-check-time")),
     spec(
         "experimental-compact-hash-check-enabled",

@@ -92,6 +92,8 @@ pub struct Config {
     pub client_tls: TlsFiles,
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving.
     pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`: how often the leader compares its hash with the followers' (none: off).
+    pub corrupt_check_time: Option<std::time::Duration>,
     /// What reading the configuration has to say (unknown variables, flags without effect), logged at start.
     pub notes: Vec<Note>,
 }
@@ -319,6 +321,7 @@ impl Values {
             max_learners: usize::try_from(self.uint("max-learners")?).unwrap_or(usize::MAX),
             log_outputs,
             initial_corrupt_check: self.bool("experimental-initial-corrupt-check")?,
+            corrupt_check_time: self.duration("experimental-corrupt-check-time")?.filter(|d| !d.is_zero()),
             peer_tls,
             client_tls,
             notes: self.notes,

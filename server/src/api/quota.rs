@@ -1,0 +1,108 @@
+//! `--quota-backend-bytes`: the check a write that can grow the store passes before it is proposed (Put, Txn with
+//! a put, LeaseGrant; etcd's quota server). When the write would take the store past the quota, the member raises
+//! the NOSPACE alarm through Raft (so every member refuses such writes from then on, see `apply::alarm`) and the
+//! write fails with "etcdserver: mvcc: database space exceeded".
+//!
+//! Unlike etcd, which measures the file (free pages included, so only a defragmentation with its stall makes room),
+//! the quota counts the store's bytes in use: a compaction frees pages for reuse at once, and the online
+//! defragmentation gives the file back without stopping writes. A Txn without a put is never refused here, so a
+//! client that deletes through transactions (kube-apiserver) can make room while the alarm is raised.
+
+use crate::apply::alarm::{self, Alarms};
+use crate::apply::store::StoreSlot;
+use crate::error::Error;
+use crate::proposals::Proposer;
+use crate::proto::etcdserverpb::{self as pb, AlarmType, alarm_request::AlarmAction};
+use crate::request::Op;
+use std::sync::Arc;
+
+/// What etcd adds to a put's key and value for the index and bookkeeping (its `kvOverhead`).
+const KV_OVERHEAD: u64 = 256;
+/// What etcd counts for a lease grant (its `leaseOverhead`).
+const LEASE_OVERHEAD: u64 = 64;
+
+/// The quota check, shared by the KV and Lease services.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    pub stores: Arc<StoreSlot>,
+    pub proposer: Proposer,
+    pub alarms: Alarms,
+    /// This member's id, named in the alarms it raises.
+    pub member: u64,
+    /// `--quota-backend-bytes` (its default when 0 was given).
+    pub bytes: u64,
+}
+
+impl Quota {
+    /// Passes `op` if it cannot grow the store, or fits under the quota; otherwise raises NOSPACE (unless it is
+    /// raised already) and refuses it.
+    pub async fn check(&self, op: &Op) -> Result<(), Error> {
+        if !alarm::grows(op) {
+            return Ok(());
+        }
+        if self.alarms.raised(AlarmType::Nospace) {
+            return Err(Error::NoSpace);
+        }
+        let in_use = self.stores.get().db().in_use();
+        if in_use.saturating_add(cost(op)) <= self.bytes {
+            return Ok(());
+        }
+        let raise = pb::AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.member,
+            alarm: AlarmType::Nospace as i32,
+        };
+        let fields = [("quota-size-bytes", self.bytes.to_string()), ("in-use-bytes", in_use.to_string())];
+        crate::logging::log("warn", "database space exceeded: raising the NOSPACE alarm", &fields);
+        // The write fails either way; a failure to raise the alarm (no leader, say) is retried by the next write.
+        let _ = self.proposer.propose(&Op::Alarm(raise)).await;
+        Err(Error::NoSpace)
+    }
+}
+
+/// The bytes `op` may add to the store, as etcd estimates them (for a Txn, its larger branch).
+pub fn cost(op: &Op) -> u64 {
+    match op {
+        Op::Put(p) => put_cost(p),
+        Op::LeaseGrant(_) => LEASE_OVERHEAD,
+        Op::Txn(t) => txn_cost(t),
+        _ => 0,
+    }
+}
+
+fn put_cost(p: &pb::PutRequest) -> u64 {
+    (p.key.len() + p.value.len()) as u64 + KV_OVERHEAD
+}
+
+fn txn_cost(t: &pb::TxnRequest) -> u64 {
+    use pb::request_op::Request;
+    let branch = |ops: &[pb::RequestOp]| -> u64 {
+        ops.iter()
+            .map(|o| match &o.request {
+                Some(Request::RequestPut(p)) => put_cost(p),
+                Some(Request::RequestTxn(t)) => txn_cost(t),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&t.success).max(branch(&t.failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_txn_costs_its_larger_branch() {
+        let put = |n: usize| pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: b"k".to_vec(),
+                value: vec![0; n],
+                ..Default::default()
+            })),
+        };
+        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(100)], ..Default::default() };
+        assert_eq!(cost(&Op::Txn(t)), 101 + KV_OVERHEAD);
+        assert_eq!(cost(&Op::DeleteRange(Default::default())), 0);
+    }
+}
