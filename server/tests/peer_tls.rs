@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Member, etcdctl, free_port};
@@ -49,24 +48,6 @@ fn write_and_read_across(members: &[Member]) {
     assert!(ok && out.trim() == "yes", "read on another member: {out} {err}");
 }
 
-/// Dials `port` over TLS trusting `ca`, with or without `client` (cert, key); whether the handshake and a first
-/// exchange succeed.
-fn tls_dial(port: u16, ca: &Path, client: Option<(&Path, &Path)>) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let config = server::consensus::tls::client_config(client, Some(ca)).map_err(|e| e.to_string())?;
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    // The join question: the preamble, then an empty kind-4 frame; the listener answers with the members.
-    tls.write_all(b"FKVP\x01\x01\x00\x00\x00\x04").map_err(|e| e.to_string())?;
-    tls.flush().map_err(|e| e.to_string())?;
-    let mut len = [0u8; 4];
-    tls.read_exact(&mut len).map_err(|e| e.to_string())?;
-    Ok(())
-}
-
 #[test]
 fn a_cluster_over_peer_tls_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +64,9 @@ fn a_cluster_over_peer_tls_with_client_certificates() {
     let (members, peer_ports) = cluster(dir.path(), &extra);
     write_and_read_across(&members);
     // A member's peer port answers a dialler with the CA's certificate, and no one else.
-    tls_dial(peer_ports[0], Path::new(&p.ca), Some((Path::new(&p.cert), Path::new(&p.key))))
+    common::pki::dial_peer(peer_ports[0], Path::new(&p.ca), Some((Path::new(&p.cert), Path::new(&p.key))))
         .expect("a dialler with a certificate is answered");
-    let refused = tls_dial(peer_ports[0], Path::new(&p.ca), None);
+    let refused = common::pki::dial_peer(peer_ports[0], Path::new(&p.ca), None);
     assert!(refused.is_err(), "a dialler without a client certificate is refused");
     // Plain TCP on a TLS port: the handshake fails and the connection closes without an answer.
     use std::io::{Read, Write};

@@ -54,7 +54,6 @@ const fn spec(name: &'static str, kind: Kind, default: &'static str, effect: Eff
 use Effect::{Alias, NoEffect, Refused, Used};
 use Kind::{Bool, Duration, Text, Uint};
 
-const NOT_YET_TLS: &str = "client TLS and these TLS options are not implemented yet";
 const NOT_YET_AUTH: &str = "authentication is not implemented yet";
 const NO_V2: &str = "ferrokv serves only etcd's v3 API (no v2 API, no v2 proxy)";
 const NO_TRACING: &str = "ferrokv does not export OpenTelemetry traces";
@@ -136,28 +135,33 @@ pub const FLAGS: &[Spec] = &[
     // Security.
     spec("cert-file", Text, "", Used),
     spec("key-file", Text, "", Used),
-    spec("client-cert-file", Text, "", Refused(NOT_YET_TLS)),
-    spec("client-key-file", Text, "", Refused(NOT_YET_TLS)),
+    spec("client-cert-file", Text, "", Used),
+    spec("client-key-file", Text, "", Used),
     spec("client-cert-auth", Bool, "false", Used),
-    spec("client-crl-file", Text, "", Refused(NOT_YET_TLS)),
-    spec("client-cert-allowed-hostname", Text, "", Refused(NOT_YET_TLS)),
+    spec("client-crl-file", Text, "", Used),
+    spec("client-cert-allowed-hostname", Text, "", Used),
     spec("trusted-ca-file", Text, "", Used),
     spec("auto-tls", Bool, "false", Used),
     spec("peer-cert-file", Text, "", Used),
     spec("peer-key-file", Text, "", Used),
-    spec("peer-client-cert-file", Text, "", Refused(NOT_YET_TLS)),
-    spec("peer-client-key-file", Text, "", Refused(NOT_YET_TLS)),
+    spec("peer-client-cert-file", Text, "", Used),
+    spec("peer-client-key-file", Text, "", Used),
     spec("peer-client-cert-auth", Bool, "false", Used),
     spec("peer-trusted-ca-file", Text, "", Used),
-    spec("peer-cert-allowed-cn", Text, "", Refused(NOT_YET_TLS)),
-    spec("peer-cert-allowed-hostname", Text, "", Refused(NOT_YET_TLS)),
+    spec("peer-cert-allowed-cn", Text, "", Used),
+    spec("peer-cert-allowed-hostname", Text, "", Used),
     spec("peer-auto-tls", Bool, "false", Used),
-    spec("peer-crl-file", Text, "", Refused(NOT_YET_TLS)),
+    spec("peer-crl-file", Text, "", Used),
     spec("self-signed-cert-validity", Uint, "1", Used),
-    spec("cipher-suites", Text, "", Refused(NOT_YET_TLS)),
-    spec("tls-min-version", Text, "TLS1.2", Refused(NOT_YET_TLS)),
-    spec("tls-max-version", Text, "", Refused(NOT_YET_TLS)),
-    spec("experimental-peer-skip-client-san-verification", Bool, "false", Refused(NOT_YET_TLS)),
+    spec("cipher-suites", Text, "", Used),
+    spec("tls-min-version", Text, "TLS1.2", Used),
+    spec("tls-max-version", Text, "", Used),
+    spec(
+        "experimental-peer-skip-client-san-verification",
+        Bool,
+        "false",
+        NoEffect("ferrokv does not check a member's client certificate against its address"),
+    ),
     spec("peer-skip-client-san-verification", Bool, "false", Alias("experimental-peer-skip-client-san-verification")),
     spec("cors", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
     spec("host-whitelist", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),

@@ -16,6 +16,20 @@ pub struct TlsFiles {
     pub auto_tls: bool,
     /// Years a self-signed certificate is valid (`--self-signed-cert-validity`).
     pub self_signed_years: u32,
+    /// `--client-crl-file` / `--peer-crl-file`: client certificates it revokes are refused by the listener.
+    pub crl_file: Option<PathBuf>,
+    /// `--peer-cert-allowed-cn`: the Common Name the other member's certificate must have.
+    pub allowed_cn: Option<String>,
+    /// `--peer-cert-allowed-hostname` / `--client-cert-allowed-hostname`: a name the certificate must be valid for.
+    pub allowed_hostname: Option<String>,
+    /// `--cipher-suites` (Go's names; both sides).
+    pub cipher_suites: Vec<String>,
+    /// `--tls-min-version` / `--tls-max-version` (`TLS1.2`, `TLS1.3`; both sides).
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    /// `--client-cert-file`/`--client-key-file` (`--peer-client-*`): what the member presents when it dials, if not
+    /// its server certificate.
+    pub dial_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl TlsFiles {
@@ -30,7 +44,22 @@ impl Values {
     fn tls_files(&self, prefix: &str) -> Result<TlsFiles, ConfigError> {
         let path =
             |flag: &str| Some(self.text(&format!("{prefix}{flag}"))).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let side = if prefix.is_empty() { "client-" } else { prefix };
+        let text = |flag: &str| Some(self.text(flag)).filter(|t| !t.is_empty()).map(String::from);
         let files = TlsFiles {
+            crl_file: text(&format!("{side}crl-file")).map(PathBuf::from),
+            allowed_cn: if prefix.is_empty() { None } else { text("peer-cert-allowed-cn") },
+            allowed_hostname: text(&format!("{side}cert-allowed-hostname")),
+            cipher_suites: self
+                .text("cipher-suites")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            min_version: text("tls-min-version"),
+            max_version: text("tls-max-version"),
+            dial_cert: path("client-cert-file").zip(path("client-key-file")),
             cert_file: path("cert-file"),
             key_file: path("key-file"),
             trusted_ca_file: path("trusted-ca-file"),
@@ -38,6 +67,9 @@ impl Values {
             auto_tls: self.bool(&format!("{prefix}auto-tls"))?,
             self_signed_years: u32::try_from(self.uint("self-signed-cert-validity")?).unwrap_or(u32::MAX),
         };
+        if path("client-cert-file").is_some() != path("client-key-file").is_some() {
+            return err(format!("--{prefix}client-cert-file and --{prefix}client-key-file must be given together"));
+        }
         if files.cert_file.is_some() != files.key_file.is_some() {
             return err(format!("--{prefix}cert-file and --{prefix}key-file must be given together"));
         }

@@ -32,7 +32,9 @@ impl PeerConn {
         let name = crate::consensus::tls::server_name(host)?;
         let conn = ClientConnection::new(config, name).map_err(|e| Error::Refused(format!("TLS to {host}: {e}")))?;
         let mut stream = StreamOwned::new(conn, tcp);
-        handshake(&mut stream.conn, &mut stream.sock).map_err(Error::io(format!("TLS handshake with {host}")))?;
+        handshake(&mut stream.conn, &mut stream.sock)
+            .map_err(go_words)
+            .map_err(Error::io(format!("TLS handshake with {host}")))?;
         Ok(PeerConn::Client(Box::new(stream)))
     }
 
@@ -40,8 +42,23 @@ impl PeerConn {
     pub fn tls_server(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> Result<Self, Error> {
         let conn = ServerConnection::new(config).map_err(|e| Error::Refused(format!("TLS: {e}")))?;
         let mut stream = StreamOwned::new(conn, tcp);
-        handshake(&mut stream.conn, &mut stream.sock).map_err(Error::io("TLS handshake with a peer"))?;
+        handshake(&mut stream.conn, &mut stream.sock)
+            .map_err(go_words)
+            .map_err(Error::io("TLS handshake with a peer"))?;
         Ok(PeerConn::Server(Box::new(stream)))
+    }
+
+    /// Why the other side closed a TLS connection we dialled, if it said (an alert, in Go's words).
+    pub fn close_reason(&mut self) -> Option<String> {
+        let PeerConn::Client(s) = self else { return None };
+        s.sock.set_read_timeout(Some(Duration::from_millis(10))).ok()?;
+        let mut byte = [0u8; 1];
+        match s.read(&mut byte) {
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+                Some(crate::consensus::tls_policy::describe(&e))
+            }
+            _ => None,
+        }
     }
 
     /// The TCP socket underneath.
@@ -52,6 +69,11 @@ impl PeerConn {
             PeerConn::Server(s) => &s.sock,
         }
     }
+}
+
+/// A handshake failure as Go words it (see `tls_policy::describe`).
+fn go_words(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), crate::consensus::tls_policy::describe(&e))
 }
 
 /// Drives a handshake to its end within [`HANDSHAKE_TIMEOUT`] (the socket's timeouts are restored after).

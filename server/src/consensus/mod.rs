@@ -12,5 +12,6 @@ pub mod node;
 pub mod reads;
 pub mod snapshot;
 pub mod tls;
+pub mod tls_policy;
 pub mod transport;
 pub mod view;

@@ -101,24 +101,28 @@ pub fn self_signed(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf,
     Ok((cert_path, key_path))
 }
 
-/// The server side of `files` (certificates already resolved, auto TLS included).
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    ca: Option<&Path>,
-    require_client_cert: bool,
-) -> Result<ServerConfig, Error> {
+/// The server side of `files` (certificates already resolved, auto TLS included), with the versions, suites, CRL
+/// and allowed names the flags set (`tls_policy`).
+pub fn server_config(cert: &Path, key: &Path, files: &TlsFiles) -> Result<ServerConfig, Error> {
+    use crate::consensus::tls_policy as policy;
     let (certs, key) = load_pair(cert, key)?;
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+    let provider = policy::provider(files)?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&policy::versions(files)?)
         .map_err(tls_err("TLS versions"))?;
-    let builder = match ca {
+    let builder = match files.trusted_ca_file.as_deref() {
         Some(ca) => {
             let roots = Arc::new(load_roots(ca)?);
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
-            let verifier = if require_client_cert { verifier } else { verifier.allow_unauthenticated() };
+            let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider);
+            let crls = policy::load_crls(files)?;
+            if !crls.is_empty() {
+                // etcd checks the client's own certificate against the list; a CA the list does not cover passes.
+                verifier =
+                    verifier.with_crls(crls).only_check_end_entity_revocation().allow_unknown_revocation_status();
+            }
+            let verifier = if files.client_cert_auth { verifier } else { verifier.allow_unauthenticated() };
             let verifier = verifier.build().map_err(|e| Error::Refused(format!("client verifier: {e}")))?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(policy::client_verifier(verifier, policy::AllowedNames::from(files)))
         }
         None => builder.with_no_client_auth(),
     };
@@ -128,15 +132,25 @@ pub fn server_config(
     Ok(config)
 }
 
-/// The client side: presents `cert`/`key` when given; checks the server against `ca`, or not at all without one.
-pub fn client_config(cert_key: Option<(&Path, &Path)>, ca: Option<&Path>) -> Result<ClientConfig, Error> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+/// The client side: presents `cert`/`key` when given; checks the server against `files`' trusted CA (and allowed
+/// names), or not at all without one.
+pub fn client_config(cert_key: Option<(&Path, &Path)>, files: &TlsFiles) -> Result<ClientConfig, Error> {
+    use crate::consensus::tls_policy as policy;
+    let provider = policy::provider(files)?;
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&policy::versions(files)?)
         .map_err(tls_err("TLS versions"))?;
-    let builder = match ca {
-        Some(ca) => builder.with_root_certificates(load_roots(ca)?),
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(NoServerCheck(provider()))),
+    let verifier: Arc<dyn ServerCertVerifier> = match files.trusted_ca_file.as_deref() {
+        Some(ca) => {
+            let roots = Arc::new(load_roots(ca)?);
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
+                .build()
+                .map_err(|e| Error::Refused(format!("server verifier: {e}")))?;
+            policy::server_verifier(verifier, policy::AllowedNames::from(files))
+        }
+        None => Arc::new(NoServerCheck(provider)),
     };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     match cert_key {
         Some((cert, key)) => {
             let (certs, key) = load_pair(cert, key)?;
@@ -162,9 +176,9 @@ pub fn cert_pair(files: &TlsFiles, dir: &Path, hosts: &[String]) -> Result<Optio
 /// `hosts` the names it is made for.
 pub fn peer_tls(files: &TlsFiles, dir: &Path, hosts: &[String]) -> Result<Option<PeerTls>, Error> {
     let Some((cert, key)) = cert_pair(files, dir, hosts)? else { return Ok(None) };
-    let ca = files.trusted_ca_file.as_deref();
-    let server = server_config(&cert, &key, ca, files.client_cert_auth)?;
-    let client = client_config(Some((&cert, &key)), ca)?;
+    let server = server_config(&cert, &key, files)?;
+    let dial = files.dial_cert.as_ref().map_or((cert.as_path(), key.as_path()), |(c, k)| (c.as_path(), k.as_path()));
+    let client = client_config(Some(dial), files)?;
     Ok(Some(PeerTls { server: Arc::new(server), client: Arc::new(client) }))
 }
 

@@ -248,16 +248,38 @@ impl Transport {
 /// Owns the connection to one peer: dials, writes every queued frame, redials after an error.
 fn writer(dialer: Dialer, addr: SocketAddr, rx: Receiver<Vec<u8>>) {
     let mut conn: Option<BufWriter<PeerConn>> = None;
+    let mut last_error: Option<String> = None;
     while let Ok(frame) = rx.recv() {
         // A peer that restarted left our old connection half-closed: the first write to it would still succeed and
         // be lost. A vote response lost that way can cost a whole election, so check before writing.
-        if conn.as_ref().is_some_and(|w| !open(w.get_ref().tcp())) {
-            conn = None;
+        if let Some(mut closed) = conn.take_if(|w| !open(w.get_ref().tcp())) {
+            // Under TLS 1.3 a listener refuses our certificate after our side of the handshake is done: its alert
+            // is what is readable. Log it as a failed dial.
+            if let Some(why) = closed.get_mut().close_reason()
+                && last_error.as_deref() != Some(why.as_str())
+            {
+                crate::logging::log(
+                    "warn",
+                    "failed to dial remote peer",
+                    &[("remote", addr.to_string()), ("error", why.clone())],
+                );
+                last_error = Some(why);
+            }
         }
         if conn.is_none() {
             match dialer.dial(addr) {
-                Ok(s) => conn = Some(BufWriter::new(s)),
-                Err(_) => {
+                Ok(s) => {
+                    conn = Some(BufWriter::new(s));
+                    last_error = None;
+                }
+                Err(e) => {
+                    // Each new reason is logged once (a peer that stays down is not logged every retry).
+                    let why = e.to_string();
+                    if last_error.as_deref() != Some(why.as_str()) {
+                        let fields = [("remote", addr.to_string()), ("error", why.clone())];
+                        crate::logging::log("warn", "failed to dial remote peer", &fields);
+                        last_error = Some(why);
+                    }
                     // Unreachable: drop what is queued (Raft resends) and wait a little before the next dial.
                     std::thread::sleep(REDIAL);
                     while rx.try_recv().is_ok() {}
