@@ -380,6 +380,10 @@ async fn serve(
         ..Default::default()
     };
     let retry = Duration::from_millis(h.config.heartbeat_ms.max(100));
+    let compactor = h.config.auto_compaction.map(|mode| {
+        let run = crate::api::compactor::run(mode, h.proposer.clone(), Arc::clone(&h.stores), h.cluster.clone());
+        tokio::spawn(run)
+    });
     let corrupt_check = h.config.corrupt_check_time.map(|every| {
         let check = crate::api::corrupt::monitor(
             every,
@@ -415,7 +419,7 @@ async fn serve(
     let _ = stop_tx.send(true);
     expiry.abort();
     published.abort();
-    if let Some(t) = corrupt_check {
+    for t in [corrupt_check, compactor].into_iter().flatten() {
         t.abort();
     }
     // In-flight requests get a moment to finish; open streams (watches, keep-alives) and idle connections would

@@ -92,10 +92,42 @@ pub struct Config {
     pub client_tls: TlsFiles,
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving.
     pub initial_corrupt_check: bool,
+    /// `--auto-compaction-mode` with `--auto-compaction-retention` (none: off).
+    pub auto_compaction: Option<AutoCompaction>,
     /// `--experimental-corrupt-check-time`: how often the leader compares its hash with the followers' (none: off).
     pub corrupt_check_time: Option<std::time::Duration>,
     /// What reading the configuration has to say (unknown variables, flags without effect), logged at start.
     pub notes: Vec<Note>,
+}
+
+/// etcd's automatic compaction (`--auto-compaction-mode`, `--auto-compaction-retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep the revisions of the last period (a bare number is hours).
+    Periodic(std::time::Duration),
+    /// Keep the last N revisions.
+    Revision(i64),
+}
+
+/// etcd's parsing of the two flags: a bare non-negative integer is hours (periodic) or a count (revision); else a Go
+/// duration. A zero retention turns compaction off.
+pub fn auto_compaction(mode: &str, retention: &str) -> Result<Option<AutoCompaction>, ConfigError> {
+    let number = retention.trim().parse::<i64>().ok().filter(|n| *n >= 0);
+    let parsed = match (mode, number) {
+        ("revision", Some(n)) => AutoCompaction::Revision(n),
+        ("periodic", Some(h)) => AutoCompaction::Periodic(std::time::Duration::from_secs(h.unsigned_abs() * 3600)),
+        ("periodic" | "revision", None) => match parse_go_duration(retention) {
+            Some(d) if mode == "periodic" => AutoCompaction::Periodic(d),
+            Some(d) => AutoCompaction::Revision(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            None => return err(format!("error parsing CompactionRetention: invalid duration {retention:?}")),
+        },
+        (other, _) => return err(format!("unknown auto-compaction-mode {other:?}")),
+    };
+    Ok(match parsed {
+        AutoCompaction::Periodic(d) if d.is_zero() => None,
+        AutoCompaction::Revision(0) => None,
+        c => Some(c),
+    })
 }
 
 /// Parses a Go `time.Duration` string such as `10m`, `1h30m`, `1.5s` or `250ms`.
@@ -321,6 +353,10 @@ impl Values {
             max_learners: usize::try_from(self.uint("max-learners")?).unwrap_or(usize::MAX),
             log_outputs,
             initial_corrupt_check: self.bool("experimental-initial-corrupt-check")?,
+            auto_compaction: auto_compaction(
+                self.text("auto-compaction-mode"),
+                self.text("auto-compaction-retention"),
+            )?,
             corrupt_check_time: self.duration("experimental-corrupt-check-time")?.filter(|d| !d.is_zero()),
             peer_tls,
             client_tls,
@@ -336,6 +372,25 @@ const DEFAULT_PEER_URL: &str = "http://127.0.0.1:2380";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_compaction_as_etcd_parses_it() {
+        use std::time::Duration;
+        assert_eq!(
+            auto_compaction("periodic", "1").unwrap(),
+            Some(AutoCompaction::Periodic(Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            auto_compaction("periodic", "30m").unwrap(),
+            Some(AutoCompaction::Periodic(Duration::from_secs(1800)))
+        );
+        assert_eq!(auto_compaction("revision", "1000").unwrap(), Some(AutoCompaction::Revision(1000)));
+        assert_eq!(auto_compaction("periodic", "0").unwrap(), None);
+        assert!(
+            auto_compaction("periodic", "soon").unwrap_err().to_string().contains("error parsing CompactionRetention")
+        );
+        assert!(auto_compaction("hourly", "1").unwrap_err().to_string().contains("unknown auto-compaction-mode"));
+    }
 
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
