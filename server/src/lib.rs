@@ -23,6 +23,7 @@ pub mod config;
 pub mod consensus;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod proposals;
 pub mod proto;
 pub mod read;

@@ -113,6 +113,8 @@ pub fn run(config: Config) -> Result<(), Error> {
     let lessor = Leases::new(crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?);
     let alarms = crate::apply::alarm::Alarms::default();
     alarms.load(&store)?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    metrics.count_keys(&store)?;
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&stores),
@@ -122,6 +124,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         applied: applied_tx,
         cluster: Arc::clone(&cluster),
         alarms: alarms.clone(),
+        metrics: Arc::clone(&metrics),
     };
     let (raft_tx, raft_rx) = sync_channel(crate::consensus::node::RAFT_QUEUE);
     let raft_tx = crate::consensus::node::RaftQueue::new(raft_tx);
@@ -208,6 +211,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         wal_metrics,
         quota: config.quota_backend_bytes,
         alarms: alarms.clone(),
+        metrics: Arc::clone(&metrics),
     };
     let handles = Handles {
         reads: ReadPath { raft: raft_tx.clone(), applied: applied_rx, status: Arc::clone(&status) },
@@ -215,6 +219,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         probe: Arc::new(probe),
         quota,
         alarms,
+        metrics,
         proposer,
         stores,
         cluster: view,
@@ -249,6 +254,7 @@ struct Handles {
     probe: Arc<Probe>,
     quota: crate::api::quota::Quota,
     alarms: crate::apply::alarm::Alarms,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Client TLS, if on.
     client_tls: Option<tokio_rustls::TlsAcceptor>,
     /// How this member dials other members' client URLs.
@@ -270,6 +276,7 @@ impl Handles {
             headers: h.headers.clone(),
             max_txn_ops: h.config.max_txn_ops,
             quota: h.quota.clone(),
+            metrics: Arc::clone(&h.metrics),
         };
         let maintenance = crate::api::maintenance::MaintenanceService {
             stores: Arc::clone(&h.stores),
@@ -351,6 +358,7 @@ async fn serve(
         let keepalive = Some(c.grpc_keepalive_interval).filter(|d| !d.is_zero());
         let keepalive_timeout = Some(c.grpc_keepalive_timeout).filter(|d| !d.is_zero());
         let streams = c.max_concurrent_streams;
+        let grpc_metrics = crate::api::grpc_metrics::GrpcMetricsLayer { metrics: Arc::clone(&h.metrics) };
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
             let served = tonic::transport::Server::builder()
@@ -358,6 +366,7 @@ async fn serve(
                 .max_concurrent_streams(streams)
                 .http2_keepalive_interval(keepalive)
                 .http2_keepalive_timeout(keepalive_timeout)
+                .layer(grpc_metrics)
                 .layer(crate::api::recv_limit::RecvLimitLayer { limit: max })
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {

@@ -48,3 +48,63 @@ fn metrics_and_health() {
     let (code, _) = get(&metrics_addr, "/etcdserverpb.KV/Range");
     assert_eq!(code, 404);
 }
+
+/// The lines etcd 3.4's e2e `metricsTest` reads (all but the version it pins), after the same steps: a put, then
+/// six rounds of a put, a delete and an `etcdctl watch` from revision 1 that the client ends.
+#[test]
+fn the_series_etcd_e2e_metrics_test_reads() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let m = common::start(&dir.path().join("data"), free_port(), free_port());
+    let ctl = |args: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (ok, out, err) = common::etcdctl(&m.endpoint, args, None);
+            if ok {
+                return out;
+            }
+            assert!(std::time::Instant::now() < deadline, "{args:?}: {err}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    ctl(&["put", "k", "v"]);
+    for i in 1..=6 {
+        ctl(&["put", &i.to_string(), "v"]);
+        assert_eq!(ctl(&["del", &i.to_string()]).trim(), "1");
+        let mut watch = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([&format!("--endpoints={}", m.endpoint), "watch", "k", "--rev", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines: Vec<String> =
+            BufReader::new(watch.stdout.take().unwrap()).lines().take(3).map(|l| l.unwrap()).collect();
+        assert_eq!(lines, ["PUT", "k", "v"]);
+        watch.kill().unwrap();
+        watch.wait().unwrap();
+        if i == 1 {
+            let (_, text) = get(&m.endpoint, "/metrics");
+            assert_eq!(value(&text, "etcd_mvcc_put_total"), 2.0, "{text}");
+        }
+    }
+    // The server sees each cancelled watch stream end.
+    let canceled = r#"grpc_server_handled_total{grpc_code="Canceled",grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 6"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let (_, text) = get(&m.endpoint, "/metrics");
+        if text.contains(canceled) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(text.contains(canceled), "{text}");
+    assert_eq!(value(&text, "etcd_mvcc_put_total"), 7.0);
+    assert_eq!(value(&text, "etcd_mvcc_delete_total"), 6.0);
+    assert_eq!(value(&text, "etcd_debugging_mvcc_keys_total"), 1.0);
+    assert!(text.contains(r#"etcd_cluster_version{cluster_version="3.4"} 1"#), "{text}");
+    assert!(text.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 7"#), "{text}");
+    assert!(text.contains(r#"grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 6"#), "{text}");
+    let (code, health) = get(&m.endpoint, "/health");
+    assert_eq!((code, health.as_str()), (200, r#"{"health":"true"}"#));
+}

@@ -27,6 +27,8 @@ pub struct Probe {
     pub quota: i64,
     /// The raised alarms (`/health` fails while one is raised).
     pub alarms: crate::apply::alarm::Alarms,
+    /// The counted series, appended to the scrape.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The router holding `/metrics`, `/health`, `/version`, and 3.5's `/livez` and `/readyz` (kubeadm probes them).
@@ -120,6 +122,12 @@ pub fn render(probe: &Probe) -> String {
         "# HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n\
          # TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{}\"}} 1",
         crate::api::maintenance::SERVER_VERSION
+    );
+    let _ = writeln!(
+        out,
+        "# HELP etcd_cluster_version Which version is running. 1 for 'cluster_version' label with current cluster \
+         version\n# TYPE etcd_cluster_version gauge\netcd_cluster_version{{cluster_version=\"{}\"}} 1",
+        crate::api::maintenance::API_VERSION
     );
     let _ = writeln!(
         out,
@@ -219,5 +227,6 @@ pub fn render(probe: &Probe) -> String {
     );
     let written = wal.bytes_written.load(Relaxed) as f64;
     scalar(&mut out, "etcd_disk_wal_write_bytes_total", "gauge", "Total number of bytes written in WAL.", written);
+    out.push_str(&probe.metrics.text());
     out
 }

@@ -25,6 +25,8 @@ pub struct KvService {
     pub max_txn_ops: usize,
     /// `--quota-backend-bytes`, checked before a write that can grow the store is proposed.
     pub quota: crate::api::quota::Quota,
+    /// Ranges served are counted (`etcd_mvcc_range_total`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A deleted key range `[start, end)`; `None` is unbounded.
@@ -143,6 +145,7 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
         let r = self.read_request(request).await?;
+        self.metrics.range.inc();
         let res = self.stores.get().range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
         Ok(Response::new(shape_range(&r, res, self.headers.now())))
     }

@@ -2,7 +2,7 @@
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
-//! `corrupt` (etcd's initial corruption check), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor` (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection) and `recv_limit` (the gRPC receive limit).
+//! `corrupt` (etcd's initial corruption check), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor` (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection), `recv_limit` (the gRPC receive limit) and `grpc_metrics` (the gRPC server series).
 
 pub mod client_conn;
 pub mod client_tls;
@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod compactor;
 pub mod convert;
 pub mod corrupt;
+pub mod grpc_metrics;
 pub mod http;
 pub mod kv;
 pub mod lease;

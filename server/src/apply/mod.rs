@@ -219,6 +219,8 @@ pub struct Apply {
     pub cluster: Arc<crate::apply::membership::Shared>,
     /// The raised alarms (changed by Alarm entries; they decide which writes are refused).
     pub alarms: alarm::Alarms,
+    /// What applied writes executed, and the live key count.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Apply {
@@ -271,6 +273,7 @@ impl Apply {
         *self.lessor() = crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?;
         *self.cluster.write() = crate::apply::membership::Registry::load(&store)?;
         self.alarms.load(&store)?;
+        self.metrics.count_keys(&store)?;
         self.applied.send_replace(index);
         let resync = Batch { revision: store.current_revision(), term, changes: Vec::new(), resync: true };
         let _ = self.events.send(Arc::new(resync));
@@ -331,6 +334,8 @@ impl Apply {
         if let Some(done) = self.apply_together(&items)? {
             let mut lessor = self.lessor();
             for d in &done {
+                self.metrics.applied(&d.response.outcome);
+                self.metrics.changes(&d.changes);
                 for c in &d.changes {
                     let old = c.prev.as_ref().map_or(0, |p| p.lease);
                     lessor.reattach(&c.kv.key, old, if c.deleted { 0 } else { c.kv.lease });
@@ -485,6 +490,7 @@ impl Apply {
                 let changes = w.take_changes();
                 w.set_applied(index, term);
                 let revision = w.commit()?;
+                self.metrics.changes(&changes);
                 self.lessor().revoke(r.id);
                 if !changes.is_empty() {
                     let _ = self.events.send(Arc::new(Batch { revision, term, changes, resync: false }));
@@ -568,6 +574,8 @@ impl Apply {
                 let changes = w.take_changes();
                 w.set_applied(index, term);
                 let revision = w.commit()?;
+                self.metrics.applied(&response.outcome);
+                self.metrics.changes(&changes);
                 {
                     let mut lessor = self.lessor();
                     for c in &changes {
