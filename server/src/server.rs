@@ -359,6 +359,10 @@ async fn serve(
         let keepalive_timeout = Some(c.grpc_keepalive_timeout).filter(|d| !d.is_zero());
         let streams = c.max_concurrent_streams;
         let grpc_metrics = crate::api::grpc_metrics::GrpcMetricsLayer { metrics: Arc::clone(&h.metrics) };
+        let require_leader = crate::api::require_leader::RequireLeaderLayer {
+            status: Arc::clone(&h.cluster.status),
+            election: Duration::from_millis(h.config.election_ms),
+        };
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
             let served = tonic::transport::Server::builder()
@@ -367,6 +371,7 @@ async fn serve(
                 .http2_keepalive_interval(keepalive)
                 .http2_keepalive_timeout(keepalive_timeout)
                 .layer(grpc_metrics)
+                .layer(require_leader)
                 .layer(crate::api::recv_limit::RecvLimitLayer { limit: max })
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {

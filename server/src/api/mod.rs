@@ -2,7 +2,7 @@
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
-//! `corrupt` (etcd's initial corruption check), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor` (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection), `recv_limit` (the gRPC receive limit) and `grpc_metrics` (the gRPC server series).
+//! `corrupt` (etcd's initial corruption check), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor` (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection), `recv_limit` (the gRPC receive limit) `grpc_metrics` (the gRPC server series) and `require_leader` (etcd's `hasleader` metadata).
 
 pub mod client_conn;
 pub mod client_tls;
@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod quota;
 pub mod range_stream;
 pub mod recv_limit;
+pub mod require_leader;
 mod status;
 pub mod tasks;
 pub mod watch;
