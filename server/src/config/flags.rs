@@ -240,7 +240,7 @@ pub const FLAGS: &[Spec] = &[
     spec("experimental-distributed-tracing-sampling-rate", Uint, "0", NoEffect(NO_TRACING)),
     spec("distributed-tracing-sampling-rate", Uint, "0", Alias("experimental-distributed-tracing-sampling-rate")),
     spec("unsafe-no-fsync", Bool, "false", Refused("every acknowledged write is fsynced; ferrokv has no unsafe mode")),
-    spec("force-new-cluster", Bool, "false", Refused("--force-new-cluster is not implemented yet")),
+    spec("force-new-cluster", Bool, "false", Used),
     spec("feature-gates", Text, "", Used),
     // The command itself.
     spec("config-file", Text, "", Used),

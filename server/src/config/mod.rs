@@ -92,6 +92,8 @@ pub struct Config {
     pub client_tls: TlsFiles,
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving.
     pub initial_corrupt_check: bool,
+    /// `--force-new-cluster`: restart as the only member of the cluster (see `consensus::force`).
+    pub force_new_cluster: bool,
     /// `--auto-compaction-mode` with `--auto-compaction-retention` (none: off).
     pub auto_compaction: Option<AutoCompaction>,
     /// `--experimental-corrupt-check-time`: how often the leader compares its hash with the followers' (none: off).
@@ -353,6 +355,7 @@ impl Values {
             max_learners: usize::try_from(self.uint("max-learners")?).unwrap_or(usize::MAX),
             log_outputs,
             initial_corrupt_check: self.bool("experimental-initial-corrupt-check")?,
+            force_new_cluster: self.bool("force-new-cluster")?,
             auto_compaction: auto_compaction(
                 self.text("auto-compaction-mode"),
                 self.text("auto-compaction-retention"),

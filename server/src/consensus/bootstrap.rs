@@ -103,6 +103,11 @@ pub fn prepare(
         return Err(Error::Refused("the member has been permanently removed from the cluster".into()));
     }
     let applied = store.applied().0;
+    if config.force_new_cluster
+        && let Some(me) = stored
+    {
+        crate::consensus::force::force_new_cluster(me.member, me.cluster, &registry, applied, wal)?;
+    }
     let floor_conf = |registry: &Registry, members: Vec<pb::Member>, identity| Boot {
         identity,
         conf: registry.conf_state(),

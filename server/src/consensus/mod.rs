@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod conf;
 pub mod conn;
+pub mod force;
 pub mod identity;
 pub mod leadership;
 pub mod log;
