@@ -2,7 +2,8 @@
 # The whole test suite, runnable on a fresh Debian machine that has only the Rust toolchain.
 # Installs what the tests need (fio; etcdctl 3.4 from etcd-client; etcd 3.4.23 from etcd-server, the behaviour
 # reference some tests run side by side with ferrokv; protoc from protobuf-compiler, which the etcd-client crate's
-# build needs; iproute2 and e2fsprogs for the partition and disk-stall tests), then runs the format check, clippy
+# build needs; iproute2 and e2fsprogs for the partition and disk-stall tests; dnsmasq-base and etcd-discovery for
+# the discovery tests), then runs the format check, clippy
 # and every test, then etcd's own e2e suite (scripts/e2e.sh) on its expected-to-pass list.
 # Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
 set -euo pipefail
@@ -19,6 +20,9 @@ command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 command -v fsfreeze >/dev/null 2>&1 || missing+=(util-linux)
+# The discovery tests: a real DNS server for SRV records, and the discovery.etcd.io service.
+command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+command -v discovery.etcd.io >/dev/null 2>&1 || missing+=(etcd-discovery)
 bash scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy

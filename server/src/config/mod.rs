@@ -43,6 +43,9 @@ pub struct Url {
     pub tls: bool,
 }
 
+/// etcd's refusal of two ways to bootstrap.
+const CONFLICTING_BOOTSTRAP: &str = "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"";
+
 /// The default quota when `--quota-backend-bytes` is 0 (etcd's).
 pub const DEFAULT_QUOTA: i64 = 2 << 30;
 
@@ -92,6 +95,8 @@ pub struct Config {
     pub client_tls: TlsFiles,
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving.
     pub initial_corrupt_check: bool,
+    /// How the initial members are found when not named by `--initial-cluster` (see `consensus::discovery`).
+    pub discovery: Discovery,
     /// `--force-new-cluster`: restart as the only member of the cluster (see `consensus::force`).
     pub force_new_cluster: bool,
     /// `--auto-compaction-mode` with `--auto-compaction-retention` (none: off).
@@ -100,6 +105,18 @@ pub struct Config {
     pub corrupt_check_time: Option<std::time::Duration>,
     /// What reading the configuration has to say (unknown variables, flags without effect), logged at start.
     pub notes: Vec<Note>,
+}
+
+/// etcd's bootstrap discovery: the initial members from DNS SRV records or from a discovery service.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Discovery {
+    /// `--initial-cluster` names them.
+    #[default]
+    None,
+    /// `--discovery-srv DOMAIN` (and `--discovery-srv-name`).
+    Srv { domain: String, service_name: String },
+    /// `--discovery URL` (etcd's v2 discovery protocol).
+    Url(String),
 }
 
 /// etcd's automatic compaction (`--auto-compaction-mode`, `--auto-compaction-retention`).
@@ -178,10 +195,21 @@ pub fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
                 Ok(p) => SocketAddr::from(([127, 0, 0, 1], p)),
                 Err(_) => return err(format!("--{flag}: {t}: invalid port")),
             },
-            _ => return err(format!("--{flag}: {t}: expected http://IP:port")),
+            Some((host, port)) if !host.is_empty() => {
+                let Ok(port) = port.parse::<u16>() else { return err(format!("--{flag}: {t}: invalid port")) };
+                resolve(host, port).ok_or_else(|| ConfigError(format!("--{flag}: {t}: cannot resolve host {host}")))?
+            }
+            _ => return err(format!("--{flag}: {t}: expected http://host:port")),
         },
     };
     Ok(Url { text: t.to_string(), addr, tls })
+}
+
+/// A host name's address (IPv4 first, as etcd's dialer prefers), resolved once, at start.
+pub fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().ok()?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied()
 }
 
 fn parse_urls(flag: &str, text: &str) -> Result<Vec<Url>, ConfigError> {
@@ -255,6 +283,17 @@ impl Values {
         };
         let default_cluster =
             || initial_advertise_peer_urls.iter().map(|u| format!("{name}={}", u.text)).collect::<Vec<_>>().join(",");
+        let discovery = match (self.text("discovery"), self.text("discovery-srv")) {
+            ("", "") => Discovery::None,
+            (url, "") => Discovery::Url(url.to_string()),
+            ("", domain) => {
+                Discovery::Srv { domain: domain.to_string(), service_name: self.text("discovery-srv-name").to_string() }
+            }
+            _ => return err(CONFLICTING_BOOTSTRAP),
+        };
+        if discovery != Discovery::None && self.is_set("initial-cluster") {
+            return err(CONFLICTING_BOOTSTRAP);
+        }
         let cluster_text =
             if self.is_set("initial-cluster") { self.text("initial-cluster").to_string() } else { default_cluster() };
         let initial_cluster = parse_cluster(&cluster_text)?;
@@ -356,6 +395,7 @@ impl Values {
             log_outputs,
             initial_corrupt_check: self.bool("experimental-initial-corrupt-check")?,
             force_new_cluster: self.bool("force-new-cluster")?,
+            discovery,
             auto_compaction: auto_compaction(
                 self.text("auto-compaction-mode"),
                 self.text("auto-compaction-retention"),

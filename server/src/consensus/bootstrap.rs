@@ -54,15 +54,17 @@ impl Boot {
     }
 }
 
-/// The initial members as the flags name them.
-fn initial_members(config: &Config) -> Vec<pb::Member> {
-    let mut members: Vec<pb::Member> = config
-        .initial_cluster
+/// The initial members as the flags (or discovery) name them, their ids derived with `token`.
+fn initial_members(
+    cluster: &std::collections::BTreeMap<String, Vec<crate::config::Url>>,
+    token: &str,
+) -> Vec<pb::Member> {
+    let mut members: Vec<pb::Member> = cluster
         .iter()
         .map(|(name, urls)| {
             let peer_ur_ls: Vec<String> = urls.iter().map(|u| u.text.clone()).collect();
             pb::Member {
-                id: member_id(config.initial_cluster_token.as_bytes(), &peer_ur_ls),
+                id: member_id(token.as_bytes(), &peer_ur_ls),
                 name: name.clone(),
                 peer_ur_ls,
                 client_ur_ls: Vec::new(),
@@ -132,7 +134,15 @@ pub fn prepare(
         }
         return Ok(floor_conf(&registry, members, identity));
     }
-    let members = initial_members(config);
+    // A first start of a new cluster may find its members by discovery (`--discovery`, `--discovery-srv`).
+    let discovered = match stored {
+        None => crate::consensus::discovery::initial_cluster(config, |token| member_id(token.as_bytes(), &my_urls))?,
+        Some(_) => None,
+    };
+    let members = match &discovered {
+        Some((cluster, token)) => initial_members(cluster, token),
+        None => initial_members(&config.initial_cluster, &config.initial_cluster_token),
+    };
     let identity = match stored {
         Some(identity) => identity,
         None => {

@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod conf;
 pub mod conn;
+pub mod discovery;
 pub mod force;
 pub mod identity;
 pub mod leadership;

@@ -30,7 +30,14 @@ pub fn installed(cmd: &str) -> bool {
 
 /// Starts etcd on `data` with the given ports and waits for its ready line.
 pub fn start(data: &Path, client: u16, peer: u16) -> Etcd {
-    let (etcd, ready) = spawn(data, client, peer, &["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")]);
+    start_with(data, client, peer, &[])
+}
+
+/// Like [`start`], with extra flags (`--enable-v2`, say).
+pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Etcd {
+    let cluster = format!("default=http://127.0.0.1:{peer}");
+    let flags: Vec<&str> = [&["--initial-cluster", cluster.as_str()][..], extra].concat();
+    let (etcd, ready) = spawn(data, client, peer, &flags);
     ready.recv_timeout(Duration::from_secs(30)).expect("etcd logs `ready to serve client requests`");
     etcd
 }

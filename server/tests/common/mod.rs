@@ -129,8 +129,8 @@ pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member
     spawn(&args, format!("127.0.0.1:{client}"))
 }
 
-/// Starts ferrokv with exactly `args` and waits for its ready line; `endpoint` names it in failures.
-pub fn spawn(args: &[&str], endpoint: String) -> Member {
+/// Starts ferrokv with exactly `args`, without waiting; the receiver signals its ready line.
+pub fn spawn_detached(args: &[&str], endpoint: String) -> (Member, mpsc::Receiver<()>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
         .args(args)
         .stdin(Stdio::null())
@@ -139,7 +139,12 @@ pub fn spawn(args: &[&str], endpoint: String) -> Member {
         .spawn()
         .unwrap();
     let (log, ready) = follow(&mut child);
-    let member = Member { child, endpoint, log };
+    (Member { child, endpoint, log }, ready)
+}
+
+/// Starts ferrokv with exactly `args` and waits for its ready line; `endpoint` names it in failures.
+pub fn spawn(args: &[&str], endpoint: String) -> Member {
+    let (member, ready) = spawn_detached(args, endpoint);
     if let Err(e) = ready.recv_timeout(Duration::from_secs(20)) {
         // Dropping the member while panicking prints its last log lines.
         std::thread::sleep(Duration::from_millis(100));
