@@ -101,8 +101,10 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(100)], ..Default::default() };
-        assert_eq!(cost(&Op::Txn(t)), 101 + KV_OVERHEAD);
+        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(1000)], ..Default::default() };
+        assert_eq!(cost(&Op::Txn(t)), 1001 + KV_OVERHEAD);
+        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(1)], ..Default::default() };
+        assert_eq!(cost(&Op::Txn(t)), 2 * (11 + KV_OVERHEAD));
         assert_eq!(cost(&Op::DeleteRange(Default::default())), 0);
     }
 }
