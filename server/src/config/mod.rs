@@ -504,7 +504,7 @@ mod tests {
             (&["--listen-client-urls", "https://127.0.0.1:2379"], "--cert-file, --key-file"),
             (&["--listen-client-urls", "tcp://x"], "scheme must be http"),
             (&["--listen-peer-urls", "https://127.0.0.1:2380"], "must be all http or all https"),
-            (&["--listen-client-urls", "http://example.com:2379"], "expected http://IP:port"),
+            (&["--listen-client-urls", "http://no-such-host.invalid:2379"], "cannot resolve host"),
             (&["--log-level", "chatty"], "--log-level"),
             (&["--snapshot-count", "0"], "--snapshot-count"),
             (&["--no-such-flag"], "--no-such-flag"),
