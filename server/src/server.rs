@@ -48,7 +48,7 @@ impl Fatal {
 
 /// The names an auto-TLS certificate is made for: the addresses of `urls`, and `localhost`.
 fn tls_hosts(urls: &[crate::config::Url]) -> Vec<String> {
-    urls.iter().map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect()
+    urls.iter().filter(|u| u.unix.is_none()).map(|u| u.addr.ip().to_string()).chain(["localhost".into()]).collect()
 }
 
 /// Runs a member until SIGINT, SIGTERM or SIGHUP.
@@ -87,7 +87,12 @@ pub fn run(config: Config) -> Result<(), Error> {
     )?;
     let dialer = crate::consensus::transport::Dialer {
         tls: peer_tls.as_ref().map(|t| Arc::clone(&t.client)),
-        local: config.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified()),
+        local: config
+            .listen_peer_urls
+            .iter()
+            .find(|u| u.unix.is_none())
+            .map(|u| u.addr.ip())
+            .filter(|ip| !ip.is_unspecified()),
         user_timeout: Duration::from_millis(2 * config.election_ms),
     };
     let boot = crate::consensus::bootstrap::prepare(&config, &member_dir, &store, &wal, &dialer)?;
@@ -151,7 +156,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         tls: peer_tls.as_ref().map(|t| Arc::clone(&t.server)),
     };
     for url in &config.listen_peer_urls {
-        crate::consensus::transport::listen(url.addr, shared.clone())?;
+        crate::consensus::transport::listen(&crate::consensus::conn::PeerAddr::of(url), shared.clone())?;
     }
     let transport = crate::consensus::transport::Transport::new(dialer, &peers, Arc::clone(&stores), raft_tx.clone())?;
     let status = Arc::new(RaftStatus::default());
@@ -329,31 +334,42 @@ async fn serve(
     // Client URLs serve gRPC and /metrics, /health; --listen-metrics-urls and --listen-client-http-urls serve only
     // the latter. URLs on one address share its listener: http and https there are told apart by the first byte.
     let mut by_addr: Vec<(std::net::SocketAddr, bool, Vec<crate::config::Url>)> = Vec::new();
+    let mut listeners = Vec::new();
     let client = h.config.listen_client_urls.iter().map(|u| (u, true));
     let http_only = h.config.listen_metrics_urls.iter().chain(&h.config.listen_client_http_urls).map(|u| (u, false));
     for (url, grpc) in client.chain(http_only) {
+        if let Some(path) = &url.unix {
+            // A unix socket's stale file (from an earlier run) goes first, as etcd removes it.
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("remove stale socket {}", url.text))(e));
+                }
+                _ => {}
+            }
+            let l = tokio::net::UnixListener::bind(path).map_err(Error::io(format!("listen {}", url.text)))?;
+            listeners.push((url.clone(), crate::api::client_tls::incoming_unix(l), grpc));
+            continue;
+        }
         match by_addr.iter_mut().find(|(a, g, _)| *a == url.addr && *g == grpc) {
             Some((_, _, urls)) => urls.push(url.clone()),
             None => by_addr.push((url.addr, grpc, vec![url.clone()])),
         }
     }
-    let mut listeners = Vec::new();
     for (addr, grpc, urls) in by_addr {
         let text = urls.iter().map(|u| u.text.as_str()).collect::<Vec<_>>().join(",");
         let l = tokio::net::TcpListener::bind(addr).await.map_err(Error::io(format!("listen {text}")))?;
         let plain = urls.iter().any(|u| !u.tls);
         let tls = if urls.iter().any(|u| u.tls) { h.client_tls.clone() } else { None };
-        listeners.push((urls[0].clone(), l, grpc, plain, tls));
+        listeners.push((urls[0].clone(), crate::api::client_tls::incoming(l, plain, tls), grpc));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    for (url, listener, grpc, plain, tls) in listeners {
+    for (url, incoming, grpc) in listeners {
         let mut routes = tonic::service::Routes::from(crate::api::http::router(Arc::clone(&h.probe)));
         if grpc {
             routes = h.grpc(routes, max);
         }
         let mut stop = stop_rx.clone();
-        let incoming = crate::api::client_tls::incoming(listener, plain, tls);
         let c = &h.config;
         let keepalive = Some(c.grpc_keepalive_interval).filter(|d| !d.is_zero());
         let keepalive_timeout = Some(c.grpc_keepalive_timeout).filter(|d| !d.is_zero());

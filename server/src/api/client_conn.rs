@@ -15,6 +15,9 @@
 //! block grows by 11 octets, and its frames are re-cut (HEADERS plus CONTINUATIONs of at most 16 KiB, padding
 //! dropped).
 //!
+//! On a unix socket (`unix://` client URLs) grpc-go sends the socket's path as `:authority`, which h2 refuses as
+//! well: there every literal `:authority` is renamed, URL or not.
+//!
 //! **Cost.** The first request of a connection decides: if its `:authority` is not a URL (every client but
 //! etcdctl's self-dialled connections), or the connection is not HTTP/2 (a /metrics scrape), the shim steps aside
 //! and reads go straight to the socket. Only connections that need it have their frames parsed, and only their
@@ -69,14 +72,19 @@ pub struct ClientConn {
     out_at: usize,
     /// A header block being gathered: the HEADERS frame's flags and priority fields, and the fragments so far.
     block: Option<(u8, u32, Vec<u8>, Vec<u8>)>,
+    /// Rename every literal `:authority`, not only URLs (a unix socket's connections).
+    any_authority: bool,
 }
 
 impl ClientConn {
     /// Wraps an accepted connection. Nagle's algorithm is switched off, as Go's servers do by default: a small
     /// response held back until the client's delayed ACK (40 ms) arrives would stall every request behind it.
     pub fn new(inner: ClientIo) -> Self {
-        let _ = inner.tcp().set_nodelay(true);
+        if let Some(tcp) = inner.tcp() {
+            let _ = tcp.set_nodelay(true);
+        }
         ClientConn {
+            any_authority: matches!(inner, ClientIo::Unix(_)),
             inner,
             mode: Mode::Inspect,
             raw: Vec::new(),
@@ -147,7 +155,9 @@ impl ClientConn {
     fn finish_block(&mut self, (flags, stream, priority, fragment): (u8, u32, Vec<u8>, Vec<u8>)) {
         let renamed = match self.mode {
             Mode::Pass => None,
-            Mode::Inspect | Mode::Rename => rename_authority(&fragment, self.mode == Mode::Inspect),
+            Mode::Inspect | Mode::Rename => {
+                rename_authority(&fragment, self.mode == Mode::Inspect && !self.any_authority)
+            }
         };
         match renamed {
             Some(block) => {
@@ -377,7 +387,10 @@ impl tonic::transport::server::Connected for ClientConn {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.tcp().connect_info()
+        match self.inner.tcp() {
+            Some(tcp) => tcp.connect_info(),
+            None => tonic::transport::server::TcpConnectInfo { local_addr: None, remote_addr: None },
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Client connections over TLS (rustls): `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`
-//! and `--auto-tls`, with etcd's meanings; https client URLs.
+//! and `--auto-tls`, with etcd's meanings; https client URLs; and plain connections on unix sockets (`unix://`
+//! client URLs).
 //!
 //! A listener whose port carries both an http and an https URL (etcd allows it) looks at a connection's first
 //! byte: a TLS handshake starts with 0x16, which no HTTP/1.1 request line nor HTTP/2 preface does.
@@ -14,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 use crate::api::client_conn::ClientConn;
@@ -31,14 +32,16 @@ const TLS_HANDSHAKE: u8 = 0x16;
 pub enum ClientIo {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Unix(UnixStream),
 }
 
 impl ClientIo {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket underneath, if it is one.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            ClientIo::Plain(s) => s,
-            ClientIo::Tls(s) => s.get_ref().0,
+            ClientIo::Plain(s) => Some(s),
+            ClientIo::Tls(s) => Some(s.get_ref().0),
+            ClientIo::Unix(_) => None,
         }
     }
 }
@@ -47,6 +50,7 @@ impl AsyncRead for ClientIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientIo::Unix(s) => Pin::new(s).poll_read(cx, buf),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
@@ -56,6 +60,7 @@ impl AsyncWrite for ClientIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
@@ -63,6 +68,7 @@ impl AsyncWrite for ClientIo {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientIo::Unix(s) => Pin::new(s).poll_flush(cx),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
@@ -70,6 +76,7 @@ impl AsyncWrite for ClientIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientIo::Unix(s) => Pin::new(s).poll_shutdown(cx),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
@@ -81,6 +88,7 @@ impl AsyncWrite for ClientIo {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -88,6 +96,7 @@ impl AsyncWrite for ClientIo {
     fn is_write_vectored(&self) -> bool {
         match self {
             ClientIo::Plain(s) => s.is_write_vectored(),
+            ClientIo::Unix(s) => s.is_write_vectored(),
             ClientIo::Tls(s) => s.is_write_vectored(),
         }
     }
@@ -141,6 +150,27 @@ pub fn incoming(
     tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// Accepts connections on a unix socket (plain: etcd's `unix://` URLs). The stream ends when the receiver is
+/// dropped.
+pub fn incoming_unix(
+    listener: UnixListener,
+) -> tonic::codegen::tokio_stream::wrappers::ReceiverStream<io::Result<ClientConn>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                conn = listener.accept() => conn,
+                () = tx.closed() => return,
+            };
+            let Ok((conn, _)) = conn else { continue };
+            if tx.send(Ok(ClientConn::new(ClientIo::Unix(conn)))).await.is_err() {
+                return;
+            }
+        }
+    });
+    tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 /// One connection made ready: TLS accepted if it starts a handshake (or must), else plain if allowed.
 async fn handshake(conn: TcpStream, plain: bool, tls: Option<tokio_rustls::TlsAcceptor>) -> Option<ClientIo> {
     let Some(acceptor) = tls else { return Some(ClientIo::Plain(conn)) };
@@ -173,6 +203,16 @@ pub struct Dialer {
 impl Dialer {
     /// A gRPC channel to `url` (`http://` or `https://`).
     pub async fn channel(&self, url: &str) -> Result<tonic::transport::Channel, String> {
+        if let Some(rest) = url.strip_prefix("unix://") {
+            let path = rest.split('/').next().filter(|h| !h.is_empty()).unwrap_or(rest).to_string();
+            // The URI only satisfies tonic; the connector dials the socket.
+            let endpoint = tonic::transport::Endpoint::from_static("http://unix.socket");
+            let connector = tower::service_fn(move |_: http::Uri| {
+                let path = path.clone();
+                async move { Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(UnixStream::connect(path).await?)) }
+            });
+            return endpoint.connect_with_connector(connector).await.map_err(|e| e.to_string());
+        }
         let Some(rest) = url.strip_prefix("https://") else {
             let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).map_err(|e| e.to_string())?;
             return endpoint.connect().await.map_err(|e| e.to_string());

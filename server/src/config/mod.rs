@@ -41,6 +41,9 @@ pub struct Url {
     pub addr: SocketAddr,
     /// `https://`.
     pub tls: bool,
+    /// A `unix://` URL's socket path (etcd's: the URL's host part, `unix://etcd.sock:1` → `etcd.sock:1`); `addr`
+    /// is then unused.
+    pub unix: Option<PathBuf>,
 }
 
 /// etcd's refusal of two ways to bootstrap.
@@ -182,10 +185,24 @@ pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
 /// Parses one `http://host:port` URL (`flag` names where it came from in the error).
 pub fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
     let t = text.trim().trim_end_matches('/');
+    if let Some(rest) = t.strip_prefix("unix://") {
+        let host = rest.split('/').next().unwrap_or("");
+        let path = if host.is_empty() { rest } else { host };
+        if path.is_empty() {
+            return err(format!("--{flag}: {t}: a unix URL needs a socket path"));
+        }
+        let addr = SocketAddr::from(([0, 0, 0, 0], 0));
+        return Ok(Url { text: t.to_string(), addr, tls: false, unix: Some(PathBuf::from(path)) });
+    }
     let (rest, tls) = match (t.strip_prefix("http://"), t.strip_prefix("https://")) {
         (Some(rest), _) => (rest, false),
         (None, Some(rest)) => (rest, true),
-        _ => return err(format!("--{flag}: {t}: URL scheme must be http or https")),
+        (None, None) if t.starts_with("unixs://") => {
+            return err(format!(
+                "--{flag}: {t}: unixs:// (TLS over a unix socket) is not supported; use unix:// or https://"
+            ));
+        }
+        _ => return err(format!("--{flag}: {t}: URL scheme must be http, https or unix")),
     };
     let host_port = rest.split('/').next().unwrap_or(rest);
     let addr = match host_port.parse::<SocketAddr>() {
@@ -202,7 +219,7 @@ pub fn parse_url(flag: &str, text: &str) -> Result<Url, ConfigError> {
             _ => return err(format!("--{flag}: {t}: expected http://host:port")),
         },
     };
-    Ok(Url { text: t.to_string(), addr, tls })
+    Ok(Url { text: t.to_string(), addr, tls, unix: None })
 }
 
 /// A host name's address (IPv4 first, as etcd's dialer prefers), resolved once, at start.

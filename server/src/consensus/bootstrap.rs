@@ -15,7 +15,6 @@
 //! empty WAL, which the next start completes. A WAL with entries but no identity is refused.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use mvcc::Store;
 use protobuf::Message as _;
@@ -42,13 +41,14 @@ pub struct Boot {
 
 impl Boot {
     /// Every other member's peer address.
-    pub fn peers(&self, me: u64) -> HashMap<u64, SocketAddr> {
+    pub fn peers(&self, me: u64) -> HashMap<u64, crate::consensus::conn::PeerAddr> {
         self.members
             .iter()
             .filter(|m| m.id != me)
             .filter_map(|m| {
                 let url = m.peer_ur_ls.first()?;
-                Some((m.id, crate::config::parse_url("peer-urls", url).ok()?.addr))
+                let url = crate::config::parse_url("peer-urls", url).ok()?;
+                Some((m.id, crate::consensus::conn::PeerAddr::of(&url)))
             })
             .collect()
     }
@@ -86,11 +86,11 @@ pub fn prepare(
 ) -> Result<Boot, Error> {
     let registry = Registry::load(store)?;
     let my_urls: Vec<String> = config.initial_advertise_peer_urls.iter().map(|u| u.text.clone()).collect();
-    let peer_addrs: Vec<SocketAddr> = config
+    let peer_addrs: Vec<crate::consensus::conn::PeerAddr> = config
         .initial_cluster
         .iter()
         .filter(|(name, _)| **name != config.name)
-        .flat_map(|(_, urls)| urls.iter().map(|u| u.addr))
+        .flat_map(|(_, urls)| urls.iter().map(crate::consensus::conn::PeerAddr::of))
         .collect();
     let stored = Identity::load(member_dir)?;
     if stored.is_none() && wal.last_index().is_some() {

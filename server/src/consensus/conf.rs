@@ -105,7 +105,7 @@ impl ConfChanges {
         let Some(url) = m.peer_ur_ls.first() else { return };
         match crate::config::parse_url("peer-urls", url) {
             Ok(u) => {
-                if let Err(e) = transport.set_peer(m.id, u.addr) {
+                if let Err(e) = transport.set_peer(m.id, crate::consensus::conn::PeerAddr::of(&u)) {
                     log("warn", "cannot reach a member", &[("error", e.to_string())]);
                 }
             }

@@ -1,11 +1,15 @@
-//! One connection between members: plain TCP, or TCP under TLS (rustls) when peer TLS is on. Everything above
-//! (frames, snapshot images, the join question) reads and writes it the same way.
+//! One connection between members: plain TCP, TCP under TLS (rustls) when peer TLS is on, or a unix socket
+//! (`unix://` peer URLs). Everything above (frames, snapshot images, the join question) reads and writes it the
+//! same way.
 //!
 //! **Threading**: a connection belongs to one thread at a time (a writer thread, or a listener's reader thread).
 //! The TLS handshake happens in `dial`/`accept`, bounded by the socket's timeouts, before the first frame.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +20,37 @@ use crate::error::Error;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where a member listens for the others: a TCP address, or a unix socket (a `unix://` peer URL).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl PeerAddr {
+    /// The address a peer URL names.
+    pub fn of(url: &crate::config::Url) -> PeerAddr {
+        match &url.unix {
+            Some(path) => PeerAddr::Unix(path.clone()),
+            None => PeerAddr::Tcp(url.addr),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Tcp(a) => write!(f, "{a}"),
+            PeerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// A connection to or from a member.
 #[derive(Debug)]
 pub enum PeerConn {
     Plain(TcpStream),
+    Unix(UnixStream),
     /// This member dialled.
     Client(Box<StreamOwned<ClientConnection, TcpStream>>),
     /// This member accepted.
@@ -61,12 +92,23 @@ impl PeerConn {
         }
     }
 
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The socket underneath.
+    pub fn fd(&self) -> RawFd {
         match self {
-            PeerConn::Plain(s) => s,
-            PeerConn::Client(s) => &s.sock,
-            PeerConn::Server(s) => &s.sock,
+            PeerConn::Plain(s) => s.as_raw_fd(),
+            PeerConn::Unix(s) => s.as_raw_fd(),
+            PeerConn::Client(s) => s.sock.as_raw_fd(),
+            PeerConn::Server(s) => s.sock.as_raw_fd(),
+        }
+    }
+
+    /// Bounds each read from now on (`None`: no bound).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            PeerConn::Plain(s) => s.set_read_timeout(timeout),
+            PeerConn::Unix(s) => s.set_read_timeout(timeout),
+            PeerConn::Client(s) => s.sock.set_read_timeout(timeout),
+            PeerConn::Server(s) => s.sock.set_read_timeout(timeout),
         }
     }
 }
@@ -100,6 +142,7 @@ impl Read for PeerConn {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             PeerConn::Plain(s) => s.read(buf),
+            PeerConn::Unix(s) => s.read(buf),
             PeerConn::Client(s) => s.read(buf),
             PeerConn::Server(s) => s.read(buf),
         }
@@ -110,6 +153,7 @@ impl Write for PeerConn {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             PeerConn::Plain(s) => s.write(buf),
+            PeerConn::Unix(s) => s.write(buf),
             PeerConn::Client(s) => s.write(buf),
             PeerConn::Server(s) => s.write(buf),
         }
@@ -118,6 +162,7 @@ impl Write for PeerConn {
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             PeerConn::Plain(s) => s.flush(),
+            PeerConn::Unix(s) => s.flush(),
             PeerConn::Client(s) => s.flush(),
             PeerConn::Server(s) => s.flush(),
         }

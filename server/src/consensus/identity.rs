@@ -18,7 +18,6 @@
 //! `--initial-cluster`, as etcd does. A damaged file is an error, never a guess.
 
 use std::io::{BufReader, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -104,14 +103,14 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(15);
 /// the member list, and finds itself there by its advertised peer URLs (added with `member add` beforehand).
 pub fn join(
     dialer: &crate::consensus::transport::Dialer,
-    peers: &[SocketAddr],
+    peers: &[crate::consensus::conn::PeerAddr],
     my_urls: &[String],
 ) -> Result<(Identity, Vec<pb::Member>), Error> {
     let deadline = Instant::now() + JOIN_PATIENCE;
     let mut answered = false;
     loop {
         for addr in peers {
-            let Some(answer) = ask(dialer, *addr) else { continue };
+            let Some(answer) = ask(dialer, addr) else { continue };
             answered = true;
             let cluster = answer.header.map_or(0, |h| h.cluster_id);
             // A follower may not have applied the `member add` yet: ask the others, and again, before giving up.
@@ -133,9 +132,12 @@ pub fn join(
     }
 }
 
-fn ask(dialer: &crate::consensus::transport::Dialer, addr: SocketAddr) -> Option<pb::MemberListResponse> {
+fn ask(
+    dialer: &crate::consensus::transport::Dialer,
+    addr: &crate::consensus::conn::PeerAddr,
+) -> Option<pb::MemberListResponse> {
     let mut conn = dialer.dial(addr).ok()?;
-    conn.tcp().set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     if !write_frame(&mut conn, &[ASK_MEMBERS]) || conn.flush().is_err() {
         return None;
     }

@@ -17,7 +17,6 @@
 //! take are removed at the next staging or install, and at start.
 
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mvcc::Store;
@@ -77,7 +76,12 @@ impl<W: Write> Write for FrameWriter<W> {
 
 /// Leader side: streams `store` to the member at `addr`, then `m` (the `MsgSnapshot`, its metadata set to the
 /// Raft index and term the image had applied); true once the member says it staged the image.
-pub fn send(dialer: &crate::consensus::transport::Dialer, addr: SocketAddr, mut m: Message, store: &Store) -> bool {
+pub fn send(
+    dialer: &crate::consensus::transport::Dialer,
+    addr: &crate::consensus::conn::PeerAddr,
+    mut m: Message,
+    store: &Store,
+) -> bool {
     let to = m.to;
     let started = Instant::now();
     let outcome = (|| -> Result<mvcc::SnapshotInfo, String> {
@@ -95,7 +99,7 @@ pub fn send(dialer: &crate::consensus::transport::Dialer, addr: SocketAddr, mut 
             }
             info
         };
-        conn.tcp().set_read_timeout(Some(VERDICT_TIMEOUT)).map_err(|e| e.to_string())?;
+        conn.set_read_timeout(Some(VERDICT_TIMEOUT)).map_err(|e| e.to_string())?;
         let mut verdict = [0u8; 1];
         conn.read_exact(&mut verdict).map_err(|e| format!("no answer: {e}"))?;
         if verdict[0] == 1 { Ok(info) } else { Err("the member refused the image".into()) }

@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 
 use crate::apply::store::StoreSlot;
-use crate::consensus::conn::PeerConn;
+use crate::consensus::conn::{PeerAddr, PeerConn};
 use crate::consensus::node::Msg;
 use crate::error::Error;
 
@@ -116,11 +116,18 @@ pub struct Dialer {
 
 impl Dialer {
     /// A connection to `addr`, dialled within [`REDIAL`].
-    pub fn dial(&self, addr: SocketAddr) -> Result<PeerConn, Error> {
-        let tcp = self.connect(addr).map_err(Error::io(format!("dial {addr}")))?;
-        let mut conn = match &self.tls {
-            Some(config) => PeerConn::tls_client(tcp, Arc::clone(config), &addr.ip().to_string())?,
-            None => PeerConn::Plain(tcp),
+    pub fn dial(&self, addr: &PeerAddr) -> Result<PeerConn, Error> {
+        let mut conn = match addr {
+            PeerAddr::Unix(path) => {
+                PeerConn::Unix(UnixStream::connect(path).map_err(Error::io(format!("dial {addr}")))?)
+            }
+            PeerAddr::Tcp(tcp_addr) => {
+                let tcp = self.connect(*tcp_addr).map_err(Error::io(format!("dial {addr}")))?;
+                match &self.tls {
+                    Some(config) => PeerConn::tls_client(tcp, Arc::clone(config), &tcp_addr.ip().to_string())?,
+                    None => PeerConn::Plain(tcp),
+                }
+            }
         };
         hello(&mut conn).and_then(|()| conn.flush()).map_err(Error::io(format!("dial {addr}")))?;
         Ok(conn)
@@ -144,7 +151,7 @@ impl Dialer {
 pub struct Transport {
     dialer: Dialer,
     peers: HashMap<u64, SyncSender<Vec<u8>>>,
-    addrs: HashMap<u64, SocketAddr>,
+    addrs: HashMap<u64, PeerAddr>,
     stores: Arc<StoreSlot>,
     raft: crate::consensus::node::RaftQueue,
     /// Peers a snapshot is being sent to.
@@ -155,28 +162,29 @@ impl Transport {
     /// Starts a writer thread per peer (`id → address`).
     pub fn new(
         dialer: Dialer,
-        peers: &HashMap<u64, SocketAddr>,
+        peers: &HashMap<u64, PeerAddr>,
         stores: Arc<StoreSlot>,
         raft: crate::consensus::node::RaftQueue,
     ) -> Result<Self, Error> {
         let mut t =
             Transport { dialer, peers: HashMap::new(), addrs: HashMap::new(), stores, raft, sending: Arc::default() };
-        for (&id, &addr) in peers {
-            t.set_peer(id, addr)?;
+        for (&id, addr) in peers {
+            t.set_peer(id, addr.clone())?;
         }
         Ok(t)
     }
 
     /// Sends to `id` at `addr` from now on (a new member, or one whose peer URL changed); nothing if unchanged.
-    pub fn set_peer(&mut self, id: u64, addr: SocketAddr) -> Result<(), Error> {
+    pub fn set_peer(&mut self, id: u64, addr: PeerAddr) -> Result<(), Error> {
         if self.addrs.get(&id) == Some(&addr) {
             return Ok(());
         }
         let (tx, rx) = sync_channel(QUEUE);
         let dialer = self.dialer.clone();
+        let to = addr.clone();
         std::thread::Builder::new()
             .name(format!("peer-{id:x}"))
-            .spawn(move || writer(dialer, addr, rx))
+            .spawn(move || writer(dialer, to, rx))
             .map_err(Error::io("start a peer thread"))?;
         // Replacing the queue drops the old one's sender, which ends the old writer.
         self.peers.insert(id, tx);
@@ -215,14 +223,14 @@ impl Transport {
     /// Streams the store to `m.to` on a thread of its own (one at a time per peer); see `snapshot::send`.
     fn send_snapshot(&self, m: Message) {
         let to = m.to;
-        let Some(&addr) = self.addrs.get(&to) else { return };
+        let Some(addr) = self.addrs.get(&to).cloned() else { return };
         if !self.sending.lock().unwrap_or_else(|p| p.into_inner()).insert(to) {
             return;
         }
         let (store, raft, sending) = (self.stores.get(), self.raft.clone(), Arc::clone(&self.sending));
         let dialer = self.dialer.clone();
         let spawned = std::thread::Builder::new().name(format!("snap-{to:x}")).spawn(move || {
-            let ok = crate::consensus::snapshot::send(&dialer, addr, m, &store);
+            let ok = crate::consensus::snapshot::send(&dialer, &addr, m, &store);
             sending.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
             let _ = raft.send(Msg::ReportSnapshot { to, ok });
         });
@@ -246,13 +254,13 @@ impl Transport {
 }
 
 /// Owns the connection to one peer: dials, writes every queued frame, redials after an error.
-fn writer(dialer: Dialer, addr: SocketAddr, rx: Receiver<Vec<u8>>) {
+fn writer(dialer: Dialer, addr: PeerAddr, rx: Receiver<Vec<u8>>) {
     let mut conn: Option<BufWriter<PeerConn>> = None;
     let mut last_error: Option<String> = None;
     while let Ok(frame) = rx.recv() {
         // A peer that restarted left our old connection half-closed: the first write to it would still succeed and
         // be lost. A vote response lost that way can cost a whole election, so check before writing.
-        if let Some(mut closed) = conn.take_if(|w| !open(w.get_ref().tcp())) {
+        if let Some(mut closed) = conn.take_if(|w| !open(w.get_ref().fd())) {
             // Under TLS 1.3 a listener refuses our certificate after our side of the handshake is done: its alert
             // is what is readable. Log it as a failed dial.
             if let Some(why) = closed.get_mut().close_reason()
@@ -267,7 +275,7 @@ fn writer(dialer: Dialer, addr: SocketAddr, rx: Receiver<Vec<u8>>) {
             }
         }
         if conn.is_none() {
-            match dialer.dial(addr) {
+            match dialer.dial(&addr) {
                 Ok(s) => {
                     conn = Some(BufWriter::new(s));
                     last_error = None;
@@ -304,10 +312,11 @@ fn writer(dialer: Dialer, addr: SocketAddr, rx: Receiver<Vec<u8>>) {
 
 /// Whether the peer has not closed or reset `conn`. Peers never write on our connections, so anything readable
 /// means the end of it.
-fn open(conn: &TcpStream) -> bool {
+fn open(fd: std::os::fd::RawFd) -> bool {
     let mut byte = 0u8;
-    // SAFETY: a non-blocking peek of at most one byte into a live local, on a descriptor `conn` owns.
-    let n = unsafe { libc::recv(conn.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    // SAFETY: a non-blocking peek of at most one byte into a live local, on a descriptor the caller's connection
+    // owns for the duration of the call.
+    let n = unsafe { libc::recv(fd, (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
     n < 0 && matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN | libc::EINTR))
 }
 
@@ -330,26 +339,49 @@ pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
 }
 
 /// Accepts peer connections on `addr`; every Raft message received is handed to the Raft thread, every lease
-/// renewal to the lessor.
-pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
-    let listener = TcpListener::bind(addr).map_err(Error::io(format!("listen peer {addr}")))?;
+/// renewal to the lessor. A unix socket's stale file (from an earlier run) is removed first, as etcd does.
+pub fn listen(addr: &PeerAddr, peer: PeerShared) -> Result<(), Error> {
+    let accept: Box<dyn FnMut() -> Option<(PeerConnRaw, String)> + Send> = match addr {
+        PeerAddr::Tcp(a) => {
+            let listener = TcpListener::bind(a).map_err(Error::io(format!("listen peer {addr}")))?;
+            Box::new(move || {
+                let conn = listener.accept().ok()?.0;
+                let from = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                Some((PeerConnRaw::Tcp(conn), from))
+            })
+        }
+        PeerAddr::Unix(path) => {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("remove stale socket {addr}"))(e));
+                }
+                _ => {}
+            }
+            let listener = UnixListener::bind(path).map_err(Error::io(format!("listen peer {addr}")))?;
+            let from = addr.to_string();
+            Box::new(move || Some((PeerConnRaw::Unix(listener.accept().ok()?.0), from.clone())))
+        }
+    };
+    let mut accept = accept;
     std::thread::Builder::new()
         .name("peer-listen".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+            loop {
+                let Some((conn, from)) = accept() else { continue };
                 let peer = peer.clone();
                 let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || {
-                    let from = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                    let conn = match &peer.tls {
-                        Some(config) => match PeerConn::tls_server(conn, Arc::clone(config)) {
-                            Ok(c) => c,
-                            Err(e) => {
-                                let fields = [("remote", from), ("error", e.to_string())];
-                                return crate::logging::log("warn", "rejected a peer connection", &fields);
+                    let conn = match (conn, &peer.tls) {
+                        (PeerConnRaw::Unix(u), _) => PeerConn::Unix(u),
+                        (PeerConnRaw::Tcp(conn), Some(config)) => {
+                            match PeerConn::tls_server(conn, Arc::clone(config)) {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    let fields = [("remote", from), ("error", e.to_string())];
+                                    return crate::logging::log("warn", "rejected a peer connection", &fields);
+                                }
                             }
-                        },
-                        None => PeerConn::Plain(conn),
+                        }
+                        (PeerConnRaw::Tcp(conn), None) => PeerConn::Plain(conn),
                     };
                     reader(conn, from, peer)
                 });
@@ -357,6 +389,12 @@ pub fn listen(addr: SocketAddr, peer: PeerShared) -> Result<(), Error> {
         })
         .map_err(Error::io("start a peer thread"))?;
     Ok(())
+}
+
+/// An accepted connection before its handshake.
+enum PeerConnRaw {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
 /// What the peer listener's connections hand their frames to.
