@@ -347,7 +347,8 @@ async fn serve(
                 _ => {}
             }
             let l = tokio::net::UnixListener::bind(path).map_err(Error::io(format!("listen {}", url.text)))?;
-            listeners.push((url.clone(), crate::api::client_tls::incoming_unix(l), grpc));
+            let l = crate::api::client_tls::ClientListener::Unix(l);
+            listeners.push((url.clone(), crate::api::client_tls::incoming(l), grpc));
             continue;
         }
         match by_addr.iter_mut().find(|(a, g, _)| *a == url.addr && *g == grpc) {
@@ -360,7 +361,8 @@ async fn serve(
         let l = tokio::net::TcpListener::bind(addr).await.map_err(Error::io(format!("listen {text}")))?;
         let plain = urls.iter().any(|u| !u.tls);
         let tls = if urls.iter().any(|u| u.tls) { h.client_tls.clone() } else { None };
-        listeners.push((urls[0].clone(), crate::api::client_tls::incoming(l, plain, tls), grpc));
+        let l = crate::api::client_tls::ClientListener::Tcp { listener: l, plain, tls };
+        listeners.push((urls[0].clone(), crate::api::client_tls::incoming(l), grpc));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();

@@ -4,22 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
 
 use common::cluster::{launch, launch_with, specs};
-use common::etcdctl;
 
-fn ctl(endpoint: &str, args: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (ok, out, err) = etcdctl(endpoint, args, None);
-        if ok {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "{args:?}: {err}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::etcdctl_ok as ctl;
 
 #[test]
 fn the_survivor_of_a_lost_quorum_restarts_as_a_one_member_cluster() {

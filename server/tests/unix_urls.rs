@@ -4,21 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
 
 use common::Member;
 
-fn ctl(endpoint: &str, args: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (ok, out, err) = common::etcdctl(endpoint, args, None);
-        if ok {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "{args:?}: {err}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::etcdctl_ok as ctl;
 
 #[test]
 fn members_and_clients_over_unix_sockets() {

@@ -124,48 +124,56 @@ pub fn configure(
     Ok((Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))), Dialer { tls: Some(Arc::new(client)) }))
 }
 
-/// Accepts connections on `listener`: plain ones if `plain`, TLS ones if `tls` is given (both: by the first byte).
-/// The stream ends when the receiver is dropped.
+/// Where client connections come from: a TCP port (plain ones if `plain`, TLS ones if an acceptor is given; both:
+/// told apart by the first byte), or a unix socket (plain, etcd's `unix://` URLs).
+#[allow(missing_debug_implementations)]
+pub enum ClientListener {
+    Tcp { listener: TcpListener, plain: bool, tls: Option<tokio_rustls::TlsAcceptor> },
+    Unix(UnixListener),
+}
+
+/// A connection accepted, before its handshake.
+enum Accepted {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl ClientListener {
+    async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            ClientListener::Tcp { listener, .. } => Ok(Accepted::Tcp(listener.accept().await?.0)),
+            ClientListener::Unix(listener) => Ok(Accepted::Unix(listener.accept().await?.0)),
+        }
+    }
+}
+
+/// Accepts connections from `listener`, each made ready (its TLS handshake, if any) in a task of its own. The
+/// stream ends when the receiver is dropped.
 pub fn incoming(
-    listener: TcpListener,
-    plain: bool,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    listener: ClientListener,
 ) -> tonic::codegen::tokio_stream::wrappers::ReceiverStream<io::Result<ClientConn>> {
     let (tx, rx) = mpsc::channel(64);
+    let (plain, tls) = match &listener {
+        ClientListener::Tcp { plain, tls, .. } => (*plain, tls.clone()),
+        ClientListener::Unix(_) => (true, None),
+    };
     tokio::spawn(async move {
         loop {
             let conn = tokio::select! {
                 conn = listener.accept() => conn,
                 () = tx.closed() => return,
             };
-            let Ok((conn, _)) = conn else { continue };
+            let Ok(conn) = conn else { continue };
             let (tx, tls) = (tx.clone(), tls.clone());
             tokio::spawn(async move {
-                if let Some(io) = handshake(conn, plain, tls).await {
+                let io = match conn {
+                    Accepted::Unix(c) => Some(ClientIo::Unix(c)),
+                    Accepted::Tcp(c) => handshake(c, plain, tls).await,
+                };
+                if let Some(io) = io {
                     let _ = tx.send(Ok(ClientConn::new(io))).await;
                 }
             });
-        }
-    });
-    tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)
-}
-
-/// Accepts connections on a unix socket (plain: etcd's `unix://` URLs). The stream ends when the receiver is
-/// dropped.
-pub fn incoming_unix(
-    listener: UnixListener,
-) -> tonic::codegen::tokio_stream::wrappers::ReceiverStream<io::Result<ClientConn>> {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let conn = tokio::select! {
-                conn = listener.accept() => conn,
-                () = tx.closed() => return,
-            };
-            let Ok((conn, _)) = conn else { continue };
-            if tx.send(Ok(ClientConn::new(ClientIo::Unix(conn)))).await.is_err() {
-                return;
-            }
         }
     });
     tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)

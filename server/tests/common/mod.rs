@@ -40,6 +40,19 @@ impl Drop for Member {
     }
 }
 
+/// etcdctl's output once the command succeeds, retried for up to 20 s while the cluster elects or starts.
+pub fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, err) = etcdctl(endpoints, args, None);
+        if ok {
+            return out;
+        }
+        assert!(std::time::Instant::now() < deadline, "etcdctl {args:?} through {endpoints}: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Runs Debian's etcdctl 3.4 against `endpoints` (comma-separated), with etcdctl's own deadline of 10 s per
 /// command and `stdin` as its input; returns (success, stdout, stderr).
 pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
