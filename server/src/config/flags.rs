@@ -200,7 +200,7 @@ pub const FLAGS: &[Spec] = &[
         "experimental-compact-hash-check-enabled",
         Bool,
         "false",
-        Refused("the corruption check is not implemented yet"),
+        Refused("3.5's compaction hash check is not implemented yet; --experimental-corrupt-check-time is"),
     ),
     spec("experimental-compact-hash-check-time", Duration, "1m", NoEffect("only with the compact hash check")),
     spec("compact-hash-check-time", Duration, "1m", Alias("experimental-compact-hash-check-time")),
