@@ -376,7 +376,7 @@ async fn serve(
         let keepalive = Some(c.grpc_keepalive_interval).filter(|d| !d.is_zero());
         let keepalive_timeout = Some(c.grpc_keepalive_timeout).filter(|d| !d.is_zero());
         let streams = c.max_concurrent_streams;
-        let grpc_metrics = crate::api::grpc_metrics::GrpcMetricsLayer { metrics: Arc::clone(&h.metrics) };
+        let grpc_metrics = crate::api::grpc_metrics::GrpcMetricsLayer::new(Arc::clone(&h.metrics));
         let require_leader = crate::api::require_leader::RequireLeaderLayer {
             status: Arc::clone(&h.cluster.status),
             election: Duration::from_millis(h.config.election_ms),

@@ -2,9 +2,14 @@
 //! `grpc_server_handled_total` with its status code when it ends (see `metrics`). A tower layer in front of the
 //! services; requests that are not gRPC (`/metrics`, `/health`) pass uncounted.
 //!
-//! **When a call ends**: a trailers-only answer (an error before any message) at once; otherwise when the response
-//! body yields its trailers (`grpc-status`). A body dropped before its trailers (the client cancelled, or hung up
-//! on a stream) counts as `Canceled`, as grpc-go counts a cancelled stream.
+//! **When a call ends**: a trailers-only answer (an error before any message) at once; a unary call answered with
+//! a message counts as OK then too (its handler succeeded, as go-grpc-prometheus's interceptor sees it); a stream
+//! when its body yields its trailers (`grpc-status`). A stream body dropped before its trailers (the client
+//! cancelled, or hung up) counts as `Canceled`, as grpc-go counts a cancelled stream.
+//!
+//! **Cost**: etcd's methods are known in advance: their series handles are resolved once, when the layer is built
+//! (as go-grpc-prometheus registers every method at 0), so a call costs a map lookup and two atomic additions, and
+//! a unary call's body is not wrapped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,17 +21,54 @@ use tonic::codegen::{Bytes, http};
 
 use crate::metrics::Metrics;
 
+/// etcd's gRPC services and their methods.
+const METHODS: &[(&str, &[&str])] = &[
+    ("etcdserverpb.KV", &["Range", "Put", "DeleteRange", "Txn", "Compact", "RangeStream"]),
+    ("etcdserverpb.Watch", &["Watch"]),
+    ("etcdserverpb.Lease", &["LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases"]),
+    ("etcdserverpb.Cluster", &["MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote"]),
+    (
+        "etcdserverpb.Maintenance",
+        &["Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot", "MoveLeader", "Downgrade"],
+    ),
+];
+
+/// A known method's labels and resolved series.
+#[derive(Debug)]
+struct Known {
+    call: Call,
+    started: prometheus::IntCounter,
+    ok: prometheus::IntCounter,
+}
+
 /// Wraps the services with the gRPC series.
 #[derive(Debug, Clone)]
 pub struct GrpcMetricsLayer {
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
+    known: Arc<std::collections::HashMap<String, Arc<Known>>>,
+}
+
+impl GrpcMetricsLayer {
+    /// The layer, with etcd's methods' series resolved (and shown at 0 until called).
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let mut known = std::collections::HashMap::new();
+        for (service, methods) in METHODS {
+            for method in *methods {
+                let call = Call { method: Label::Known(method), service: Label::Known(service), kind: kind(service, method) };
+                let started = metrics.grpc_started.with_label_values(&[*method, service, call.kind]);
+                let ok = metrics.grpc_handled.with_label_values(&["OK", method, service, call.kind]);
+                known.insert(format!("/{service}/{method}"), Arc::new(Known { call, started, ok }));
+            }
+        }
+        GrpcMetricsLayer { metrics, known: Arc::new(known) }
+    }
 }
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
 
     fn layer(&self, inner: S) -> GrpcMetrics<S> {
-        GrpcMetrics { inner, metrics: Arc::clone(&self.metrics) }
+        GrpcMetrics { inner, layer: self.clone() }
     }
 }
 
@@ -34,14 +76,30 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    layer: GrpcMetricsLayer,
+}
+
+/// A label: one of etcd's names, or a name from an unknown call's path.
+#[derive(Debug, Clone)]
+enum Label {
+    Known(&'static str),
+    Other(String),
+}
+
+impl Label {
+    fn as_str(&self) -> &str {
+        match self {
+            Label::Known(s) => s,
+            Label::Other(s) => s,
+        }
+    }
 }
 
 /// A call's labels: method, service, type.
 #[derive(Debug, Clone)]
 struct Call {
-    method: String,
-    service: String,
+    method: Label,
+    service: Label,
     kind: &'static str,
 }
 
@@ -86,23 +144,28 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
     Some(tonic::Code::from_i32(value))
 }
 
+fn is_grpc(req: &http::Request<Body>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
 impl Call {
-    fn of(req: &http::Request<Body>) -> Option<Call> {
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/grpc"));
-        let (service, method) = req.uri().path().strip_prefix('/')?.split_once('/')?;
-        grpc.then(|| Call { kind: kind(service, method), method: method.to_string(), service: service.to_string() })
+    /// The labels of a call to a method this layer does not know in advance.
+    fn other(path: &str) -> Option<Call> {
+        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+        let kind = kind(service, method);
+        Some(Call { kind, method: Label::Other(method.to_string()), service: Label::Other(service.to_string()) })
     }
 
     fn started(&self, m: &Metrics) {
-        m.grpc_started.with_label_values(&[self.method.as_str(), &self.service, self.kind]).inc();
+        m.grpc_started.with_label_values(&[self.method.as_str(), self.service.as_str(), self.kind]).inc();
     }
 
     fn handled(&self, m: &Metrics, code: tonic::Code) {
-        m.grpc_handled.with_label_values(&[code_name(code), self.method.as_str(), &self.service, self.kind]).inc();
+        let labels = [code_name(code), self.method.as_str(), self.service.as_str(), self.kind];
+        m.grpc_handled.with_label_values(&labels).inc();
     }
 }
 
@@ -120,14 +183,37 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let Some(call) = Call::of(&req) else { return Box::pin(self.inner.call(req)) };
-        call.started(&self.metrics);
-        let metrics = Arc::clone(&self.metrics);
+        if !is_grpc(&req) {
+            return Box::pin(self.inner.call(req));
+        }
+        let metrics = Arc::clone(&self.layer.metrics);
+        let k = self.layer.known.get(req.uri().path()).cloned();
+        let call = match &k {
+            Some(k) => {
+                k.started.inc();
+                None
+            }
+            None => {
+                let call = Call::other(req.uri().path());
+                if let Some(c) = &call {
+                    c.started(&metrics);
+                }
+                call
+            }
+        };
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
+            let Some(call) = call.or_else(|| k.as_ref().map(|k| k.call.clone())) else { return Ok(response) };
             if let Some(code) = status_of(response.headers()) {
                 call.handled(&metrics, code);
+                return Ok(response);
+            }
+            if call.kind == "unary" {
+                match k {
+                    Some(k) => k.ok.inc(),
+                    None => call.handled(&metrics, tonic::Code::Ok),
+                }
                 return Ok(response);
             }
             let (parts, body) = response.into_parts();
