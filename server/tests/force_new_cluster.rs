@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::cluster::{launch, launch_with, specs};
 
 use common::etcdctl_ok as ctl;

@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::Member;
 
 use common::etcdctl_ok as ctl;

@@ -54,7 +54,8 @@ impl GrpcMetricsLayer {
         let mut known = std::collections::HashMap::new();
         for (service, methods) in METHODS {
             for method in *methods {
-                let call = Call { method: Label::Known(method), service: Label::Known(service), kind: kind(service, method) };
+                let call =
+                    Call { method: Label::Known(method), service: Label::Known(service), kind: kind(service, method) };
                 let started = metrics.grpc_started.with_label_values(&[*method, service, call.kind]);
                 let ok = metrics.grpc_handled.with_label_values(&["OK", method, service, call.kind]);
                 known.insert(format!("/{service}/{method}"), Arc::new(Known { call, started, ok }));
