@@ -22,6 +22,9 @@ pub trait Source {
     /// in strictly increasing key order. Called twice per bucket, first to lay the file out, then to write it:
     /// both calls must yield the same entries (a consistent read snapshot does).
     fn visit(&mut self, bucket: usize, f: &mut crate::Visit<'_>) -> Result<()>;
+
+    /// Told the file's size once the layout is known, before any page is written.
+    fn laid_out(&mut self, _bytes: u64) {}
 }
 
 /// How the file is written.
@@ -206,6 +209,7 @@ pub fn write(out: &mut impl Write, names: &[&[u8]], source: &mut impl Source, op
     if root_size > page_size {
         return Err(Error::Input("too many buckets for one root page".into()));
     }
+    source.laid_out(next * page_size as u64);
     // Pass 2: the pages, in page-id order.
     let mut written = 0u64;
     let mut emit = |bytes: &[u8]| -> Result<()> {

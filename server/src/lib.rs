@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod backup;
 pub mod config;
 pub mod consensus;
 pub mod error;

@@ -76,6 +76,18 @@ impl KeyIndex {
         self.generations.push(Generation::default());
     }
 
+    /// etcd's `keep(at)`: the latest revision `<= at`, unless it is a deletion (the end of a closed generation).
+    pub fn kept_at(&self, at: i64) -> Option<Revision> {
+        let last = self.generations.len() - 1;
+        for (gi, g) in self.generations.iter().enumerate().rev() {
+            if let Some(pos) = g.revs.iter().rposition(|r| r.main <= at) {
+                let tombstone = pos == g.revs.len() - 1 && gi != last;
+                return (!tombstone).then_some(g.revs[pos]);
+            }
+        }
+        None
+    }
+
     /// The live generation's latest revision, if the key exists now.
     pub fn current(&self) -> Option<Visible> {
         let g = self.generations.last()?;
@@ -216,6 +228,22 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn kept_at_is_the_latest_revision_unless_a_deletion() {
+        let r = |m| Revision::new(m, 0);
+        let mut ki = KeyIndex::default();
+        ki.put(r(2));
+        ki.put(r(5));
+        ki.tombstone(r(7));
+        ki.put(r(9));
+        assert_eq!(ki.kept_at(1), None);
+        assert_eq!(ki.kept_at(6), Some(r(5)));
+        assert_eq!(ki.kept_at(7), None, "deleted at 7");
+        assert_eq!(ki.kept_at(8), None);
+        assert_eq!(ki.kept_at(20), Some(r(9)));
+    }
+
     use super::*;
 
     fn r(m: i64) -> Revision {

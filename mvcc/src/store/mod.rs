@@ -355,31 +355,47 @@ pub(crate) fn read_kv(r: &ReadTxn, ks: KeyspaceId, rev: Revision) -> Result<KeyV
 }
 
 impl Store {
-    /// A hash of the key-value history up to `rev` (0: current), for HashKV consistency checks between members:
-    /// CRC32C over every stored revision `<= rev` above the compaction point, and the revisions at or below it
-    /// that compaction keeps, each as (revision key, record). Members at the same compaction point agree whether
-    /// or not their compactions have finished deleting. Returns the hash, the revision hashed to, and the
-    /// compaction revision.
-    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
-        // Under the index lock only what must match the index: the revisions compaction keeps, and a file snapshot
-        // taken at the same moment (it holds every revision up to `at`). The scan runs without the lock, so writers
-        // committing meanwhile do not wait for it.
-        let (at, compact, kept, r) = {
+    /// The history etcd's HashKV covers at `rev` (0: current), in revision order: every stored revision above
+    /// the compaction point and `<= rev`, and, at or below the compaction point, only each key's latest revision
+    /// `<= rev` that is not a deletion (etcd's `kvindex.Keep(rev)`; when no key has one, every revision). `visit` gets each (revision, record); returns the revision hashed
+    /// to and the compaction revision. The caller encodes and hashes (see the server's `backup::hash`).
+    pub fn visit_hashed(&self, rev: i64, visit: &mut dyn FnMut(Revision, &[u8]) -> Result<()>) -> Result<(i64, i64)> {
+        // Under the index lock only what must match the index: etcd's keep set (its part at or below the
+        // compaction point, which is all the scan asks), and a file snapshot taken at the same moment (it holds
+        // every revision up to `at`). The scan runs without the lock, so writers committing meanwhile do not wait.
+        let (at, compact, keep, any, r) = {
             let st = lock_read(&self.state);
             let at = resolve_revision(rev, st.current, st.compact)?;
-            let kept: std::collections::HashSet<Revision> =
-                st.index.values().flat_map(|ki| ki.revisions().filter(|r| r.main <= st.compact)).collect();
-            (at, st.compact, kept, self.db.read())
+            let mut any = false;
+            let keep: std::collections::HashSet<Revision> = st
+                .index
+                .values()
+                .filter_map(|ki| ki.kept_at(at))
+                .inspect(|_| any = true)
+                .filter(|r| r.main <= st.compact)
+                .collect();
+            (at, st.compact, keep, any, self.db.read())
         };
         let end = Revision::new(at + 1, 0).encode();
-        let mut crc = 0u32;
         for item in r.range(self.key, Bound::Unbounded, Bound::Excluded(&end))? {
             let (k, v) = item?;
             let rev = Revision::decode(k).ok_or_else(|| self.bad_record("revision key of the wrong length"))?;
-            if rev.main > compact || kept.contains(&rev) {
-                crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
+            if rev.main > compact || !any || keep.contains(&rev) {
+                visit(rev, v)?;
             }
         }
+        Ok((at, compact))
+    }
+
+    /// CRC32C over [`Store::visit_hashed`]'s history in the store's own encoding (revision key, record): equal
+    /// between two stores with equal histories. Returns the hash, the revision hashed to, and the compaction
+    /// revision. (The server's HashKV hashes etcd's encoding instead, so that it equals etcd's.)
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let mut crc = 0u32;
+        let (at, compact) = self.visit_hashed(rev, &mut |r, v| {
+            crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, &r.encode()), v);
+            Ok(())
+        })?;
         Ok((crc, at, compact))
     }
 }

@@ -47,7 +47,7 @@ pub async fn check_initial(
 ) -> Result<(), Error> {
     log("info", "starting initial corruption check", &[("local-member-id", format!("{me:x}"))]);
     let store = stores.get();
-    let (hash, rev, compact) = tokio::task::block_in_place(|| store.hash_kv(0))?;
+    let (hash, rev, compact) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;
     let peers: Vec<(u64, Vec<String>)> =
         registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.client_ur_ls)).collect();
     let mut mismatches = 0;
@@ -146,7 +146,7 @@ async fn check_peers(
     dialer: &crate::api::client_tls::Dialer,
 ) -> Result<bool, Error> {
     let store = stores.get();
-    let (h, rev, crev) = tokio::task::block_in_place(|| store.hash_kv(0))?;
+    let (h, rev, crev) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;
     let peers: Vec<(u64, Vec<String>)> = cluster
         .registry
         .read()
@@ -159,7 +159,7 @@ async fn check_peers(
     for (id, urls) in &peers {
         answers.push((*id, ask(dialer, urls, rev).await));
     }
-    let (h2, rev2, crev2) = tokio::task::block_in_place(|| store.hash_kv(0))?;
+    let (h2, rev2, crev2) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;
     let mut corrupt = false;
     if h2 != h && rev2 == rev && crev2 == crev {
         let fields = [

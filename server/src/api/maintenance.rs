@@ -11,9 +11,6 @@ use crate::consensus::view::ClusterView;
 use crate::error::Error;
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 
-/// Bytes per Snapshot message.
-const SNAPSHOT_CHUNK: usize = 64 << 10;
-
 /// The etcd server version whose behaviour ferrokv matches, reported as the member's version (Status, /metrics'
 /// `etcd_server_version`). Clients parse it: kube-apiserver turns off RequestWatchProgress (and with it WatchList
 /// and consistent reads from its cache) below 3.4.31 in the 3.4 line, whose watch-progress fixes ferrokv has
@@ -44,8 +41,6 @@ impl MaintenanceService {
         self.headers.now()
     }
 }
-
-type Stream<T> = std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
@@ -116,12 +111,12 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
-        let (hash, _, _) = self.stores.get().hash_kv(0).map_err(Error::from)?;
+        let (hash, _, _) = crate::backup::export::hash_kv(&self.stores.get(), 0)?;
         Ok(Response::new(pb::HashResponse { header: self.header(), hash }))
     }
 
     async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
-        let (hash, at, compact) = self.stores.get().hash_kv(request.into_inner().revision).map_err(Error::from)?;
+        let (hash, at, compact) = crate::backup::export::hash_kv(&self.stores.get(), request.into_inner().revision)?;
         Ok(Response::new(pb::HashKvResponse {
             header: self.header(),
             hash,
@@ -130,42 +125,12 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    type SnapshotStream = Stream<pb::SnapshotResponse>;
+    type SnapshotStream = crate::backup::stream::Stream;
 
-    /// Streams a consistent image of the store in etcd's framing: the database's pages (a whole number of 512-byte
-    /// blocks) followed by their SHA-256, which `etcdctl snapshot save` checks; 64 KiB messages with
-    /// `remaining_bytes` counting down. The pages are mvcc's snapshot image (its own CRC trailer is replaced by the
-    /// SHA-256); it is a ferrokv store, not a bbolt file, so `etcdctl snapshot status/restore` cannot read it.
+    /// Streams the store as an etcd 3.4 snapshot file (see `backup`): `etcdctl snapshot save` keeps it,
+    /// `snapshot status` and `snapshot restore` read it, and etcd starts from what restore makes.
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        let store = self.stores.get();
-        let image = tokio::task::spawn_blocking(move || {
-            let mut image = Vec::new();
-            store.db().snapshot_to(&mut image).map(|_| {
-                use sha2::Digest;
-                image.truncate(image.len() - mvcc::SNAPSHOT_TRAILER_LEN);
-                let digest = sha2::Sha256::digest(&image);
-                image.extend_from_slice(&digest);
-                image
-            })
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Error::from)?;
-        let header = self.header();
-        let total = image.len();
-        let messages: Vec<Result<pb::SnapshotResponse, Status>> = image
-            .chunks(SNAPSHOT_CHUNK)
-            .enumerate()
-            .map(|(i, chunk)| {
-                Ok(pb::SnapshotResponse {
-                    header: if i == 0 { header } else { None },
-                    remaining_bytes: (total - (i * SNAPSHOT_CHUNK + chunk.len())) as u64,
-                    blob: chunk.to_vec(),
-                    version: String::new(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tonic::codegen::tokio_stream::iter(messages))))
+        Ok(Response::new(crate::backup::stream::snapshot(self.stores.get(), self.header())))
     }
 
     /// etcd's rules: only the leader moves leadership, only to a voting member, and the call returns once the

@@ -35,7 +35,7 @@ pub fn encode_record(id: i64, ttl: i64) -> ([u8; 8], [u8; 9]) {
 
 /// A record's lease id and granted TTL (version 1, or version 0: the TTL alone); a record of another shape or
 /// a newer version is corrupt to this ferrokv, never misread.
-fn decode_record(k: &[u8], v: &[u8]) -> Result<(i64, i64), crate::error::Error> {
+pub(crate) fn decode_record(k: &[u8], v: &[u8]) -> Result<(i64, i64), crate::error::Error> {
     use crate::error::Error;
     let shape = || Error::Corrupt(format!("lease record of {} key and {} value bytes", k.len(), v.len()));
     let id = <[u8; 8]>::try_from(k).map(i64::from_be_bytes).map_err(|_| shape())?;
