@@ -75,6 +75,11 @@ impl Reader {
         self.meta.page_size as usize
     }
 
+    /// The database's size as bbolt reports it (`tx.Size()`): the high-water mark times the page size.
+    pub fn size(&self) -> u64 {
+        self.meta.pgid.saturating_mul(u64::from(self.meta.page_size))
+    }
+
     /// The current meta's transaction id.
     pub fn txid(&self) -> u64 {
         self.meta.txid

@@ -1,5 +1,5 @@
 //! `ferrokv`: command line and start-up only; the server is in the library. `ferrokv bench …` (etcd's benchmark
-//! tool) and `ferrokv cluster …` (local clusters) are subcommands of the same binary.
+//! tool), `ferrokv cluster …` (local clusters) and `ferrokv snapshot status …` are subcommands of the same binary.
 
 use std::process::ExitCode;
 
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     match args.next().as_deref() {
         Some("bench") => return ExitCode::from(server::tools::bench::main(args.collect())),
         Some("cluster") => return ExitCode::from(server::tools::cluster::main(args.collect())),
+        Some("snapshot") => return ExitCode::from(server::tools::snapshot::main(args.collect())),
         _ => {}
     }
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,7 +1,8 @@
 //! ferrokv's backups are etcd's: `etcdctl snapshot save` against ferrokv writes a file that `etcdctl snapshot
 //! status` reads (bbolt's integrity check included), and real etcd 3.4.23 starts from what `etcdctl snapshot
 //! restore` makes of it, serving the same keys, values, revisions, history since the compaction point, the
-//! compaction point itself, leases, and the same HashKV.
+//! compaction point itself, leases, and the same HashKV. `ferrokv snapshot status` reports what `etcdctl
+//! snapshot status` reports, on ferrokv's backup and on the database etcd's restore wrote.
 
 mod common;
 
@@ -16,6 +17,21 @@ fn dump(endpoint: &str, rev: i64) -> serde_json::Value {
     let out = ctl(endpoint, &["get", "", "--from-key", &rev, "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["kvs"].clone()
+}
+
+fn etcdctl_status(file: &std::path::Path) -> serde_json::Value {
+    let out =
+        Command::new("etcdctl").env("ETCDCTL_API", "3").args(["snapshot", "status", "-w", "json"]).arg(file).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ferrokv_status(file: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrokv")).args(["snapshot", "status", "-w", "json"]).arg(file).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -57,6 +73,7 @@ fn real_etcd_starts_from_a_ferrokv_backup_with_everything() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["revision"].as_i64(), Some(last));
+    assert_eq!(ferrokv_status(&file), status, "ferrokv snapshot status reads the backup as etcdctl does");
 
     // Restore with etcdctl; real etcd serves it.
     let restored = dir.path().join("etcd");
@@ -68,6 +85,9 @@ fn real_etcd_starts_from_a_ferrokv_backup_with_everything() {
         .output()
         .unwrap();
     assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    // The database etcd's restore wrote (bbolt by Go): ferrokv's status reads it as etcdctl does.
+    let etcd_db = restored.join("member").join("snap").join("db");
+    assert_eq!(ferrokv_status(&etcd_db), etcdctl_status(&etcd_db));
     let client = common::free_port();
     let c = format!("http://127.0.0.1:{client}");
     let mut etcd = Command::new("etcd")

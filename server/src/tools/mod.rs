@@ -1,5 +1,6 @@
-//! The operator tools that ship in the `ferrokv` binary: `bench` (etcd's benchmark tool) and `cluster` (local
-//! clusters of ferrokv or etcd).
+//! The operator tools that ship in the `ferrokv` binary: `bench` (etcd's benchmark tool), `cluster` (local
+//! clusters of ferrokv or etcd) and `snapshot` (etcd's `snapshot status`).
 
 pub mod bench;
 pub mod cluster;
+pub mod snapshot;
