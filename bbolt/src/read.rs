@@ -176,15 +176,18 @@ impl Reader {
         if (h.count as usize) * page::ELEMENT + HEADER > b.len() {
             return Err(invalid(id, format!("{} elements do not fit the page", h.count)));
         }
+        if h.count == 0 {
+            return Ok(());
+        }
+        let kind = if h.flags & LEAF != 0 {
+            LEAF
+        } else if h.flags & BRANCH != 0 {
+            BRANCH
+        } else {
+            return Err(invalid(id, format!("flags {:#x}: neither leaf nor branch", h.flags)));
+        };
         let mut last: Option<Vec<u8>> = None;
         for i in 0..h.count as usize {
-            let kind = if h.flags & LEAF != 0 {
-                LEAF
-            } else if h.flags & BRANCH != 0 {
-                BRANCH
-            } else {
-                return Err(invalid(id, format!("flags {:#x}: neither leaf nor branch", h.flags)));
-            };
             let e = page::element(&b, kind, i, id)?;
             if last.as_deref().is_some_and(|l| l >= e.key) {
                 return Err(invalid(id, format!("keys out of order at element {i}")));

@@ -28,7 +28,7 @@ pub use error::{Error, Result};
 pub use kv::KeyValue;
 pub use page::{PageId, TxnId};
 pub use revision::Revision;
-pub use snapshot::{SnapshotInfo, TRAILER_LEN as SNAPSHOT_TRAILER_LEN};
+pub use snapshot::SnapshotInfo;
 pub use store::{
     Change, Compare, CompareOp, CompareTarget, DeleteResult, KEYSPACES as STORE_KEYSPACES, PutOptions, PutResult,
     RangeOptions, RangeResult, RequestOp, ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,

@@ -339,13 +339,7 @@ async fn serve(
     let http_only = h.config.listen_metrics_urls.iter().chain(&h.config.listen_client_http_urls).map(|u| (u, false));
     for (url, grpc) in client.chain(http_only) {
         if let Some(path) = &url.unix {
-            // A unix socket's stale file (from an earlier run) goes first, as etcd removes it.
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(format!("remove stale socket {}", url.text))(e));
-                }
-                _ => {}
-            }
+            crate::consensus::conn::remove_stale_socket(path, &url.text)?;
             let l = tokio::net::UnixListener::bind(path).map_err(Error::io(format!("listen {}", url.text)))?;
             let l = crate::api::client_tls::ClientListener::Unix(l);
             listeners.push((url.clone(), crate::api::client_tls::incoming(l), grpc));

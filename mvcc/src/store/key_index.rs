@@ -228,10 +228,14 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn r(m: i64) -> Revision {
+        Revision::new(m, 0)
+    }
 
     #[test]
     fn kept_at_is_the_latest_revision_unless_a_deletion() {
-        let r = |m| Revision::new(m, 0);
         let mut ki = KeyIndex::default();
         ki.put(r(2));
         ki.put(r(5));
@@ -242,12 +246,6 @@ mod tests {
         assert_eq!(ki.kept_at(7), None, "deleted at 7");
         assert_eq!(ki.kept_at(8), None);
         assert_eq!(ki.kept_at(20), Some(r(9)));
-    }
-
-    use super::*;
-
-    fn r(m: i64) -> Revision {
-        Revision::new(m, 0)
     }
 
     #[test]

@@ -357,8 +357,9 @@ pub(crate) fn read_kv(r: &ReadTxn, ks: KeyspaceId, rev: Revision) -> Result<KeyV
 impl Store {
     /// The history etcd's HashKV covers at `rev` (0: current), in revision order: every stored revision above
     /// the compaction point and `<= rev`, and, at or below the compaction point, only each key's latest revision
-    /// `<= rev` that is not a deletion (etcd's `kvindex.Keep(rev)`; when no key has one, every revision). `visit` gets each (revision, record); returns the revision hashed
-    /// to and the compaction revision. The caller encodes and hashes (see the server's `backup::hash`).
+    /// `<= rev` that is not a deletion (etcd's `kvindex.Keep(rev)`; when no key has one, every revision). `visit`
+    /// gets each (revision, record); returns the revision hashed to and the compaction revision. The caller
+    /// encodes and hashes (see the server's `backup::export::hash_kv`).
     pub fn visit_hashed(&self, rev: i64, visit: &mut dyn FnMut(Revision, &[u8]) -> Result<()>) -> Result<(i64, i64)> {
         // Under the index lock only what must match the index: etcd's keep set (its part at or below the
         // compaction point, which is all the scan asks), and a file snapshot taken at the same moment (it holds

@@ -116,10 +116,7 @@ pub fn configure(
     let mut server = crate::consensus::tls::server_config(&cert, &key, files)?;
     // gRPC over TLS negotiates HTTP/2 by ALPN (grpc-go insists on it); curl may ask for HTTP/1.1.
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut client = crate::consensus::tls::client_config(
-        Some(files.dial_cert.as_ref().map_or((cert.as_path(), key.as_path()), |(c, k)| (c.as_path(), k.as_path()))),
-        files,
-    )?;
+    let mut client = crate::consensus::tls::client_config(Some(files.dial_pair(&cert, &key)), files)?;
     client.alpn_protocols = vec![b"h2".to_vec()];
     Ok((Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))), Dialer { tls: Some(Arc::new(client)) }))
 }

@@ -48,10 +48,8 @@ pub async fn check_initial(
     log("info", "starting initial corruption check", &[("local-member-id", format!("{me:x}"))]);
     let store = stores.get();
     let (hash, rev, compact) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;
-    let peers: Vec<(u64, Vec<String>)> =
-        registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.client_ur_ls)).collect();
     let mut mismatches = 0;
-    for (member, urls) in peers {
+    for (member, urls) in peers(registry, me) {
         let fields = |extra: &[(&'static str, String)]| {
             let mut f = vec![("local-member-id", format!("{me:x}")), ("remote-peer-id", format!("{member:x}"))];
             f.extend_from_slice(extra);
@@ -84,6 +82,11 @@ pub async fn check_initial(
     }
     log("info", "initial corruption checking passed; no corruption", &[("local-member-id", format!("{me:x}"))]);
     Ok(())
+}
+
+/// Every member but `me`, with its client URLs.
+fn peers(registry: &Shared, me: u64) -> Vec<(u64, Vec<String>)> {
+    registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.client_ur_ls)).collect()
 }
 
 /// Asks a member (at the first of its client URLs that answers) for its hash at `rev`.
@@ -147,17 +150,9 @@ async fn check_peers(
 ) -> Result<bool, Error> {
     let store = stores.get();
     let (h, rev, crev) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;
-    let peers: Vec<(u64, Vec<String>)> = cluster
-        .registry
-        .read()
-        .members()
-        .into_iter()
-        .filter(|m| m.id != cluster.member)
-        .map(|m| (m.id, m.client_ur_ls))
-        .collect();
-    let mut answers = Vec::with_capacity(peers.len());
-    for (id, urls) in &peers {
-        answers.push((*id, ask(dialer, urls, rev).await));
+    let mut answers = Vec::new();
+    for (id, urls) in peers(&cluster.registry, cluster.member) {
+        answers.push((id, ask(dialer, &urls, rev).await));
     }
     let (h2, rev2, crev2) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;
     let mut corrupt = false;

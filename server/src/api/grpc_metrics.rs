@@ -54,8 +54,8 @@ impl GrpcMetricsLayer {
         let mut known = std::collections::HashMap::new();
         for (service, methods) in METHODS {
             for method in *methods {
-                let call =
-                    Call { method: Label::Known(method), service: Label::Known(service), kind: kind(service, method) };
+                let kind = kind(&format!("/{service}/{method}"));
+                let call = Call { method: Label::Known(method), service: Label::Known(service), kind };
                 let started = metrics.grpc_started.with_label_values(&[*method, service, call.kind]);
                 let ok = metrics.grpc_handled.with_label_values(&["OK", method, service, call.kind]);
                 known.insert(format!("/{service}/{method}"), Arc::new(Known { call, started, ok }));
@@ -104,14 +104,14 @@ struct Call {
     kind: &'static str,
 }
 
-/// The streaming kind of a method of etcd's services (go-grpc-prometheus's `grpc_type`).
-fn kind(service: &str, method: &str) -> &'static str {
-    match (service, method) {
-        ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
-        ("etcdserverpb.Maintenance", "Snapshot")
-        | ("etcdserverpb.KV", "RangeStream")
-        | ("v3electionpb.Election", "Observe") => "server_stream",
-        _ => "unary",
+/// The streaming kind of the method at `path` (go-grpc-prometheus's `grpc_type`).
+fn kind(path: &str) -> &'static str {
+    if crate::api::BIDI_STREAMS.contains(&path) {
+        "bidi_stream"
+    } else if crate::api::SERVER_STREAMS.contains(&path) {
+        "server_stream"
+    } else {
+        "unary"
     }
 }
 
@@ -156,8 +156,11 @@ impl Call {
     /// The labels of a call to a method this layer does not know in advance.
     fn other(path: &str) -> Option<Call> {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-        let kind = kind(service, method);
-        Some(Call { kind, method: Label::Other(method.to_string()), service: Label::Other(service.to_string()) })
+        Some(Call {
+            kind: kind(path),
+            method: Label::Other(method.to_string()),
+            service: Label::Other(service.to_string()),
+        })
     }
 
     fn started(&self, m: &Metrics) {
@@ -189,23 +192,16 @@ where
         }
         let metrics = Arc::clone(&self.layer.metrics);
         let k = self.layer.known.get(req.uri().path()).cloned();
-        let call = match &k {
-            Some(k) => {
-                k.started.inc();
-                None
-            }
-            None => {
-                let call = Call::other(req.uri().path());
-                if let Some(c) = &call {
-                    c.started(&metrics);
-                }
-                call
-            }
-        };
+        let call = k.as_ref().map(|k| k.call.clone()).or_else(|| Call::other(req.uri().path()));
+        match (&k, &call) {
+            (Some(k), _) => k.started.inc(),
+            (None, Some(c)) => c.started(&metrics),
+            (None, None) => {}
+        }
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
-            let Some(call) = call.or_else(|| k.as_ref().map(|k| k.call.clone())) else { return Ok(response) };
+            let Some(call) = call else { return Ok(response) };
             if let Some(code) = status_of(response.headers()) {
                 call.handled(&metrics, code);
                 return Ok(response);
@@ -278,9 +274,9 @@ mod tests {
 
     #[test]
     fn etcd_labels() {
-        assert_eq!(kind("etcdserverpb.Watch", "Watch"), "bidi_stream");
-        assert_eq!(kind("etcdserverpb.KV", "Put"), "unary");
-        assert_eq!(kind("etcdserverpb.Maintenance", "Snapshot"), "server_stream");
+        assert_eq!(kind("/etcdserverpb.Watch/Watch"), "bidi_stream");
+        assert_eq!(kind("/etcdserverpb.KV/Put"), "unary");
+        assert_eq!(kind("/etcdserverpb.Maintenance/Snapshot"), "server_stream");
         assert_eq!(code_name(tonic::Code::Cancelled), "Canceled");
     }
 }

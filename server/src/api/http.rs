@@ -65,10 +65,8 @@ pub fn router(probe: Arc<Probe>) -> axum::Router {
 /// by `?exclude=NAME`), 503 `{"health":"false"}` otherwise.
 fn health(probe: &Probe, query: &str) -> impl IntoResponse + use<> {
     let excluded: Vec<&str> = query.split('&').filter_map(|kv| kv.strip_prefix("exclude=")).collect();
-    let alarmed = probe.alarms.list(0).iter().any(|a| {
-        let name = crate::proto::etcdserverpb::AlarmType::try_from(a.alarm).map_or("", |t| t.as_str_name());
-        !excluded.contains(&name)
-    });
+    let alarmed =
+        probe.alarms.list(0).iter().any(|a| !excluded.contains(&crate::apply::alarm::name(a.alarm).unwrap_or("")));
     let ok = !alarmed && probe.cluster.status.leader.load(Relaxed) != 0;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], format!("{{\"health\":\"{ok}\"}}"))

@@ -59,7 +59,7 @@ impl Maintenance for MaintenanceService {
             errors.push(Error::NoLeader.to_string());
         }
         for a in self.alarms.list(pb::AlarmType::None as i32) {
-            let name = pb::AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+            let name = crate::apply::alarm::name(a.alarm).unwrap_or("NONE");
             errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
         }
         Ok(Response::new(pb::StatusResponse {

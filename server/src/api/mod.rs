@@ -2,7 +2,10 @@
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
-//! `corrupt` (etcd's initial corruption check), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor` (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection), `recv_limit` (the gRPC receive limit) `grpc_metrics` (the gRPC server series) and `require_leader` (etcd's `hasleader` metadata).
+//! `corrupt` (etcd's corruption checks), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor`
+//! (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection), and the tower
+//! layers in front of the services: `recv_limit` (the gRPC receive limit), `grpc_metrics` (the gRPC server series)
+//! and `require_leader` (etcd's `hasleader` metadata).
 
 pub mod client_conn;
 pub mod client_tls;
@@ -22,3 +25,11 @@ pub mod require_leader;
 mod status;
 pub mod tasks;
 pub mod watch;
+
+/// etcd's bidirectional streams: long-lived, and their first message may come at any time (the layers in front of
+/// the services treat them apart).
+pub const BIDI_STREAMS: [&str; 2] = ["/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"];
+
+/// etcd's server streams (one request, many answers).
+pub const SERVER_STREAMS: [&str; 3] =
+    ["/etcdserverpb.Maintenance/Snapshot", "/etcdserverpb.KV/RangeStream", "/v3electionpb.Election/Observe"];

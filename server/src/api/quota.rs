@@ -16,11 +16,6 @@ use crate::proto::etcdserverpb::{self as pb, AlarmType, alarm_request::AlarmActi
 use crate::request::Op;
 use std::sync::Arc;
 
-/// What etcd adds to a put's key and value for the index and bookkeeping (its `kvOverhead`).
-const KV_OVERHEAD: u64 = 256;
-/// What etcd counts for a lease grant (its `leaseOverhead`).
-const LEASE_OVERHEAD: u64 = 64;
-
 /// The quota check, shared by the KV and Lease services.
 #[derive(Debug, Clone)]
 pub struct Quota {
@@ -37,14 +32,15 @@ impl Quota {
     /// Passes `op` if it cannot grow the store, or fits under the quota; otherwise raises NOSPACE (unless it is
     /// raised already) and refuses it.
     pub async fn check(&self, op: &Op) -> Result<(), Error> {
-        if !alarm::grows(op) {
+        let cost = alarm::cost(op);
+        if cost == 0 {
             return Ok(());
         }
         if self.alarms.raised(AlarmType::Nospace) {
             return Err(Error::NoSpace);
         }
         let in_use = self.stores.get().db().in_use();
-        if in_use.saturating_add(cost(op)) <= self.bytes {
+        if in_use.saturating_add(cost) <= self.bytes {
             return Ok(());
         }
         let raise = pb::AlarmRequest {
@@ -57,54 +53,5 @@ impl Quota {
         // The write fails either way; a failure to raise the alarm (no leader, say) is retried by the next write.
         let _ = self.proposer.propose(&Op::Alarm(raise)).await;
         Err(Error::NoSpace)
-    }
-}
-
-/// The bytes `op` may add to the store, as etcd estimates them (for a Txn, its larger branch).
-pub fn cost(op: &Op) -> u64 {
-    match op {
-        Op::Put(p) => put_cost(p),
-        Op::LeaseGrant(_) => LEASE_OVERHEAD,
-        Op::Txn(t) => txn_cost(t),
-        _ => 0,
-    }
-}
-
-fn put_cost(p: &pb::PutRequest) -> u64 {
-    (p.key.len() + p.value.len()) as u64 + KV_OVERHEAD
-}
-
-fn txn_cost(t: &pb::TxnRequest) -> u64 {
-    use pb::request_op::Request;
-    let branch = |ops: &[pb::RequestOp]| -> u64 {
-        ops.iter()
-            .map(|o| match &o.request {
-                Some(Request::RequestPut(p)) => put_cost(p),
-                Some(Request::RequestTxn(t)) => txn_cost(t),
-                _ => 0,
-            })
-            .sum()
-    };
-    branch(&t.success).max(branch(&t.failure))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_txn_costs_its_larger_branch() {
-        let put = |n: usize| pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-                key: b"k".to_vec(),
-                value: vec![0; n],
-                ..Default::default()
-            })),
-        };
-        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(1000)], ..Default::default() };
-        assert_eq!(cost(&Op::Txn(t)), 1001 + KV_OVERHEAD);
-        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(1)], ..Default::default() };
-        assert_eq!(cost(&Op::Txn(t)), 2 * (11 + KV_OVERHEAD));
-        assert_eq!(cost(&Op::DeleteRange(Default::default())), 0);
     }
 }

@@ -22,9 +22,6 @@ use tonic::codegen::{Bytes, http};
 /// Bytes of a gRPC frame prefix: one flag byte, then a big-endian u32 length.
 const PREFIX_LEN: usize = 5;
 
-/// Streams whose first message is not waited for.
-const STREAMS: [&str; 2] = ["/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"];
-
 /// Wraps the services with the receive limit.
 #[derive(Debug, Clone, Copy)]
 pub struct RecvLimitLayer {
@@ -66,7 +63,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if STREAMS.contains(&req.uri().path()) {
+        if crate::api::BIDI_STREAMS.contains(&req.uri().path()) {
             return Box::pin(self.inner.call(req));
         }
         // The service that was polled ready serves this call; a clone takes its place (tower's rule).

@@ -18,9 +18,6 @@ use tonic::codegen::{Bytes, http};
 use crate::consensus::node::RaftStatus;
 use crate::error::Error;
 
-/// The long-lived streams that end when the leader is gone.
-const STREAMS: [&str; 2] = ["/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"];
-
 /// Election timeouts without a leader after which a stream that requires one ends (etcd's `maxNoLeaderCnt`).
 const NO_LEADER_CHECKS: u32 = 3;
 
@@ -72,12 +69,13 @@ where
             return Box::pin(async { Ok(tonic::Status::from(Error::NoLeader).into_http()) });
         }
         let election = self.layer.election;
-        let stream = STREAMS.contains(&req.uri().path());
+        // The long-lived streams end when the leader is gone.
+        let stream = crate::api::BIDI_STREAMS.contains(&req.uri().path());
         let response = self.inner.call(req);
+        if !stream {
+            return Box::pin(response);
+        }
         Box::pin(async move {
-            if !stream {
-                return response.await;
-            }
             let (parts, body) = response.await?.into_parts();
             let mut check = tokio::time::interval(election);
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -135,7 +135,7 @@ impl Alarms {
 
     /// Makes a committed change visible, with etcd's log lines.
     pub fn commit(&self, change: &Change) {
-        let name = |a: i32| AlarmType::try_from(a).map_or_else(|_| a.to_string(), |t| t.as_str_name().to_string());
+        let name = |a: i32| name(a).map_or_else(|| a.to_string(), str::to_string);
         let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
         if let Some((member, alarm)) = change.raise {
             set.insert((member, alarm));
@@ -158,22 +158,48 @@ pub struct Change {
     clear: Option<(u64, i32)>,
 }
 
-/// Whether `op` can grow the store: a Put, a lease grant, or a Txn with a put in either branch (at any depth).
-pub fn grows(op: &Op) -> bool {
+/// What etcd adds to a put's key and value for the index and bookkeeping (its `kvOverhead`).
+const KV_OVERHEAD: u64 = 256;
+/// What etcd counts for a lease grant (its `leaseOverhead`).
+const LEASE_OVERHEAD: u64 = 64;
+
+/// The bytes `op` may add to the store, as etcd estimates them (its quota's `Cost`; for a Txn, its larger branch).
+pub fn cost(op: &Op) -> u64 {
     match op {
-        Op::Put(_) | Op::LeaseGrant(_) => true,
-        Op::Txn(t) => txn_puts(&t.success) || txn_puts(&t.failure),
-        _ => false,
+        Op::Put(p) => put_cost(p),
+        Op::LeaseGrant(_) => LEASE_OVERHEAD,
+        Op::Txn(t) => txn_cost(t),
+        _ => 0,
     }
 }
 
-fn txn_puts(ops: &[pb::RequestOp]) -> bool {
+fn put_cost(p: &pb::PutRequest) -> u64 {
+    (p.key.len() + p.value.len()) as u64 + KV_OVERHEAD
+}
+
+fn txn_cost(t: &pb::TxnRequest) -> u64 {
     use pb::request_op::Request;
-    ops.iter().any(|o| match &o.request {
-        Some(Request::RequestPut(_)) => true,
-        Some(Request::RequestTxn(t)) => txn_puts(&t.success) || txn_puts(&t.failure),
-        _ => false,
-    })
+    let branch = |ops: &[pb::RequestOp]| -> u64 {
+        ops.iter()
+            .map(|o| match &o.request {
+                Some(Request::RequestPut(p)) => put_cost(p),
+                Some(Request::RequestTxn(t)) => txn_cost(t),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&t.success).max(branch(&t.failure))
+}
+
+/// Whether `op` can grow the store (etcd's capped applier: a positive cost): a Put, a lease grant, or a Txn with a
+/// put in either branch, at any depth.
+pub fn grows(op: &Op) -> bool {
+    cost(op) > 0
+}
+
+/// etcd's name of an alarm type (`NOSPACE`, `CORRUPT`), if it is one.
+pub fn name(alarm: i32) -> Option<&'static str> {
+    AlarmType::try_from(alarm).ok().map(|t| t.as_str_name())
 }
 
 #[cfg(test)]
@@ -207,5 +233,21 @@ mod tests {
         assert!(matches!(alarms.refusal(&Op::DeleteRange(Default::default())), Some(Error::CorruptCluster)));
         assert_eq!(alarms.list(AlarmType::Corrupt as i32), vec![pb::AlarmMember { member_id: 9, alarm: 2 }]);
         assert_eq!(alarms.list(AlarmType::None as i32).len(), 2);
+    }
+
+    #[test]
+    fn a_txn_costs_its_larger_branch() {
+        let put = |n: usize| pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: b"k".to_vec(),
+                value: vec![0; n],
+                ..Default::default()
+            })),
+        };
+        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(1000)], ..Default::default() };
+        assert_eq!(cost(&Op::Txn(t)), 1001 + KV_OVERHEAD);
+        let t = pb::TxnRequest { success: vec![put(10), put(10)], failure: vec![put(1)], ..Default::default() };
+        assert_eq!(cost(&Op::Txn(t)), 2 * (11 + KV_OVERHEAD));
+        assert_eq!(cost(&Op::DeleteRange(Default::default())), 0);
     }
 }

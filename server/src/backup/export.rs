@@ -175,11 +175,6 @@ impl Export {
         small[9] = meta;
         Ok(Export { key: ks(mvcc::store::KEY)?, read, small, on_size: None })
     }
-
-    /// The applied index the export is consistent at.
-    pub fn applied_index(&self) -> u64 {
-        self.read.snapshot().applied_index
-    }
 }
 
 impl bbolt::Source for Export {

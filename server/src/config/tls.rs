@@ -2,7 +2,7 @@
 //! auto TLS; a certificate needs its key; peer URLs are all http or all https; files given for http URLs are
 //! ignored, as etcd ignores them. The TLS itself is `consensus::tls` and `api::client_tls`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{ConfigError, Url, Values, err};
 
@@ -33,6 +33,12 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// What this side presents when it dials: `--[peer-]client-cert-file`/`-key-file` if given, else its own
+    /// certificate `cert`/`key` (as etcd does).
+    pub fn dial_pair<'a>(&'a self, cert: &'a Path, key: &'a Path) -> (&'a Path, &'a Path) {
+        self.dial_cert.as_ref().map_or((cert, key), |(c, k)| (c.as_path(), k.as_path()))
+    }
+
     /// Whether TLS is on at all.
     pub fn enabled(&self) -> bool {
         self.cert_file.is_some() || self.auto_tls

@@ -37,6 +37,15 @@ impl PeerAddr {
     }
 }
 
+/// Removes a unix socket's file left by an earlier run, before listening on it again (as etcd does); `what`
+/// names the URL in an error.
+pub fn remove_stale_socket(path: &std::path::Path, what: &str) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove stale socket {what}"))(e)),
+        _ => Ok(()),
+    }
+}
+
 impl std::fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -94,9 +94,9 @@ fn srv_cluster(config: &Config, domain: &str, service_name: &str) -> Result<BTre
     let mut next = 0;
     let mut found = Vec::new();
     let mut errors = Vec::new();
+    let advertised: Vec<&str> = config.initial_advertise_peer_urls.iter().map(|u| u.text.as_str()).collect();
     for (service, scheme) in [("etcd-server-ssl", "https"), ("etcd-server", "http")] {
         let name = format!("_{service}{suffix}._tcp.{domain}.");
-        let advertised: Vec<&str> = config.initial_advertise_peer_urls.iter().map(|u| u.text.as_str()).collect();
         match srv_peers(&resolver, &name, scheme, config, &mut next) {
             Ok(peers) => {
                 let fields = [

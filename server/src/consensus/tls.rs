@@ -177,8 +177,7 @@ pub fn cert_pair(files: &TlsFiles, dir: &Path, hosts: &[String]) -> Result<Optio
 pub fn peer_tls(files: &TlsFiles, dir: &Path, hosts: &[String]) -> Result<Option<PeerTls>, Error> {
     let Some((cert, key)) = cert_pair(files, dir, hosts)? else { return Ok(None) };
     let server = server_config(&cert, &key, files)?;
-    let dial = files.dial_cert.as_ref().map_or((cert.as_path(), key.as_path()), |(c, k)| (c.as_path(), k.as_path()));
-    let client = client_config(Some(dial), files)?;
+    let client = client_config(Some(files.dial_pair(&cert, &key)), files)?;
     Ok(Some(PeerTls { server: Arc::new(server), client: Arc::new(client) }))
 }
 

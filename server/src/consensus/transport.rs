@@ -253,41 +253,48 @@ impl Transport {
     }
 }
 
+/// A peer's failed dials, logged once per new reason (a peer that stays down is not logged every retry; a
+/// successful dial forgets the last reason).
+#[derive(Debug, Default)]
+struct DialLog {
+    last: Option<String>,
+}
+
+impl DialLog {
+    fn failed(&mut self, addr: &PeerAddr, why: String) {
+        if self.last.as_deref() != Some(why.as_str()) {
+            crate::logging::log(
+                "warn",
+                "failed to dial remote peer",
+                &[("remote", addr.to_string()), ("error", why.clone())],
+            );
+            self.last = Some(why);
+        }
+    }
+}
+
 /// Owns the connection to one peer: dials, writes every queued frame, redials after an error.
 fn writer(dialer: Dialer, addr: PeerAddr, rx: Receiver<Vec<u8>>) {
     let mut conn: Option<BufWriter<PeerConn>> = None;
-    let mut last_error: Option<String> = None;
+    let mut dial_log = DialLog::default();
     while let Ok(frame) = rx.recv() {
         // A peer that restarted left our old connection half-closed: the first write to it would still succeed and
         // be lost. A vote response lost that way can cost a whole election, so check before writing.
         if let Some(mut closed) = conn.take_if(|w| !open(w.get_ref().fd())) {
             // Under TLS 1.3 a listener refuses our certificate after our side of the handshake is done: its alert
             // is what is readable. Log it as a failed dial.
-            if let Some(why) = closed.get_mut().close_reason()
-                && last_error.as_deref() != Some(why.as_str())
-            {
-                crate::logging::log(
-                    "warn",
-                    "failed to dial remote peer",
-                    &[("remote", addr.to_string()), ("error", why.clone())],
-                );
-                last_error = Some(why);
+            if let Some(why) = closed.get_mut().close_reason() {
+                dial_log.failed(&addr, why);
             }
         }
         if conn.is_none() {
             match dialer.dial(&addr) {
                 Ok(s) => {
                     conn = Some(BufWriter::new(s));
-                    last_error = None;
+                    dial_log.last = None;
                 }
                 Err(e) => {
-                    // Each new reason is logged once (a peer that stays down is not logged every retry).
-                    let why = e.to_string();
-                    if last_error.as_deref() != Some(why.as_str()) {
-                        let fields = [("remote", addr.to_string()), ("error", why.clone())];
-                        crate::logging::log("warn", "failed to dial remote peer", &fields);
-                        last_error = Some(why);
-                    }
+                    dial_log.failed(&addr, e.to_string());
                     // Unreachable: drop what is queued (Raft resends) and wait a little before the next dial.
                     std::thread::sleep(REDIAL);
                     while rx.try_recv().is_ok() {}
@@ -341,7 +348,7 @@ pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
 /// Accepts peer connections on `addr`; every Raft message received is handed to the Raft thread, every lease
 /// renewal to the lessor. A unix socket's stale file (from an earlier run) is removed first, as etcd does.
 pub fn listen(addr: &PeerAddr, peer: PeerShared) -> Result<(), Error> {
-    let accept: Box<dyn FnMut() -> Option<(PeerConnRaw, String)> + Send> = match addr {
+    let mut accept: Box<dyn FnMut() -> Option<(PeerConnRaw, String)> + Send> = match addr {
         PeerAddr::Tcp(a) => {
             let listener = TcpListener::bind(a).map_err(Error::io(format!("listen peer {addr}")))?;
             Box::new(move || {
@@ -351,18 +358,12 @@ pub fn listen(addr: &PeerAddr, peer: PeerShared) -> Result<(), Error> {
             })
         }
         PeerAddr::Unix(path) => {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(format!("remove stale socket {addr}"))(e));
-                }
-                _ => {}
-            }
+            crate::consensus::conn::remove_stale_socket(path, &addr.to_string())?;
             let listener = UnixListener::bind(path).map_err(Error::io(format!("listen peer {addr}")))?;
             let from = addr.to_string();
             Box::new(move || Some((PeerConnRaw::Unix(listener.accept().ok()?.0), from.clone())))
         }
     };
-    let mut accept = accept;
     std::thread::Builder::new()
         .name("peer-listen".into())
         .spawn(move || {
