@@ -21,6 +21,7 @@
 
 mod compact;
 mod key_index;
+pub mod load;
 mod txn;
 mod write;
 

@@ -36,6 +36,11 @@ const RECORD_VERSION: u8 = 1;
 #[derive(Debug, Clone, Default)]
 pub struct Alarms(Arc<RwLock<BTreeSet<(u64, i32)>>>);
 
+/// An alarm's record in the `alarm` keyspace: key and value.
+pub fn encode_record(member: u64, alarm: i32) -> ([u8; 12], [u8; 1]) {
+    (key(member, alarm), [RECORD_VERSION])
+}
+
 fn key(member: u64, alarm: i32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&member.to_be_bytes());

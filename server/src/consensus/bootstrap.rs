@@ -55,7 +55,7 @@ impl Boot {
 }
 
 /// The initial members as the flags (or discovery) name them, their ids derived with `token`.
-fn initial_members(
+pub fn initial_members(
     cluster: &std::collections::BTreeMap<String, Vec<crate::config::Url>>,
     token: &str,
 ) -> Vec<pb::Member> {
@@ -158,7 +158,20 @@ pub fn prepare(
     if wal.last_index().is_some() || applied > 0 {
         return Ok(floor_conf(&registry, members, identity));
     }
-    // A new cluster's first entries: every initial member's AddNode, committed.
+    first_entries(wal, &members)?;
+    let n = members.len() as u64;
+    Ok(Boot {
+        identity,
+        registry,
+        conf: ConfState::from((members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![])),
+        conf_floor: n,
+        members,
+    })
+}
+
+/// Writes a new cluster's first entries: every initial member's `AddNode`, in id order, at term 1, with the hard
+/// state committing them, in one durable append (a first start's, and a restored snapshot's).
+pub fn first_entries(wal: &wal::Wal, members: &[pb::Member]) -> Result<(), Error> {
     let mut entries = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
         let change = MemberChange { request: 0, kind: ChangeKind::Add as i32, member: Some(m.clone()) };
@@ -180,11 +193,5 @@ pub fn prepare(
     let n = members.len() as u64;
     records.push(wal::Record::HardState(wal::HardState { term: wal::Term(1), vote: 0, commit: wal::RaftIndex(n) }));
     wal.append(&records).and_then(|c| c.wait())?;
-    Ok(Boot {
-        identity,
-        registry,
-        conf: ConfState::from((members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![])),
-        conf_floor: n,
-        members,
-    })
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `ferrokv snapshot status FILE [-w simple|json|table]`: etcd's `etcdctl snapshot status` (etcdutl's in 3.5) on
+//! `ferrokv snapshot status FILE [-w simple|json|table]` (and `restore`, in `tools::restore`): etcd's `etcdctl snapshot status` (etcdutl's in 3.5) on
 //! an etcd snapshot file or bbolt database, ferrokv's or etcd's: the CRC-32C over every bucket name, key and value,
 //! the revision of the last `key` entry, the number of entries and the database's size, printed as etcd prints
 //! them. The file is read with the `bbolt` crate's reader, which refuses a damaged file with the page and the
@@ -57,8 +57,11 @@ pub fn main(args: Vec<String>) -> u8 {
     let mut it = args.into_iter();
     match it.next().as_deref() {
         Some("status") => {}
+        Some("restore") => return crate::tools::restore::main(&it.collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: ferrokv snapshot status FILE [-w simple|json|table]");
+            eprintln!(
+                "usage: ferrokv snapshot status FILE [-w simple|json|table]\n       ferrokv snapshot restore FILE [flags]"
+            );
             return 2;
         }
     }

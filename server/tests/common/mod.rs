@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod history;
 pub mod pki;
 pub mod writer;
 
