@@ -123,30 +123,49 @@ pub async fn leases(endpoint: &str) -> Vec<(i64, i64, Vec<Vec<u8>>)> {
     out
 }
 
-/// Checks that `restored` holds `source`'s history `h`: the keys at every revision worth reading, the
-/// compaction point, HashKV, and the leases.
-pub async fn same(source: &str, restored: &str, h: History) {
+/// What a store holding a history answers: the keys at the revisions worth reading, HashKV now and at an old
+/// revision, the leases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Captured {
+    pub keys: Vec<(i64, Vec<KeyValue>)>,
+    pub hash: (u32, i64),
+    pub old_hash: (u32, i64),
+    pub leases: Vec<(i64, i64, Vec<Vec<u8>>)>,
+}
+
+/// Reads what `endpoint` answers for history `h`.
+pub async fn capture(endpoint: &str, h: History) -> Captured {
+    let mut keys = Vec::new();
     for rev in [0, h.compacted, h.compacted + 1, (h.compacted + h.last) / 2, h.last - 1, h.last] {
-        let (a, b) = (range_all(source, rev).await, range_all(restored, rev).await);
-        assert!(a.as_ref().is_ok_and(|kvs| !kvs.is_empty()), "the source at {rev}: {:?}", a.as_ref().map(Vec::len));
-        assert!(
-            a == b,
-            "the keys at revision {rev} differ: {} against {} keys",
-            a.unwrap().len(),
-            b.map_or(0, |b| b.len())
-        );
+        let kvs = range_all(endpoint, rev).await.unwrap_or_else(|e| panic!("{endpoint} at {rev}: {e}"));
+        assert!(!kvs.is_empty(), "{endpoint} holds no key at {rev}");
+        keys.push((rev, kvs));
     }
-    let old = range_all(restored, h.compacted - 1).await;
+    let leases = leases(endpoint).await;
+    assert!(leases.iter().any(|(id, _, keys)| *id == h.lease && keys.len() == 10), "the lease's keys: {leases:?}");
+    Captured { keys, hash: hash_kv(endpoint, 0).await, old_hash: hash_kv(endpoint, h.last - 1).await, leases }
+}
+
+/// Checks that `endpoint` answers for history `h` what `want` holds, and refuses reads below the compaction point.
+pub async fn check(want: &Captured, endpoint: &str, h: History) {
+    let got = capture(endpoint, h).await;
+    for ((rev, a), (_, b)) in want.keys.iter().zip(&got.keys) {
+        assert!(a == b, "the keys at revision {rev} differ: {} against {} keys", a.len(), b.len());
+    }
+    let old = range_all(endpoint, h.compacted - 1).await;
     assert!(
         old.as_ref().is_err_and(|e| e.contains("compacted")),
         "below the compaction point: {:?}",
         old.map(|k| k.len())
     );
-    assert_eq!(hash_kv(restored, 0).await, hash_kv(source, 0).await, "HashKV");
-    assert_eq!(hash_kv(restored, h.last - 1).await, hash_kv(source, h.last - 1).await, "HashKV at an old revision");
-    let (a, b) = (leases(source).await, leases(restored).await);
-    assert_eq!(a, b, "the leases");
-    assert!(a.iter().any(|(id, _, keys)| *id == h.lease && keys.len() == 10), "the lease's keys: {a:?}");
+    assert_eq!(got.hash, want.hash, "HashKV");
+    assert_eq!(got.old_hash, want.old_hash, "HashKV at an old revision");
+    assert_eq!(got.leases, want.leases, "the leases");
+}
+
+/// Checks that `restored` holds `source`'s history `h` (see [`check`]).
+pub async fn same(source: &str, restored: &str, h: History) {
+    check(&capture(source, h).await, restored, h).await;
 }
 
 /// Waits (up to 30 s) until `endpoint` answers a range.
