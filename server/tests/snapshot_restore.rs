@@ -1,7 +1,8 @@
 //! Snapshot round trips with 100,000 keys, history, deletions, a compaction and leases, both ways:
 //! - etcd 3.4.23 → `etcdctl snapshot save` → `ferrokv snapshot restore` → ferrokv serves the same data (every key
 //!   at old revisions, the compaction point, HashKV, leases with their keys), alone and as a 3-member cluster;
-//! - ferrokv → `etcdctl snapshot save` → `etcdctl snapshot restore` → etcd serves the same data.
+//! - ferrokv → `etcdctl snapshot save` → `etcdctl snapshot restore` → etcd serves the same data, alone and as a
+//!   3-member cluster (the README's way back from ferrokv to etcd).
 //!
 //! And the restore's checks, as etcd's: the SHA-256 trailer, `--skip-hash-check` for a member's `db`, a data
 //! directory that is not empty, `--bump-revision` with `--mark-compacted`, and an interrupted restore redone.
@@ -175,4 +176,41 @@ fn restore_checks_what_etcd_checks() {
     drop(m);
     let m = common::start_with(&dir.path().join("d2"), client, peer, &["--name", "r1", "--initial-cluster", &cluster]);
     assert_eq!(rt.block_on(history::range_all(&m.endpoint, 0)).unwrap(), kvs, "the member db restored");
+}
+
+#[test]
+fn a_three_member_ferrokv_cluster_moves_to_etcd_through_a_backup() {
+    if !common::etcd::installed("etcd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, cluster) = common::cluster::specs(3);
+    let ferrokv = dir.path().join("ferrokv");
+    let members: Vec<common::Member> = specs.iter().map(|s| common::cluster::launch(&ferrokv, s, &cluster)).collect();
+    let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
+    rt().block_on(common::cluster::agreed_leader(&endpoints));
+    let h = rt().block_on(history::write(&endpoints[0], 5_000));
+    let want = rt().block_on(history::capture(&endpoints[1], h));
+    let file = dir.path().join("ferrokv.snapshot");
+    ctl(&endpoints[2], &["snapshot", "save", file.to_str().unwrap()]);
+    drop(members);
+    let etcd_dir = dir.path().join("etcd");
+    for s in &specs {
+        let p = format!("http://127.0.0.1:{}", s.peer);
+        let data = etcd_dir.join(&s.name);
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+            .args(["--name", &s.name, "--initial-cluster", &cluster, "--initial-advertise-peer-urls", &p])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "etcdctl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let etcds = common::etcd::start_cluster(&etcd_dir, &specs, &cluster);
+    rt().block_on(async {
+        for e in &etcds {
+            history::check(&want, &e.endpoint, h).await;
+        }
+    });
+    ctl(&etcds[0].endpoint, &["put", "on-etcd", "yes"]);
 }
