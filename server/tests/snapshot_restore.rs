@@ -4,7 +4,8 @@
 //! - ferrokv → `etcdctl snapshot save` → `etcdctl snapshot restore` → etcd serves the same data, alone and as a
 //!   3-member cluster (the README's way back from ferrokv to etcd).
 //!
-//! And the restore's checks, as etcd's: the SHA-256 trailer, `--skip-hash-check` for a member's `db`, a data
+//! Users and roles (etcd's auth buckets) travel both ways with the data; a snapshot with authentication enabled is
+//! refused until ferrokv enforces it. And the restore's checks, as etcd's: the SHA-256 trailer, `--skip-hash-check` for a member's `db`, a data
 //! directory that is not empty, `--bump-revision` with `--mark-compacted`, and an interrupted restore redone.
 
 mod common;
@@ -213,4 +214,69 @@ fn a_three_member_ferrokv_cluster_moves_to_etcd_through_a_backup() {
         }
     });
     ctl(&etcds[0].endpoint, &["put", "on-etcd", "yes"]);
+}
+
+#[test]
+fn users_and_roles_travel_with_the_data_both_ways() {
+    if !common::etcd::installed("etcd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = common::etcd::start(&dir.path().join("etcd"), free_port(), free_port());
+    let ep = etcd.endpoint.clone();
+    for args in [
+        &["role", "add", "root"][..],
+        &["user", "add", "root:rootpw"],
+        &["user", "grant-role", "root", "root"],
+        &["role", "add", "reader"],
+        &["role", "grant-permission", "reader", "read", "/a/", "--prefix"],
+        &["user", "add", "alice:secret"],
+        &["user", "grant-role", "alice", "reader"],
+        &["put", "/a/x", "1"],
+    ] {
+        ctl(&ep, args);
+    }
+    let show = |endpoint: &str| {
+        ["user list", "role list", "user get alice", "role get reader", "user get root"]
+            .map(|c| ctl(endpoint, &c.split(' ').collect::<Vec<_>>()))
+    };
+    let want = show(&ep);
+    let file = dir.path().join("etcd.snapshot");
+    ctl(&ep, &["snapshot", "save", file.to_str().unwrap()]);
+
+    // Into ferrokv and out again, into etcd.
+    let (client, peer1) = (free_port(), free_port());
+    let cluster = format!("r1=http://127.0.0.1:{peer1}");
+    let data = dir.path().join("ferrokv");
+    restored(&restore(&file, &data, "r1", &cluster, peer1, &[]));
+    let m = common::start_with(&data, client, peer1, &["--name", "r1", "--initial-cluster", &cluster]);
+    let back = dir.path().join("ferrokv.snapshot");
+    ctl(&m.endpoint, &["snapshot", "save", back.to_str().unwrap()]);
+    drop(m);
+    let (client, peer) = (free_port(), free_port());
+    let p = format!("http://127.0.0.1:{peer}");
+    let etcd_data = dir.path().join("etcd-again");
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "restore", back.to_str().unwrap(), "--data-dir", etcd_data.to_str().unwrap()])
+        .args(["--name", "default", "--initial-cluster", &format!("default={p}"), "--initial-advertise-peer-urls", &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "etcdctl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+    let again = common::etcd::start(&etcd_data, client, peer);
+    assert_eq!(show(&again.endpoint), want, "users and roles as they were");
+    // The password hashes came through: alice logs in and reads what her role allows, and nothing more.
+    ctl(&again.endpoint, &["--user", "root:rootpw", "auth", "enable"]);
+    let value = ctl(&again.endpoint, &["--user", "alice:secret", "get", "/a/x", "--print-value-only"]);
+    assert_eq!(value.trim(), "1");
+    let (ok, _, err) = common::etcdctl(&again.endpoint, &["--user", "alice:secret", "put", "/a/y", "2"], None);
+    assert!(!ok && err.contains("permission denied"), "{err}");
+
+    // A snapshot with authentication enabled is refused until ferrokv enforces it.
+    ctl(&ep, &["--user", "root:rootpw", "auth", "enable"]);
+    let enabled = dir.path().join("enabled.snapshot");
+    ctl(&ep, &["--user", "root:rootpw", "snapshot", "save", enabled.to_str().unwrap()]);
+    let out = restore(&enabled, &dir.path().join("refused"), "r1", &cluster, peer1, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("authentication enabled"), "{err}");
 }

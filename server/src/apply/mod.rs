@@ -15,6 +15,7 @@
 //!    gRPC response; `api::convert` does, with etcd's header.
 
 pub mod alarm;
+pub mod auth;
 pub mod lease;
 pub mod membership;
 pub mod range;

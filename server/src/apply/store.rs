@@ -27,11 +27,14 @@ pub struct StoreSlot {
 const STAGED_PREFIX: &str = "db.incoming-";
 
 /// The store's keyspaces besides mvcc's own.
-pub const KEYSPACES: [&str; 4] = [
+pub const KEYSPACES: [&str; 7] = [
     crate::apply::lease::LEASE,
     crate::apply::membership::MEMBERS,
     crate::apply::membership::REMOVED,
     crate::apply::alarm::ALARM,
+    crate::apply::auth::AUTH,
+    crate::apply::auth::USERS,
+    crate::apply::auth::ROLES,
 ];
 
 impl StoreSlot {

@@ -9,8 +9,8 @@
 //! | `members` | member id in lowercase hex | etcd's member JSON: id, peerURLs, isLearner, name, clientURLs |
 //! | `members_removed` | member id in lowercase hex | `removed` |
 //! | `alarm` | `etcdserverpb.AlarmMember` | empty |
-//! | `auth` | `authEnabled`, `authRevision` | 0; 1 u64 BE |
-//! | `authRoles`, `authUsers` | (empty until authentication exists) | |
+//! | `auth` | `authEnabled`, `authRevision` | as the store keeps them (`apply::auth`); else 0, and 1 u64 BE |
+//! | `authRoles`, `authUsers` | role / user name | `authpb.Role` / `authpb.User`, as the store keeps them |
 //! | `cluster` | `clusterVersion` | `3.4.0` |
 //!
 //! The `key` bucket is streamed from the store's revision keyspace, which holds the same history in the same
@@ -142,7 +142,18 @@ impl Export {
             })
             .collect();
         small[0].sort();
-        small[1] = vec![(b"authEnabled".to_vec(), vec![0]), (b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())];
+        // Authentication state is kept in etcd's layout (`apply::auth`); a store without any has etcd's defaults.
+        small[1] = raw(&read, ks(crate::apply::auth::AUTH)?)?;
+        for (key, default) in
+            [(crate::apply::auth::ENABLED, vec![0]), (crate::apply::auth::REVISION, 1u64.to_be_bytes().to_vec())]
+        {
+            if !small[1].iter().any(|(k, _)| k == key) {
+                small[1].push((key.to_vec(), default));
+            }
+        }
+        small[1].sort();
+        small[2] = raw(&read, ks(crate::apply::auth::ROLES)?)?;
+        small[3] = raw(&read, ks(crate::apply::auth::USERS)?)?;
         small[4] = vec![(b"clusterVersion".to_vec(), b"3.4.0".to_vec())];
         let mut leases = Vec::new();
         for (k, v) in raw(&read, ks(crate::apply::lease::LEASE)?)? {

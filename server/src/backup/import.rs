@@ -1,6 +1,6 @@
 //! An etcd snapshot (ferrokv's or etcd's: a bbolt file with etcd's buckets, and usually a SHA-256 trailer) read
 //! into a new ferrokv store: the whole `key` history since the compaction point with its revisions, the leases,
-//! the alarms and the compaction markers. The snapshot's members are not carried: a restore starts a new cluster
+//! the alarms, the compaction markers, and the users and roles. The snapshot's members are not carried: a restore starts a new cluster
 //! (`tools::restore`), as etcd's does.
 //!
 //! **What is read, bucket by bucket** (the export's table in `export` is the same format the other way):
@@ -10,9 +10,9 @@
 //!   empty value) carries no key: it only raises the revision.
 //! - `lease`: `leasepb.Lease` {ID, TTL}. `alarm`: `AlarmMember`. `meta`: `scheduledCompactRev`,
 //!   `finishedCompactRev` (revision keys).
-//! - `auth`: a snapshot with authentication enabled is refused, since this ferrokv does not enforce it yet
-//!   (restoring it would serve every key to anyone); users and roles of a snapshot without it are left out, with
-//!   a warning.
+//! - `auth`, `authUsers`, `authRoles`: kept as etcd keeps them (`apply::auth`), each user and role checked to
+//!   decode. A snapshot with authentication enabled is refused, since this ferrokv does not enforce it yet
+//!   (restoring it would serve every key to anyone).
 //!
 //! **Never trusted**: the `bbolt` reader bounds every page; the SHA-256 trailer is checked unless the operator
 //! skips it (a database copied from a data directory has none); any bad record stops the import with its
@@ -24,10 +24,11 @@ use std::path::Path;
 use prost::Message;
 use sha2::Digest;
 
+use crate::apply::auth::{AUTH, ENABLED, REVISION, ROLES, USERS};
 use crate::backup::export::LeaseRecord;
 use crate::error::Error;
 use crate::logging::log;
-use crate::proto::{etcdserverpb as pb, mvccpb};
+use crate::proto::{authpb, etcdserverpb as pb, mvccpb};
 
 /// What the import found and stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct Imported {
     pub revisions: u64,
     pub leases: u64,
     pub alarms: u64,
+    pub users: u64,
+    pub roles: u64,
     /// The store's revision after the import (the last revision, or a bump above it).
     pub revision: i64,
     /// The compaction point: reads below it fail.
@@ -124,11 +127,11 @@ fn each(r: &bbolt::Reader, bucket: &str, f: &mut Entry<'_>) -> Result<(), Error>
     }
 }
 
-/// Refuses a snapshot with authentication enabled (see the module header); warns of users and roles left out.
+/// Refuses a snapshot with authentication enabled (see the module header).
 fn check_auth(r: &bbolt::Reader) -> Result<(), Error> {
     let mut enabled = false;
-    each(r, "auth", &mut |k, v| {
-        enabled |= k == b"authEnabled" && v == [1];
+    each(r, AUTH, &mut |k, v| {
+        enabled |= k == ENABLED && v == [1];
         Ok(())
     })?;
     if enabled {
@@ -137,16 +140,6 @@ fn check_auth(r: &bbolt::Reader) -> Result<(), Error> {
              (etcdctl auth disable) before taking the snapshot"
                 .into(),
         ));
-    }
-    for bucket in ["authUsers", "authRoles"] {
-        let mut n = 0u64;
-        each(r, bucket, &mut |_, _| {
-            n += 1;
-            Ok(())
-        })?;
-        if n > 0 {
-            log("warn", "left out authentication records", &[("bucket", bucket.into()), ("count", n.to_string())]);
-        }
     }
     Ok(())
 }
@@ -207,6 +200,31 @@ pub fn import(
             let (k, v) = crate::apply::alarm::encode_record(a.member_id, a.alarm);
             l.put(crate::apply::alarm::ALARM, &k, &v)?;
             out.alarms += 1;
+            Ok(())
+        })?;
+        // Users and roles, kept as etcd keeps them (`apply::auth`), each checked to decode under its own name.
+        each(&r, AUTH, &mut |k, v| {
+            if k == ENABLED || k == REVISION {
+                l.put(AUTH, k, v)?;
+            }
+            Ok(())
+        })?;
+        each(&r, USERS, &mut |k, v| {
+            let u = authpb::User::decode(v).map_err(|e| bad(format!("user record {k:?}: {e}")))?;
+            if u.name != k {
+                return Err(bad(format!("user record {k:?} names {:?}", u.name)));
+            }
+            l.put(USERS, k, v)?;
+            out.users += 1;
+            Ok(())
+        })?;
+        each(&r, ROLES, &mut |k, v| {
+            let role = authpb::Role::decode(v).map_err(|e| bad(format!("role record {k:?}: {e}")))?;
+            if role.name != k {
+                return Err(bad(format!("role record {k:?} names {:?}", role.name)));
+            }
+            l.put(ROLES, k, v)?;
+            out.roles += 1;
             Ok(())
         })?;
         let (mut scheduled, mut finished) = (0i64, 0i64);

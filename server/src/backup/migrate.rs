@@ -108,6 +108,16 @@ pub fn convert_if_needed(data_dir: &Path, wal_dir: Option<&Path>) -> Result<(), 
     let converting = data_dir.join(CONVERTING);
     let etcd_member = is_etcd_db(&member.join("snap").join("db"));
     if member.exists() && !etcd_member {
+        // etcd stopped before it first wrote its database: its WAL alone is not something to start on.
+        let etcd_wal = std::fs::read_dir(member.join("wal"))
+            .map(|d| d.flatten().any(|e| e.file_name().to_str().is_some_and(etcd_dir::is_wal_name)))
+            .unwrap_or(false);
+        if etcd_wal && !member.join("identity").exists() && !member.join("snap").join("db").exists() {
+            return Err(Error::Refused(format!(
+                "{} holds an etcd WAL but no etcd database: start etcd on it once, or restore a snapshot",
+                member.display()
+            )));
+        }
         if original.exists() {
             log(
                 "info",
