@@ -2,8 +2,8 @@
 //! etcd's request messages, so an entry is self-describing across versions of ferrokv.
 
 use crate::proto::etcdserverpb::{
-    AlarmRequest, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, Member, PutRequest,
-    TxnRequest,
+    self as pb, AlarmRequest, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, Member,
+    PutRequest, TxnRequest,
 };
 
 /// A proposal's id: which waiter the apply loop answers. Unique per member (high bits: member, low: counter).
@@ -15,7 +15,7 @@ pub struct RequestId(pub u64);
 pub struct InternalRequest {
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub op: Option<Op>,
 }
 
@@ -41,6 +41,52 @@ pub enum Op {
     /// Lists, raises or clears an alarm (see `apply::alarm`).
     #[prost(message, tag = "9")]
     Alarm(AlarmRequest),
+    /// A user or role change or query (see `apply::auth`).
+    #[prost(message, tag = "10")]
+    Auth(AuthRequest),
+}
+
+/// An Auth service request as it travels through the log: etcd's own request messages. A password never travels:
+/// the proposer hashes it (bcrypt) into `hashedPassword` and clears `password`, so every member stores the same
+/// hash and the WAL holds no password.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthRequest {
+    #[prost(oneof = "AuthOp", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
+    pub op: Option<AuthOp>,
+}
+
+/// The Auth service's requests that go through Raft (in etcd 3.4 every one does, reads too, so they are
+/// linearizable).
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum AuthOp {
+    #[prost(message, tag = "1")]
+    Status(pb::AuthStatusRequest),
+    #[prost(message, tag = "2")]
+    UserAdd(pb::AuthUserAddRequest),
+    #[prost(message, tag = "3")]
+    UserGet(pb::AuthUserGetRequest),
+    #[prost(message, tag = "4")]
+    UserList(pb::AuthUserListRequest),
+    #[prost(message, tag = "5")]
+    UserDelete(pb::AuthUserDeleteRequest),
+    #[prost(message, tag = "6")]
+    UserChangePassword(pb::AuthUserChangePasswordRequest),
+    #[prost(message, tag = "7")]
+    UserGrantRole(pb::AuthUserGrantRoleRequest),
+    #[prost(message, tag = "8")]
+    UserRevokeRole(pb::AuthUserRevokeRoleRequest),
+    #[prost(message, tag = "9")]
+    RoleAdd(pb::AuthRoleAddRequest),
+    #[prost(message, tag = "10")]
+    RoleGet(pb::AuthRoleGetRequest),
+    #[prost(message, tag = "11")]
+    RoleList(pb::AuthRoleListRequest),
+    #[prost(message, tag = "12")]
+    RoleDelete(pb::AuthRoleDeleteRequest),
+    #[prost(message, tag = "13")]
+    RoleGrantPermission(pb::AuthRoleGrantPermissionRequest),
+    #[prost(message, tag = "14")]
+    RoleRevokePermission(pb::AuthRoleRevokePermissionRequest),
 }
 
 /// The entry that carries `op` for request `id`: exactly the bytes of `InternalRequest { id, op: Some(op) }`,

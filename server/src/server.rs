@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::logging::log;
 use crate::proposals::{Proposals, Proposer};
 use crate::proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::read::ReadPath;
@@ -319,12 +319,18 @@ impl Handles {
             min_ttl: crate::api::lease::min_ttl(h.config.election_ms, h.config.heartbeat_ms),
             quota: h.quota.clone(),
         };
+        let auth = crate::api::auth::AuthService {
+            proposer: h.proposer.clone(),
+            headers: h.headers.clone(),
+            bcrypt_cost: h.config.bcrypt_cost,
+        };
         routes
             .add_service(KvServer::new(kv).max_decoding_message_size(max))
             .add_service(MaintenanceServer::new(maintenance).max_decoding_message_size(max))
             .add_service(ClusterServer::new(cluster).max_decoding_message_size(max))
             .add_service(WatchServer::new(watch).max_decoding_message_size(max))
             .add_service(LeaseServer::new(lease).max_decoding_message_size(max))
+            .add_service(AuthServer::new(auth).max_decoding_message_size(max))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The etcd API surface: the gRPC services (validation, then the layers below through narrow handles: a
+//! The etcd API surface: the gRPC services (KV, Watch, Lease, Cluster, Maintenance, Auth) (validation, then the layers below through narrow handles: a
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
@@ -7,6 +7,7 @@
 //! layers in front of the services: `recv_limit` (the gRPC receive limit), `grpc_metrics` (the gRPC server series)
 //! and `require_leader` (etcd's `hasleader` metadata).
 
+pub mod auth;
 pub mod client_conn;
 pub mod client_tls;
 pub mod cluster;

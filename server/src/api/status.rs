@@ -33,6 +33,18 @@ impl From<Error> for Status {
             Error::Unhealthy => Code::Unavailable,
             Error::LeaderTransferTimeout => Code::Unavailable,
             Error::LeaseTtlTooLarge => Code::OutOfRange,
+            Error::RootUserNotExist
+            | Error::RootRoleNotExist
+            | Error::UserAlreadyExist
+            | Error::UserNotFound
+            | Error::RoleAlreadyExist
+            | Error::RoleNotFound
+            | Error::RoleNotGranted
+            | Error::PermissionNotGranted
+            | Error::AuthNotEnabled => Code::FailedPrecondition,
+            Error::UserEmpty | Error::RoleEmpty | Error::AuthFailed | Error::InvalidAuthMgmt => Code::InvalidArgument,
+            Error::PermissionDenied => Code::PermissionDenied,
+            Error::InvalidAuthToken => Code::Unauthenticated,
             Error::Wal(_)
             | Error::Store(_)
             | Error::Raft { .. }
@@ -80,6 +92,14 @@ mod tests {
         assert_eq!((s.code(), s.message()), (Code::NotFound, "etcdserver: member not found"));
         let s: Status = Error::EmptyKey.into();
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
+        let s: Status = Error::UserNotFound.into();
+        assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, "etcdserver: user name not found"));
+        let s: Status = Error::RoleEmpty.into();
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: role name is empty"));
+        let s: Status = Error::PermissionDenied.into();
+        assert_eq!((s.code(), s.message()), (Code::PermissionDenied, "etcdserver: permission denied"));
+        let s: Status = Error::InvalidAuthToken.into();
+        assert_eq!((s.code(), s.message()), (Code::Unauthenticated, "etcdserver: invalid auth token"));
     }
 
     /// Storage failures keep their typed cause: a poisoned WAL, a corrupt page and a full disk stay apart for the

@@ -77,6 +77,8 @@ pub enum Outcome {
     Members(Vec<pb::Member>),
     /// An Alarm request's answer (see `alarm::Alarms::apply`).
     Alarms(Vec<pb::AlarmMember>),
+    /// An Auth service request's answer (see `auth::apply`).
+    Auth(auth::Answer),
 }
 
 fn compare(c: &pb::Compare) -> Compare {
@@ -186,7 +188,9 @@ fn runs_with_others(op: &Op) -> bool {
             lease_puts(&t.failure, &mut ids);
             ids.is_empty()
         }
-        Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) | Op::Alarm(_) => false,
+        Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) | Op::Alarm(_) | Op::Auth(_) => {
+            false
+        }
     }
 }
 
@@ -513,8 +517,13 @@ impl Apply {
             }
             Op::DeleteRange(d) => Outcome::DeleteRange { prevs: w.delete_range(&d.key, &d.range_end)? },
             Op::Txn(t) => Outcome::Txn(w.txn(&txn_request(t))?),
-            Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Publish(_) | Op::Alarm(_) => {
-                unreachable!("lease operations, compactions and publishes are not plain writes")
+            Op::Compaction(_)
+            | Op::LeaseGrant(_)
+            | Op::LeaseRevoke(_)
+            | Op::Publish(_)
+            | Op::Alarm(_)
+            | Op::Auth(_) => {
+                unreachable!("lease operations, compactions, publishes, alarms and auth requests are not plain writes")
             }
         };
         Ok(Response { revision: w.current(), term, outcome })
@@ -532,6 +541,24 @@ impl Apply {
         }
         if matches!(op, Op::LeaseGrant(_) | Op::LeaseRevoke(_)) {
             return self.execute_lease(op, index, term);
+        }
+        if let Op::Auth(a) = &op {
+            let Some(auth_op) = &a.op else {
+                self.record(index, term)?;
+                return Ok(Err(Error::Corrupt("an auth request without an operation".into())));
+            };
+            let mut w = store.write()?;
+            let answer = auth::apply(&store, &mut w, auth_op)?;
+            if answer.is_ok() {
+                w.set_applied(index, term);
+                w.commit()?;
+            } else {
+                // A refused request changes nothing: its writes are discarded, only its index is recorded.
+                drop(w);
+                self.record(index, term)?;
+            }
+            let revision = store.current_revision();
+            return Ok(answer.map(|a| Response { revision, term, outcome: Outcome::Auth(a) }));
         }
         if let Op::Alarm(r) = &op {
             let mut w = store.write()?;

@@ -167,7 +167,7 @@ pub const FLAGS: &[Spec] = &[
     spec("host-whitelist", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
     // Auth.
     spec("auth-token", Text, "simple", Refused(NOT_YET_AUTH)),
-    spec("bcrypt-cost", Uint, "10", Refused(NOT_YET_AUTH)),
+    spec("bcrypt-cost", Uint, "10", Used),
     spec("auth-token-ttl", Uint, "300", Refused(NOT_YET_AUTH)),
     // Profiling and monitoring.
     spec("enable-pprof", Bool, "false", NoEffect("there is no Go runtime to profile; use perf")),

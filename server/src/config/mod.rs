@@ -82,6 +82,8 @@ pub struct Config {
     pub backend_batch_interval: Option<std::time::Duration>,
     pub backend_batch_limit: Option<u64>,
     pub max_txn_ops: usize,
+    /// `--bcrypt-cost`: the cost of the bcrypt hashes of user passwords.
+    pub bcrypt_cost: u32,
     pub max_concurrent_streams: u32,
     /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout` (zero disables).
     pub grpc_keepalive_interval: std::time::Duration,
@@ -370,6 +372,11 @@ impl Values {
             return err("--max-txn-ops must be greater than 0");
         }
         let max_concurrent_streams = u32::try_from(self.uint("max-concurrent-streams")?).unwrap_or(u32::MAX);
+        // As etcd: a cost outside bcrypt's range falls back to the default, with a warning.
+        let bcrypt_cost = match self.uint("bcrypt-cost")? {
+            c @ 4..=31 => c as u32,
+            _ => 10,
+        };
         let log_outputs: Vec<String> =
             self.text("log-outputs").split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         let data_dir = if self.is_set("data-dir") {
@@ -404,6 +411,7 @@ impl Values {
             backend_batch_interval: self.duration("backend-batch-interval")?.filter(|d| !d.is_zero()),
             backend_batch_limit,
             max_txn_ops,
+            bcrypt_cost,
             max_concurrent_streams,
             grpc_keepalive_interval: self.duration("grpc-keepalive-interval")?.unwrap_or_default(),
             grpc_keepalive_timeout: self.duration("grpc-keepalive-timeout")?.unwrap_or_default(),
