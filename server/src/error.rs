@@ -95,6 +95,8 @@ pub enum Error {
     InvalidAuthToken,
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// The write-ahead log failed (a failed write or fsync poisons it: the node stops).
     #[error("wal: {0}")]
     Wal(#[from] wal::Error),

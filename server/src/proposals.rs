@@ -79,11 +79,11 @@ impl Proposer {
         Proposer { registry, raft, applied, status, max_request_bytes, timeout: REQUEST_TIMEOUT }
     }
 
-    /// Proposes `op` through Raft and waits for its result. The request stays the caller's (its response is
-    /// shaped by it).
-    pub async fn propose(&self, op: &Op) -> Result<Response, Error> {
+    /// Proposes `op`, made by `caller`, through Raft and waits for its result. The request stays the caller's
+    /// (its response is shaped by it).
+    pub async fn propose(&self, caller: &crate::request::Caller, op: &Op) -> Result<Response, Error> {
         let (id, rx) = self.registry.register();
-        let data = crate::request::encode(id, op);
+        let data = crate::request::encode(id, caller, op);
         if data.len() as u64 > self.max_request_bytes {
             self.registry.cancel(id);
             return Err(Error::RequestTooLarge);
@@ -178,7 +178,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         });
-        let r = p.propose(&put(3)).await.unwrap();
+        let r = p.propose(&crate::request::Caller::default(), &put(3)).await.unwrap();
         assert_eq!((r.revision, r.term), (9, 2));
         raft.join().unwrap();
     }
@@ -188,17 +188,17 @@ mod tests {
     #[tokio::test]
     async fn refusals_leave_no_waiter() {
         let (p, registry, rx) = proposer(1, 64);
-        assert!(matches!(p.propose(&put(100)).await, Err(Error::RequestTooLarge)));
+        assert!(matches!(p.propose(&crate::request::Caller::default(), &put(100)).await, Err(Error::RequestTooLarge)));
         assert_eq!(registry.pending(), 0);
         p.raft.offer(Msg::Stop).unwrap();
-        assert!(matches!(p.propose(&put(1)).await, Err(Error::TooManyRequests)));
+        assert!(matches!(p.propose(&crate::request::Caller::default(), &put(1)).await, Err(Error::TooManyRequests)));
         assert_eq!(registry.pending(), 0);
         rx.recv().unwrap();
         p.status.commit.store(crate::consensus::node::MAX_APPLY_GAP + 1, Ordering::Relaxed);
-        assert!(matches!(p.propose(&put(1)).await, Err(Error::TooManyRequests)));
+        assert!(matches!(p.propose(&crate::request::Caller::default(), &put(1)).await, Err(Error::TooManyRequests)));
         p.status.commit.store(0, Ordering::Relaxed);
         drop(rx);
-        assert!(matches!(p.propose(&put(1)).await, Err(Error::Stopped)));
+        assert!(matches!(p.propose(&crate::request::Caller::default(), &put(1)).await, Err(Error::Stopped)));
         assert_eq!(registry.pending(), 0);
     }
 
@@ -206,7 +206,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_result_that_never_comes_times_out() {
         let (p, registry, _rx) = proposer(4, 1 << 20);
-        assert!(matches!(p.propose(&put(1)).await, Err(Error::Timeout)));
+        assert!(matches!(p.propose(&crate::request::Caller::default(), &put(1)).await, Err(Error::Timeout)));
         assert_eq!(registry.pending(), 0);
     }
 

@@ -17,6 +17,38 @@ pub struct InternalRequest {
     pub id: u64,
     #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub op: Option<Op>,
+    /// Who made it (see [`Caller`]).
+    #[prost(string, tag = "20")]
+    pub user: String,
+    #[prost(uint64, tag = "21")]
+    pub auth_revision: u64,
+    #[prost(bool, tag = "22")]
+    pub internal: bool,
+}
+
+/// Who makes a request, as the log carries it and the permission checks read it (`apply::perms`): the user its
+/// token speaks for and the auth revision the token was checked at (both empty for no token), or the member
+/// itself (lease expiry, alarms, publishes, auto compaction), which may do anything, as etcd's requests made
+/// with root's credentials may.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub user: String,
+    pub revision: u64,
+    pub internal: bool,
+}
+
+impl Caller {
+    /// The member itself.
+    pub fn member() -> Caller {
+        Caller { internal: true, ..Caller::default() }
+    }
+}
+
+impl InternalRequest {
+    /// Who made the request.
+    pub fn caller(&self) -> Caller {
+        Caller { user: self.user.clone(), revision: self.auth_revision, internal: self.internal }
+    }
 }
 
 /// The write operations that go through Raft.
@@ -51,7 +83,7 @@ pub enum Op {
 /// hash and the WAL holds no password.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct AuthRequest {
-    #[prost(oneof = "AuthOp", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
+    #[prost(oneof = "AuthOp", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17")]
     pub op: Option<AuthOp>,
 }
 
@@ -87,16 +119,42 @@ pub enum AuthOp {
     RoleGrantPermission(pb::AuthRoleGrantPermissionRequest),
     #[prost(message, tag = "14")]
     RoleRevokePermission(pb::AuthRoleRevokePermissionRequest),
+    #[prost(message, tag = "15")]
+    Enable(pb::AuthEnableRequest),
+    #[prost(message, tag = "16")]
+    Disable(pb::AuthDisableRequest),
+    /// A token for a user whose password the proposer checked.
+    #[prost(message, tag = "17")]
+    Authenticate(Authenticate),
 }
 
-/// The entry that carries `op` for request `id`: exactly the bytes of `InternalRequest { id, op: Some(op) }`,
+/// etcd's `InternalAuthenticateRequest`: the user, and the random prefix of the token every member issues (the
+/// entry's index completes it). The password was checked by the proposer and is not carried.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Authenticate {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub simple_token: String,
+}
+
+/// The entry that carries `op` for request `id` made by `caller`: exactly the bytes of the `InternalRequest`,
 /// without taking the request from its caller.
-pub fn encode(id: RequestId, op: &Op) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(op.encoded_len() + 11);
+pub fn encode(id: RequestId, caller: &Caller, op: &Op) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(op.encoded_len() + 11 + caller.user.len() + 16);
     if id.0 != 0 {
         prost::encoding::uint64::encode(1, &id.0, &mut buf);
     }
     op.encode(&mut buf);
+    if !caller.user.is_empty() {
+        prost::encoding::string::encode(20, &caller.user, &mut buf);
+    }
+    if caller.revision != 0 {
+        prost::encoding::uint64::encode(21, &caller.revision, &mut buf);
+    }
+    if caller.internal {
+        prost::encoding::bool::encode(22, &caller.internal, &mut buf);
+    }
     buf
 }
 
@@ -111,16 +169,27 @@ mod tests {
         let r = InternalRequest {
             id: 42,
             op: Some(Op::Put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() })),
+            user: "alice".into(),
+            auth_revision: 7,
+            internal: false,
         };
         assert_eq!(InternalRequest::decode(r.encode_to_vec().as_slice()).unwrap(), r);
     }
 
     #[test]
     fn encoding_by_reference_is_the_message_encoding() {
-        for id in [0, 1, u64::MAX] {
+        let callers =
+            [Caller::default(), Caller::member(), Caller { user: "alice".into(), revision: 3, internal: false }];
+        for (id, caller) in [0, 1, u64::MAX].into_iter().zip(callers) {
             let op = Op::Txn(TxnRequest { success: vec![Default::default()], ..Default::default() });
-            let r = InternalRequest { id, op: Some(op.clone()) };
-            assert_eq!(encode(RequestId(id), &op), r.encode_to_vec());
+            let r = InternalRequest {
+                id,
+                op: Some(op.clone()),
+                user: caller.user.clone(),
+                auth_revision: caller.revision,
+                internal: caller.internal,
+            };
+            assert_eq!(encode(RequestId(id), &caller, &op), r.encode_to_vec());
         }
     }
 }

@@ -122,6 +122,11 @@ pub fn run(config: Config) -> Result<(), Error> {
     alarms.load(&store)?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     metrics.count_keys(&store)?;
+    let auth = crate::apply::perms::Auth::load(
+        &store,
+        Duration::from_secs(config.auth_token_ttl),
+        config.client_tls.client_cert_auth,
+    )?;
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let apply = Apply {
         store: Arc::clone(&stores),
@@ -132,6 +137,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         cluster: Arc::clone(&cluster),
         alarms: alarms.clone(),
         metrics: Arc::clone(&metrics),
+        auth: auth.clone(),
     };
     let (raft_tx, raft_rx) = sync_channel(crate::consensus::node::RAFT_QUEUE);
     let raft_tx = crate::consensus::node::RaftQueue::new(raft_tx);
@@ -234,6 +240,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         events,
         one_change: Arc::default(),
         stopping: Arc::default(),
+        auth,
         client_tls,
         client_dialer,
         config: config.clone(),
@@ -270,6 +277,8 @@ struct Handles {
     one_change: Arc<tokio::sync::Mutex<()>>,
     /// Set once a graceful stop begins: long maintenance work (defragmentation) ends at its next step.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Users, roles, permissions and tokens.
+    auth: crate::apply::perms::Auth,
 }
 
 impl Handles {
@@ -284,6 +293,7 @@ impl Handles {
             max_txn_ops: h.config.max_txn_ops,
             quota: h.quota.clone(),
             metrics: Arc::clone(&h.metrics),
+            auth: h.auth.clone(),
         };
         let maintenance = crate::api::maintenance::MaintenanceService {
             stores: Arc::clone(&h.stores),
@@ -309,6 +319,7 @@ impl Handles {
             headers: h.headers.clone(),
             events: h.events.clone(),
             progress_every: h.config.watch_progress_notify_interval,
+            auth: h.auth.clone(),
         };
         let lease = crate::api::lease::LeaseService {
             proposer: h.proposer.clone(),
@@ -318,11 +329,14 @@ impl Handles {
             status: Arc::clone(&h.cluster.status),
             min_ttl: crate::api::lease::min_ttl(h.config.election_ms, h.config.heartbeat_ms),
             quota: h.quota.clone(),
+            auth: h.auth.clone(),
         };
         let auth = crate::api::auth::AuthService {
             proposer: h.proposer.clone(),
             headers: h.headers.clone(),
             bcrypt_cost: h.config.bcrypt_cost,
+            auth: h.auth.clone(),
+            reads: h.reads.clone(),
         };
         routes
             .add_service(KvServer::new(kv).max_decoding_message_size(max))
@@ -383,6 +397,7 @@ async fn serve(
             status: Arc::clone(&h.cluster.status),
             election: Duration::from_millis(h.config.election_ms),
         };
+        let admin_gate = crate::api::admin_gate::AdminGateLayer { auth: h.auth.clone() };
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1 is accepted next to gRPC's HTTP/2 so that curl and Prometheus can scrape /metrics.
             let served = tonic::transport::Server::builder()
@@ -392,6 +407,7 @@ async fn serve(
                 .http2_keepalive_timeout(keepalive_timeout)
                 .layer(grpc_metrics)
                 .layer(require_leader)
+                .layer(admin_gate)
                 .layer(crate::api::recv_limit::RecvLimitLayer { limit: max })
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {

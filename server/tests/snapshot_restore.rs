@@ -4,8 +4,8 @@
 //! - ferrokv → `etcdctl snapshot save` → `etcdctl snapshot restore` → etcd serves the same data, alone and as a
 //!   3-member cluster (the README's way back from ferrokv to etcd).
 //!
-//! Users and roles (etcd's auth buckets) travel both ways with the data; a snapshot with authentication enabled is
-//! refused until ferrokv enforces it. And the restore's checks, as etcd's: the SHA-256 trailer, `--skip-hash-check` for a member's `db`, a data
+//! Users and roles (etcd's auth buckets) travel both ways with the data, and a snapshot with authentication enabled
+//! restores enforced. And the restore's checks, as etcd's: the SHA-256 trailer, `--skip-hash-check` for a member's `db`, a data
 //! directory that is not empty, `--bump-revision` with `--mark-compacted`, and an interrupted restore redone.
 
 mod common;
@@ -272,11 +272,18 @@ fn users_and_roles_travel_with_the_data_both_ways() {
     let (ok, _, err) = common::etcdctl(&again.endpoint, &["--user", "alice:secret", "put", "/a/y", "2"], None);
     assert!(!ok && err.contains("permission denied"), "{err}");
 
-    // A snapshot with authentication enabled is refused until ferrokv enforces it.
+    // A snapshot with authentication enabled restores with it enabled: alice reads with her old password, root
+    // reads everything, and nobody without credentials reads anything.
     ctl(&ep, &["--user", "root:rootpw", "auth", "enable"]);
     let enabled = dir.path().join("enabled.snapshot");
     ctl(&ep, &["--user", "root:rootpw", "snapshot", "save", enabled.to_str().unwrap()]);
-    let out = restore(&enabled, &dir.path().join("refused"), "r1", &cluster, peer1, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("authentication enabled"), "{err}");
+    let data = dir.path().join("enabled");
+    restored(&restore(&enabled, &data, "r1", &cluster, peer1, &[]));
+    let m = common::start_with(&data, free_port(), peer1, &["--name", "r1", "--initial-cluster", &cluster]);
+    let value = ctl(&m.endpoint, &["--user", "alice:secret", "get", "/a/x", "--print-value-only"]);
+    assert_eq!(value.trim(), "1");
+    let (ok, _, err) = common::etcdctl(&m.endpoint, &["--user", "alice:secret", "put", "/a/y", "2"], None);
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let (ok, _, err) = common::etcdctl(&m.endpoint, &["get", "/a/x"], None);
+    assert!(!ok && err.contains("user name is empty"), "{err}");
 }

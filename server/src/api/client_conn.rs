@@ -383,14 +383,23 @@ impl AsyncWrite for ClientConn {
     }
 }
 
+/// What every request of a client connection carries in its extensions: the addresses, and the common name of the
+/// client's TLS certificate (the user `--client-cert-auth` authenticates as; see `api::auth::caller`).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub tcp: tonic::transport::server::TcpConnectInfo,
+    pub common_name: Option<String>,
+}
+
 impl tonic::transport::server::Connected for ClientConn {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = ClientInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        match self.inner.tcp() {
+        let tcp = match self.inner.tcp() {
             Some(tcp) => tcp.connect_info(),
             None => tonic::transport::server::TcpConnectInfo { local_addr: None, remote_addr: None },
-        }
+        };
+        ClientInfo { tcp, common_name: self.inner.common_name() }
     }
 }
 

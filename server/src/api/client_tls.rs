@@ -44,6 +44,15 @@ impl ClientIo {
             ClientIo::Unix(_) => None,
         }
     }
+
+    /// The common name of the client's certificate, if it sent one over TLS (verified by the handshake against
+    /// `--trusted-ca-file`): etcd's user for `--client-cert-auth` when a request has no token.
+    pub fn common_name(&self) -> Option<String> {
+        let ClientIo::Tls(s) = self else { return None };
+        let cert = s.get_ref().1.peer_certificates()?.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+        parsed.subject().iter_common_name().find_map(|a| a.as_str().ok()).map(str::to_string)
+    }
 }
 
 impl AsyncRead for ClientIo {

@@ -196,12 +196,22 @@ fn new_member_id(registry: &Registry, urls: &[String]) -> u64 {
     }
 }
 
+/// A call forwarded to the leader, with the caller's token (the leader checks it again).
+fn forwarded<T>(token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    if let Some(t) = token {
+        r.metadata_mut().insert("token", t);
+    }
+    r
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let token = req.metadata().get("token").cloned();
         let r = req.into_inner();
         let _one = match self.route().await? {
-            Route::Leader(mut c) => return c.member_add(r).await,
+            Route::Leader(mut c) => return c.member_add(forwarded(token, r)).await,
             Route::Here => self.one_change.lock().await,
         };
         let member = {
@@ -218,9 +228,10 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let token = req.metadata().get("token").cloned();
         let r = req.into_inner();
         let _one = match self.route().await? {
-            Route::Leader(mut c) => return c.member_remove(r).await,
+            Route::Leader(mut c) => return c.member_remove(forwarded(token, r)).await,
             Route::Here => self.one_change.lock().await,
         };
         let member = self.check_remove(&self.cluster.registry.read(), r.id)?;
@@ -232,9 +243,10 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let token = req.metadata().get("token").cloned();
         let r = req.into_inner();
         let _one = match self.route().await? {
-            Route::Leader(mut c) => return c.member_update(r).await,
+            Route::Leader(mut c) => return c.member_update(forwarded(token, r)).await,
             Route::Here => self.one_change.lock().await,
         };
         let member = {
@@ -263,9 +275,10 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let token = req.metadata().get("token").cloned();
         let r = req.into_inner();
         let _one = match self.route().await? {
-            Route::Leader(mut c) => return c.member_promote(r).await,
+            Route::Leader(mut c) => return c.member_promote(forwarded(token, r)).await,
             Route::Here => self.one_change.lock().await,
         };
         let registry = self.cluster.registry.read().clone();

@@ -79,7 +79,10 @@ impl Periodic {
 
 /// Proposes a compaction at `revision`; an already compacted revision is a success.
 async fn compact(proposer: &Proposer, revision: i64) -> Result<(), Error> {
-    match proposer.propose(&Op::Compaction(CompactionRequest { revision, physical: false })).await {
+    match proposer
+        .propose(&crate::request::Caller::member(), &Op::Compaction(CompactionRequest { revision, physical: false }))
+        .await
+    {
         Ok(_) | Err(Error::Compacted) => Ok(()),
         Err(e) => Err(e),
     }

@@ -71,10 +71,15 @@ pub fn to_pb(kv: mvcc::KeyValue) -> mvccpb::KeyValue {
     }
 }
 
-/// Proposes the write `op` and answers with the response its service returns, shaped by the request (its prev_kv
+/// Proposes the write `op` made by `caller` (whose permissions the apply loop checks) and answers with the response its service returns, shaped by the request (its prev_kv
 /// flags and range options). An outcome of another kind than the request's is an internal error.
-pub async fn write<T: FromApplied>(proposer: &Proposer, headers: &Headers, op: Op) -> Result<T, Error> {
-    let r = proposer.propose(&op).await?;
+pub async fn write<T: FromApplied>(
+    proposer: &Proposer,
+    headers: &Headers,
+    caller: &crate::request::Caller,
+    op: Op,
+) -> Result<T, Error> {
+    let r = proposer.propose(caller, &op).await?;
     let header = headers.at(r.revision, r.term);
     T::from_applied(&op, r.outcome, header).ok_or(Error::Corrupt("mismatched apply result".into()))
 }

@@ -133,7 +133,9 @@ pub async fn monitor(
                     member_id: 0,
                     alarm: crate::proto::etcdserverpb::AlarmType::Corrupt as i32,
                 };
-                if let Err(e) = proposer.propose(&crate::request::Op::Alarm(raise)).await {
+                if let Err(e) =
+                    proposer.propose(&crate::request::Caller::member(), &crate::request::Op::Alarm(raise)).await
+                {
                     log("warn", "failed to raise the CORRUPT alarm", &[("error", e.to_string())]);
                 }
             }

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::proposals::Proposer;
 use crate::proto::etcdserverpb::{self as pb, kv_server::Kv};
 use crate::read::ReadPath;
-use crate::request::Op;
+use crate::request::{Caller, Op};
 
 /// The KV service: writes through the proposer, linearizable reads through the read path, reads from the store.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct KvService {
     pub quota: crate::api::quota::Quota,
     /// Ranges served are counted (`etcd_mvcc_range_total`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may read what (writes are checked by the apply loop).
+    pub auth: crate::apply::perms::Auth,
 }
 
 /// A deleted key range `[start, end)`; `None` is unbounded.
@@ -124,19 +126,28 @@ impl KvService {
         Ok(())
     }
 
-    /// Proposes a write and shapes its result as the response of kind `T`.
-    async fn write<T: FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
-        self.quota.check(&op).await?;
-        Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, op).await?))
+    /// Who sent `request` (see `api::auth::caller`).
+    fn caller<R>(&self, request: &Request<R>) -> Result<Caller, Error> {
+        crate::api::auth::caller(&self.auth, request)
     }
 
-    /// A range request, validated and, unless serializable, linearized: ready to read from the store.
+    /// Proposes a write made by `caller` (the apply loop checks its permissions) and shapes its result as the
+    /// response of kind `T`.
+    async fn write<T: FromApplied>(&self, caller: Caller, op: Op) -> Result<Response<T>, Status> {
+        self.quota.check(&op).await?;
+        Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, &caller, op).await?))
+    }
+
+    /// A range request, validated, permitted (read permission on its whole range, as etcd checks it) and,
+    /// unless serializable, linearized: ready to read from the store.
     async fn read_request(&self, request: Request<pb::RangeRequest>) -> Result<pb::RangeRequest, Error> {
+        let caller = self.caller(&request)?;
         let r = request.into_inner();
         Self::check_key(&r.key)?;
         if !r.serializable {
             self.reads.linearize().await?;
         }
+        self.auth.current().range_permitted(&caller, &r.key, &r.range_end)?;
         Ok(r)
     }
 }
@@ -161,31 +172,35 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let caller = self.caller(&request)?;
         let p = request.into_inner();
         Self::check_put(&p)?;
-        self.write(Op::Put(p)).await
+        self.write(caller, Op::Put(p)).await
     }
 
     async fn delete_range(
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let caller = self.caller(&request)?;
         let d = request.into_inner();
         Self::check_key(&d.key)?;
-        self.write(Op::DeleteRange(d)).await
+        self.write(caller, Op::DeleteRange(d)).await
     }
 
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let caller = self.caller(&request)?;
         let t = request.into_inner();
         self.check_txn(&t)?;
-        self.write(Op::Txn(t)).await
+        self.write(caller, Op::Txn(t)).await
     }
 
     async fn compact(
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        self.write(Op::Compaction(request.into_inner())).await
+        let caller = self.caller(&request)?;
+        self.write(caller, Op::Compaction(request.into_inner())).await
     }
 }
 

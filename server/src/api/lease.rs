@@ -28,6 +28,8 @@ pub struct LeaseService {
     pub min_ttl: i64,
     /// `--quota-backend-bytes`, checked before a grant is proposed.
     pub quota: crate::api::quota::Quota,
+    /// Who may see a lease's keys (a revoke's permissions are checked by the apply loop).
+    pub auth: crate::apply::perms::Auth,
 }
 
 /// Source of lease ids: random high bits (so restarts and members do not collide), a counter below them.
@@ -48,8 +50,10 @@ pub fn min_ttl(election_ms: u64, heartbeat_ms: u64) -> i64 {
 }
 
 impl LeaseService {
-    async fn write<T: FromApplied>(&self, op: Op) -> Result<Response<T>, Status> {
-        Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, op).await?))
+    /// Proposes `op` for the sender of `request` (the apply loop checks a revoke's permissions).
+    async fn write<T: FromApplied, R>(&self, request: &Request<R>, op: Op) -> Result<Response<T>, Status> {
+        let caller = crate::api::auth::caller(&self.auth, request)?;
+        Ok(Response::new(crate::api::convert::write(&self.proposer, &self.headers, &caller, op).await?))
     }
 }
 
@@ -61,7 +65,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
-        let mut g = request.into_inner();
+        let mut g = *request.get_ref();
         if g.ttl > MAX_TTL {
             return Err(Error::LeaseTtlTooLarge.into());
         }
@@ -71,14 +75,15 @@ impl Lease for LeaseService {
         }
         let op = Op::LeaseGrant(g);
         self.quota.check(&op).await?;
-        self.write(op).await
+        self.write(&request, op).await
     }
 
     async fn lease_revoke(
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        self.write(Op::LeaseRevoke(request.into_inner())).await
+        let op = Op::LeaseRevoke(*request.get_ref());
+        self.write(&request, op).await
     }
 
     type LeaseKeepAliveStream = Stream<pb::LeaseKeepAliveResponse>;
@@ -111,8 +116,16 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let caller = crate::api::auth::caller(&self.auth, &request)?;
         let r = request.into_inner();
         let found = self.leases.lock().time_to_live(r.id, std::time::Instant::now());
+        // As etcd 3.5: the lease's keys are told only to whom may read every one of them.
+        if let Some((_, _, keys)) = &found {
+            let state = self.auth.current();
+            for k in keys {
+                state.range_permitted(&caller, k, &[])?;
+            }
+        }
         let (ttl, granted, keys) = match found {
             Some((ttl, granted, keys)) => (ttl, granted, if r.keys { keys } else { Vec::new() }),
             None => (-1, 0, Vec::new()),

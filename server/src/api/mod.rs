@@ -4,9 +4,10 @@
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
 //! `corrupt` (etcd's corruption checks), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor`
 //! (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection), and the tower
-//! layers in front of the services: `recv_limit` (the gRPC receive limit), `grpc_metrics` (the gRPC server series)
-//! and `require_leader` (etcd's `hasleader` metadata).
+//! layers in front of the services: `recv_limit` (the gRPC receive limit), `grpc_metrics` (the gRPC server series),
+//! `require_leader` (etcd's `hasleader` metadata) and `admin_gate` (root-only calls under authentication).
 
+pub mod admin_gate;
 pub mod auth;
 pub mod client_conn;
 pub mod client_tls;

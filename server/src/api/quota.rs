@@ -51,7 +51,7 @@ impl Quota {
         let fields = [("quota-size-bytes", self.bytes.to_string()), ("in-use-bytes", in_use.to_string())];
         crate::logging::log("warn", "database space exceeded: raising the NOSPACE alarm", &fields);
         // The write fails either way; a failure to raise the alarm (no leader, say) is retried by the next write.
-        let _ = self.proposer.propose(&Op::Alarm(raise)).await;
+        let _ = self.proposer.propose(&crate::request::Caller::member(), &Op::Alarm(raise)).await;
         Err(Error::NoSpace)
     }
 }

@@ -42,7 +42,11 @@ impl From<Error> for Status {
             | Error::RoleNotGranted
             | Error::PermissionNotGranted
             | Error::AuthNotEnabled => Code::FailedPrecondition,
-            Error::UserEmpty | Error::RoleEmpty | Error::AuthFailed | Error::InvalidAuthMgmt => Code::InvalidArgument,
+            Error::UserEmpty
+            | Error::RoleEmpty
+            | Error::AuthFailed
+            | Error::InvalidAuthMgmt
+            | Error::AuthOldRevision => Code::InvalidArgument,
             Error::PermissionDenied => Code::PermissionDenied,
             Error::InvalidAuthToken => Code::Unauthenticated,
             Error::Wal(_)

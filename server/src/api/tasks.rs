@@ -37,7 +37,7 @@ pub async fn hand_over_leadership(cluster: &ClusterView) {
 pub async fn publish(proposer: Proposer, cluster: ClusterView, me: pb::Member, retry: Duration) {
     let op = Op::Publish(me);
     loop {
-        if cluster.leader() != 0 && proposer.propose(&op).await.is_ok() {
+        if cluster.leader() != 0 && proposer.propose(&crate::request::Caller::member(), &op).await.is_ok() {
             let Op::Publish(me) = &op else { return };
             log("info", "published local member to cluster through raft", &[("name", me.name.clone())]);
             // etcd's tooling (its e2e harness among them) waits for this line and the one above.
@@ -71,7 +71,10 @@ pub async fn expire_leases(proposer: Proposer, cluster: ClusterView, leases: Lea
         for id in expired {
             let (proposer, leases) = (proposer.clone(), leases.clone());
             tokio::spawn(async move {
-                match proposer.propose(&Op::LeaseRevoke(pb::LeaseRevokeRequest { id })).await {
+                match proposer
+                    .propose(&crate::request::Caller::member(), &Op::LeaseRevoke(pb::LeaseRevokeRequest { id }))
+                    .await
+                {
                     Ok(_) | Err(Error::LeaseNotFound) => {}
                     Err(_) => leases.lock().retry(id),
                 }

@@ -30,6 +30,8 @@ pub struct WatchService {
     pub events: broadcast::Sender<Arc<Batch>>,
     /// `--watch-progress-notify-interval`.
     pub progress_every: std::time::Duration,
+    /// Who may watch what.
+    pub auth: crate::apply::perms::Auth,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,10 @@ struct Session {
     sent: i64,
     /// A RequestProgress waits for its answer (see [`Session::answer_progress`]).
     progress_wanted: bool,
+    /// The stream's token and client certificate name, resolved at each create as etcd does (see
+    /// `api::auth::caller`).
+    token: Option<String>,
+    cert_user: Option<String>,
 }
 
 impl Session {
@@ -139,6 +145,27 @@ impl Session {
     }
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
+        // As etcd: a watch on keys the caller may not read all of is refused, with a reason and no id.
+        let permitted = self
+            .service
+            .auth
+            .caller(self.token.as_deref(), self.cert_user.as_deref())
+            .and_then(|caller| self.service.auth.current().range_permitted(&caller, &c.key, &c.range_end));
+        if let Err(e) = permitted {
+            let header = self.header(self.service.stores.get().current_revision());
+            let status = tonic::Status::from(e);
+            let reason = format!("rpc error: code = {:?} desc = {}", status.code(), status.message());
+            return self
+                .send(pb::WatchResponse {
+                    header,
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: reason,
+                    ..Default::default()
+                })
+                .await;
+        }
         let id = if c.watch_id != 0 { c.watch_id } else { self.next_id };
         if self.watchers.contains_key(&id) {
             let header = self.header(self.service.stores.get().current_revision());
@@ -298,7 +325,15 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
         let live = self.events.subscribe();
+        let token = crate::api::auth::token(request.metadata()).map(str::to_string);
+        let cert_user = request
+            .extensions()
+            .get::<crate::api::client_conn::ClientInfo>()
+            .and_then(|c| c.common_name.clone())
+            .filter(|_| request.metadata().get("grpcgateway-accept").is_none());
         let session = Session {
+            token,
+            cert_user,
             service: self.clone(),
             out: tx,
             watchers: BTreeMap::new(),

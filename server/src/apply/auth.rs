@@ -10,9 +10,10 @@
 //!
 //! **Rules** (etcd's): names may not be empty; the role `root` needs no record to be granted; granting a role a
 //! user already has changes nothing; granting a permission for a key and range end the role already has changes
-//! its type; deleting a role revokes it from every user. With authentication enabled, `root` may not be deleted,
-//! nor lose the `root` role. Enabling authentication, tokens and the checks on every request are not here yet
-//! (issue 16); until they are, the Auth service refuses AuthEnable, so the flag stays 0.
+//! its type; deleting a role revokes it from every user. Enabling needs a user `root` holding the role `root`;
+//! with authentication enabled, `root` may not be deleted, nor lose the `root` role. An Authenticate issues
+//! `<prefix>.<index>` for a user with a password (the proposer checked it). Who may make each request is
+//! `perms`'s business, checked before this is applied.
 //!
 //! **Threading**: applied by the apply thread only, inside the store write of the entry carrying the request;
 //! an error discards that write, so a refused request changes nothing.
@@ -52,6 +53,8 @@ pub enum Answer {
     /// A role's permissions.
     Permissions(Vec<authpb::Permission>),
     Roles(Vec<String>),
+    /// An Authenticate's token (the member records it, see `perms::Auth::assign`).
+    Token(String),
 }
 
 /// The auth keyspaces of a store.
@@ -68,12 +71,47 @@ fn corrupt(what: &'static str) -> mvcc::Error {
 
 /// An auth request applied to `w` (which the caller commits, or drops on an error): the answer, or etcd's
 /// refusal. The outer error is the store's.
-pub fn apply(store: &Store, w: &mut StoreWrite<'_>, op: &AuthOp) -> Result<Result<Answer, Error>, mvcc::Error> {
+pub fn apply(
+    store: &Store,
+    w: &mut StoreWrite<'_>,
+    op: &AuthOp,
+    index: u64,
+) -> Result<Result<Answer, Error>, mvcc::Error> {
     let db = store.db();
     let s = Spaces { auth: db.keyspace(AUTH)?, users: db.keyspace(USERS)?, roles: db.keyspace(ROLES)? };
     let enabled = w.db().get(s.auth, ENABLED)?.is_some_and(|v| v == [1]);
     let answer = match op {
-        AuthOp::Status(_) => Ok(Answer::Status { enabled, revision: revision(w, s)? }),
+        AuthOp::Status(_) => return Ok(Ok(Answer::Status { enabled, revision: revision(w, s)? })),
+        AuthOp::Enable(_) => {
+            if enabled {
+                return Ok(Ok(Answer::Done));
+            }
+            match user(w, s, ROOT)? {
+                None => return Ok(Err(Error::RootUserNotExist)),
+                Some(root) if !root.roles.iter().any(|r| r == ROOT) => return Ok(Err(Error::RootRoleNotExist)),
+                Some(_) => {}
+            }
+            w.db().put(s.auth, ENABLED, &[1])?;
+            Ok(Answer::Done)
+        }
+        AuthOp::Disable(_) => {
+            if !enabled {
+                return Ok(Ok(Answer::Done));
+            }
+            w.db().put(s.auth, ENABLED, &[0])?;
+            Ok(Answer::Done)
+        }
+        AuthOp::Authenticate(a) => {
+            if !enabled {
+                return Ok(Err(Error::AuthNotEnabled));
+            }
+            return Ok(match user(w, s, &a.name)? {
+                Some(u) if !u.options.is_some_and(|o| o.no_password) => {
+                    Ok(Answer::Token(format!("{}.{index}", a.simple_token)))
+                }
+                _ => Err(Error::AuthFailed),
+            });
+        }
         AuthOp::UserAdd(r) => {
             if r.name.is_empty() {
                 return Ok(Err(Error::UserEmpty));

@@ -18,6 +18,7 @@ pub mod alarm;
 pub mod auth;
 pub mod lease;
 pub mod membership;
+pub mod perms;
 pub mod range;
 pub mod store;
 
@@ -194,6 +195,43 @@ fn runs_with_others(op: &Op) -> bool {
     }
 }
 
+/// Whether `caller` may run every part of `t`: read every compared range and every range read, write every put
+/// and deleted range (and read it when the previous values are asked for), and write the keys already under a
+/// lease a put attaches to, at every level of nesting.
+fn txn_permitted(
+    state: &perms::AuthState,
+    caller: &crate::request::Caller,
+    t: &pb::TxnRequest,
+    lease_keys: &dyn Fn(i64) -> Result<(), Error>,
+) -> Result<(), Error> {
+    use pb::request_op::Request;
+    for c in &t.compare {
+        state.range_permitted(caller, &c.key, &c.range_end)?;
+    }
+    for op in t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()) {
+        match op {
+            Request::RequestRange(r) => state.range_permitted(caller, &r.key, &r.range_end)?,
+            Request::RequestPut(p) => {
+                state.put_permitted(caller, &p.key)?;
+                if p.prev_kv {
+                    state.range_permitted(caller, &p.key, &[])?;
+                }
+                if p.lease != 0 {
+                    lease_keys(p.lease)?;
+                }
+            }
+            Request::RequestDeleteRange(d) => {
+                if d.prev_kv {
+                    state.range_permitted(caller, &d.key, &d.range_end)?;
+                }
+                state.delete_permitted(caller, &d.key, &d.range_end)?;
+            }
+            Request::RequestTxn(t) => txn_permitted(state, caller, t, lease_keys)?,
+        }
+    }
+    Ok(())
+}
+
 /// The leases the puts of `ops` (nested Txns' both branches included) attach keys to.
 fn lease_puts(ops: &[pb::RequestOp], out: &mut Vec<i64>) {
     use pb::request_op::Request;
@@ -226,6 +264,8 @@ pub struct Apply {
     pub alarms: alarm::Alarms,
     /// What applied writes executed, and the live key count.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Users, roles and tokens: who may make each request (checked before it is applied, `perms`).
+    pub auth: perms::Auth,
 }
 
 impl std::fmt::Debug for Apply {
@@ -278,6 +318,7 @@ impl Apply {
         *self.lessor() = crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?;
         *self.cluster.write() = crate::apply::membership::Registry::load(&store)?;
         self.alarms.load(&store)?;
+        self.auth.reload(&store)?;
         self.metrics.count_keys(&store)?;
         self.applied.send_replace(index);
         let resync = Batch { revision: store.current_revision(), term, changes: Vec::new(), resync: true };
@@ -304,10 +345,13 @@ impl Apply {
                 self.applied.send_replace(index);
                 continue;
             }
-            if let Some(InternalRequest { id, op: Some(op) }) = &request
-                && self.alarms.any()
-                && let Some(refusal) = self.alarms.refusal(op)
-            {
+            let refusal = match &request {
+                Some(r @ InternalRequest { op: Some(op), .. }) => self
+                    .auth_refusal(&r.caller(), op)
+                    .or_else(|| if self.alarms.any() { self.alarms.refusal(op) } else { None }),
+                _ => None,
+            };
+            if let (Some(InternalRequest { id, .. }), Some(refusal)) = (&request, refusal) {
                 self.flush(&mut run)?;
                 self.record(index, term)?;
                 self.applied.send_replace(index);
@@ -315,13 +359,13 @@ impl Apply {
                 continue;
             }
             match request {
-                Some(InternalRequest { id, op: Some(op) }) if !runs_with_others(&op) => {
+                Some(InternalRequest { id, op: Some(op), .. }) if !runs_with_others(&op) => {
                     self.flush(&mut run)?;
                     let result = self.execute(op, index, term)?;
                     self.applied.send_replace(index);
                     self.proposals.complete(RequestId(id), result);
                 }
-                Some(InternalRequest { id, op: Some(op) }) => {
+                Some(InternalRequest { id, op: Some(op), .. }) => {
                     run.push(Item { index, term, request: Some((RequestId(id), op)) })
                 }
                 _ => run.push(Item { index, term, request: None }),
@@ -428,6 +472,69 @@ impl Apply {
         drop(registry);
         let response = Response { revision: 0, term: e.term, outcome: Outcome::Members(members) };
         self.proposals.complete(RequestId(change.request), Ok(response));
+        Ok(())
+    }
+
+    /// Why `caller` may not make `op`, if it may not (etcd's authApplierV3 checks, and nested Txns and a Txn's
+    /// lease puts too); `None` with authentication off.
+    fn auth_refusal(&self, caller: &crate::request::Caller, op: &Op) -> Option<Error> {
+        let state = self.auth.current();
+        if !state.enabled() || caller.internal {
+            return None;
+        }
+        let lease_keys = |id: i64| -> Result<(), Error> {
+            for k in self.lessor().keys(id) {
+                state.put_permitted(caller, &k)?;
+            }
+            Ok(())
+        };
+        let result = match op {
+            Op::Put(p) => state
+                .put_permitted(caller, &p.key)
+                .and_then(|()| if p.lease != 0 { lease_keys(p.lease) } else { Ok(()) })
+                .and_then(|()| if p.prev_kv { state.range_permitted(caller, &p.key, &[]) } else { Ok(()) }),
+            Op::DeleteRange(d) => {
+                let read = if d.prev_kv { state.range_permitted(caller, &d.key, &d.range_end) } else { Ok(()) };
+                read.and_then(|()| state.delete_permitted(caller, &d.key, &d.range_end))
+            }
+            Op::Txn(t) => txn_permitted(&state, caller, t, &lease_keys),
+            Op::LeaseRevoke(r) => lease_keys(r.id),
+            Op::Auth(a) => match &a.op {
+                Some(crate::request::AuthOp::Status(_) | crate::request::AuthOp::Authenticate(_)) | None => Ok(()),
+                Some(crate::request::AuthOp::UserGet(u)) if u.name == caller.user => Ok(()),
+                Some(crate::request::AuthOp::RoleGet(r)) if state.has_role(caller, &r.role) => Ok(()),
+                Some(_) => state.admin_permitted(caller),
+            },
+            Op::Compaction(_) | Op::LeaseGrant(_) | Op::Publish(_) | Op::Alarm(_) => Ok(()),
+        };
+        result.err()
+    }
+
+    /// After an auth request is committed: the state the checks read, and the tokens.
+    fn after_auth(
+        &self,
+        store: &mvcc::Store,
+        op: &crate::request::AuthOp,
+        answer: Option<&auth::Answer>,
+    ) -> Result<(), mvcc::Error> {
+        use crate::request::AuthOp;
+        match (op, answer) {
+            (AuthOp::Authenticate(a), Some(auth::Answer::Token(token))) => {
+                self.auth.assign(token.clone(), a.name.clone());
+            }
+            (
+                AuthOp::Status(_) | AuthOp::UserGet(_) | AuthOp::UserList(_) | AuthOp::RoleGet(_) | AuthOp::RoleList(_),
+                _,
+            ) => {}
+            (op, _) => {
+                self.auth.reload(store)?;
+                match op {
+                    AuthOp::UserDelete(u) => self.auth.invalidate(&u.name),
+                    AuthOp::UserChangePassword(u) => self.auth.invalidate(&u.name),
+                    _ => {}
+                }
+            }
+        }
         Ok(())
     }
 
@@ -548,10 +655,11 @@ impl Apply {
                 return Ok(Err(Error::Corrupt("an auth request without an operation".into())));
             };
             let mut w = store.write()?;
-            let answer = auth::apply(&store, &mut w, auth_op)?;
+            let answer = auth::apply(&store, &mut w, auth_op, index)?;
             if answer.is_ok() {
                 w.set_applied(index, term);
                 w.commit()?;
+                self.after_auth(&store, auth_op, answer.as_ref().ok())?;
             } else {
                 // A refused request changes nothing: its writes are discarded, only its index is recorded.
                 drop(w);

@@ -11,8 +11,7 @@
 //! - `lease`: `leasepb.Lease` {ID, TTL}. `alarm`: `AlarmMember`. `meta`: `scheduledCompactRev`,
 //!   `finishedCompactRev` (revision keys).
 //! - `auth`, `authUsers`, `authRoles`: kept as etcd keeps them (`apply::auth`), each user and role checked to
-//!   decode. A snapshot with authentication enabled is refused, since this ferrokv does not enforce it yet
-//!   (restoring it would serve every key to anyone).
+//!   decode, authentication enabled or not as it was.
 //!
 //! **Never trusted**: the `bbolt` reader bounds every page; the SHA-256 trailer is checked unless the operator
 //! skips it (a database copied from a data directory has none); any bad record stops the import with its
@@ -127,23 +126,6 @@ fn each(r: &bbolt::Reader, bucket: &str, f: &mut Entry<'_>) -> Result<(), Error>
     }
 }
 
-/// Refuses a snapshot with authentication enabled (see the module header).
-fn check_auth(r: &bbolt::Reader) -> Result<(), Error> {
-    let mut enabled = false;
-    each(r, AUTH, &mut |k, v| {
-        enabled |= k == ENABLED && v == [1];
-        Ok(())
-    })?;
-    if enabled {
-        return Err(Error::Refused(
-            "the snapshot has authentication enabled, which this ferrokv does not enforce yet: disable it \
-             (etcdctl auth disable) before taking the snapshot"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 fn bad(what: String) -> Error {
     Error::Corrupt(format!("etcd snapshot: {what}"))
 }
@@ -157,7 +139,6 @@ pub fn import(
     opts: Options,
 ) -> Result<(mvcc::Store, Imported), Error> {
     let r = bbolt::Reader::open(snapshot).map_err(|e| bad(format!("{}: {e}", snapshot.display())))?;
-    check_auth(&r)?;
     let mut out = Imported::default();
     let store = mvcc::store::load::load(store_path, &crate::apply::store::KEYSPACES, config, |l| {
         let mut marker = 0i64;

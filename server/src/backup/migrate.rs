@@ -21,8 +21,9 @@
 //! start finishes the renames). `member.etcd` stays until the operator removes it; with it, etcd can be started
 //! again on the directory after renaming it back to `member`.
 //!
-//! Refused, with the reason and nothing changed: a database or WAL that does not read, a WAL without C's term,
-//! authentication enabled (in the database or by an entry to replay), a separate `--wal-dir`.
+//! Refused, with the reason and nothing changed: a database or WAL that does not read, a WAL without C's term, an
+//! entry to replay that changes users or roles (etcd 3.4 logs the password itself), a separate `--wal-dir`. Users,
+//! roles and whether authentication is on come with the database.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -67,8 +68,46 @@ struct EtcdRequest {
     lease_revoke: Option<pb::LeaseRevokeRequest>,
     #[prost(message, optional, tag = "10")]
     alarm: Option<pb::AlarmRequest>,
+    /// Any of etcd's auth requests (tags 1000 to 1204): present or not is all the conversion needs.
     #[prost(message, optional, tag = "1000")]
     auth_enable: Option<pb::AuthEnableRequest>,
+    #[prost(message, optional, tag = "1011")]
+    auth_disable: Option<pb::AuthDisableRequest>,
+    #[prost(message, optional, tag = "1100")]
+    auth_user_add: Option<pb::AuthUserAddRequest>,
+    #[prost(message, optional, tag = "1101")]
+    auth_user_delete: Option<pb::AuthUserDeleteRequest>,
+    #[prost(message, optional, tag = "1103")]
+    auth_user_change_password: Option<pb::AuthUserChangePasswordRequest>,
+    #[prost(message, optional, tag = "1104")]
+    auth_user_grant_role: Option<pb::AuthUserGrantRoleRequest>,
+    #[prost(message, optional, tag = "1105")]
+    auth_user_revoke_role: Option<pb::AuthUserRevokeRoleRequest>,
+    #[prost(message, optional, tag = "1200")]
+    auth_role_add: Option<pb::AuthRoleAddRequest>,
+    #[prost(message, optional, tag = "1201")]
+    auth_role_delete: Option<pb::AuthRoleDeleteRequest>,
+    #[prost(message, optional, tag = "1203")]
+    auth_role_grant_permission: Option<pb::AuthRoleGrantPermissionRequest>,
+    #[prost(message, optional, tag = "1204")]
+    auth_role_revoke_permission: Option<pb::AuthRoleRevokePermissionRequest>,
+}
+
+impl EtcdRequest {
+    /// Whether it changes users, roles or whether authentication is on.
+    fn changes_auth(&self) -> bool {
+        self.auth_enable.is_some()
+            || self.auth_disable.is_some()
+            || self.auth_user_add.is_some()
+            || self.auth_user_delete.is_some()
+            || self.auth_user_change_password.is_some()
+            || self.auth_user_grant_role.is_some()
+            || self.auth_user_revoke_role.is_some()
+            || self.auth_role_add.is_some()
+            || self.auth_role_delete.is_some()
+            || self.auth_role_grant_permission.is_some()
+            || self.auth_role_revoke_permission.is_some()
+    }
 }
 
 /// etcd's v2 `Request` (members publish their name and client URLs with one).
@@ -199,9 +238,11 @@ fn operation(data: &[u8], index: u64) -> Result<Option<Op>, Error> {
     // As etcd: an InternalRaftRequest, or else (older entries, member publishes) a bare v2 request.
     let v2 = match EtcdRequest::decode(data) {
         Ok(r) => {
-            if r.auth_enable.is_some() {
+            if r.changes_auth() {
+                // etcd 3.4 logs the password itself and hashes it when applying: not something to replay.
                 return Err(Error::Refused(format!(
-                    "WAL entry {index} enables authentication, which this ferrokv does not enforce yet"
+                    "WAL entry {index}, past what etcd's database holds, changes users or roles: start etcd on the \
+                     directory once more and stop it cleanly, so that its database holds the change, then convert"
                 )));
             }
             let op = r
@@ -247,7 +288,7 @@ fn convert_entry(e: &Entry) -> Result<Entry, Error> {
     match e.get_entry_type() {
         EntryType::EntryNormal => {
             if let Some(op) = operation(&e.data, e.index)? {
-                out.data = request::encode(RequestId(0), &op).into();
+                out.data = request::encode(RequestId(0), &request::Caller::member(), &op).into();
             }
         }
         EntryType::EntryConfChange => {

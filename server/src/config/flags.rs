@@ -54,7 +54,6 @@ const fn spec(name: &'static str, kind: Kind, default: &'static str, effect: Eff
 use Effect::{Alias, NoEffect, Refused, Used};
 use Kind::{Bool, Duration, Text, Uint};
 
-const NOT_YET_AUTH: &str = "authentication is not implemented yet";
 const NO_V2: &str = "ferrokv serves only etcd's v3 API (no v2 API, no v2 proxy)";
 const NO_TRACING: &str = "ferrokv does not export OpenTelemetry traces";
 const NO_BBOLT: &str = "ferrokv's store is not bbolt";
@@ -166,9 +165,9 @@ pub const FLAGS: &[Spec] = &[
     spec("cors", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
     spec("host-whitelist", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
     // Auth.
-    spec("auth-token", Text, "simple", Refused(NOT_YET_AUTH)),
+    spec("auth-token", Text, "simple", Refused("JWT tokens are not implemented yet (simple tokens, the default, are)")),
     spec("bcrypt-cost", Uint, "10", Used),
-    spec("auth-token-ttl", Uint, "300", Refused(NOT_YET_AUTH)),
+    spec("auth-token-ttl", Uint, "300", Used),
     // Profiling and monitoring.
     spec("enable-pprof", Bool, "false", NoEffect("there is no Go runtime to profile; use perf")),
     spec("metrics", Text, "basic", NoEffect("the same series are exported at either level")),

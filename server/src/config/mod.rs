@@ -84,6 +84,8 @@ pub struct Config {
     pub max_txn_ops: usize,
     /// `--bcrypt-cost`: the cost of the bcrypt hashes of user passwords.
     pub bcrypt_cost: u32,
+    /// `--auth-token-ttl`: seconds a simple token lasts after its last use.
+    pub auth_token_ttl: u64,
     pub max_concurrent_streams: u32,
     /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout` (zero disables).
     pub grpc_keepalive_interval: std::time::Duration,
@@ -412,6 +414,7 @@ impl Values {
             backend_batch_limit,
             max_txn_ops,
             bcrypt_cost,
+            auth_token_ttl: self.uint("auth-token-ttl")?,
             max_concurrent_streams,
             grpc_keepalive_interval: self.duration("grpc-keepalive-interval")?.unwrap_or_default(),
             grpc_keepalive_timeout: self.duration("grpc-keepalive-timeout")?.unwrap_or_default(),
