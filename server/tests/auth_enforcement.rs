@@ -3,7 +3,8 @@
 //! a key it may not read): ranges wider than its permission, writes, deletes, Txns whose compares or untaken branch
 //! or nested Txn touch other keys, watches, the keys of a lease, maintenance and membership calls, and every way
 //! of granting itself more. No token is "user name is empty", a made-up token "invalid auth token", a token dies
-//! with its user's password, and a revoked role takes effect on the next request. A wrong password and an unknown
+//! with its user's password, and a revoked role ends an open watch before its next event and refuses the next
+//! request. A wrong password and an unknown
 //! user cost the same bcrypt time (no user enumeration by timing).
 
 mod common;
@@ -238,9 +239,30 @@ async fn a_reader_is_refused_everything_else_and_learns_nothing() {
         "etcdserver: invalid auth token",
     );
 
-    // A revoked role: her next request is refused.
+    // A revoked role: her open watch ends before it delivers anything more, and her next request is refused.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let create = pb::WatchCreateRequest { key: "/a/".into(), range_end: prefix_end("/a/"), ..Default::default() };
+    tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
+        .await
+        .unwrap();
+    let stream = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut watch = WatchClient::new(ch.clone()).watch(with(&alice, stream)).await.unwrap().into_inner();
+    let created = watch.message().await.unwrap().unwrap();
+    assert!(created.created && !created.canceled, "{created:?}");
+    kv.put(with(&root, pb::PutRequest { key: "/a/2".into(), value: "seen".into(), ..Default::default() }))
+        .await
+        .unwrap();
+    let seen = watch.message().await.unwrap().unwrap();
+    assert_eq!(seen.events.len(), 1, "allowed, she sees the put: {seen:?}");
     let revoke = pb::AuthUserRevokeRoleRequest { name: "alice".into(), role: "reader".into() };
     auth.user_revoke_role(with(&root, revoke)).await.unwrap();
+    kv.put(with(&root, pb::PutRequest { key: "/a/3".into(), value: "unseen".into(), ..Default::default() }))
+        .await
+        .unwrap();
+    let next = watch.message().await.unwrap().unwrap();
+    assert!(next.canceled && next.events.is_empty() && next.watch_id == created.watch_id, "{next:?}");
+    assert_eq!(next.cancel_reason, "rpc error: code = PermissionDenied desc = etcdserver: permission denied");
+    drop(tx);
     denied("a read after the role is revoked", kv.range(with(&alice, mine)).await);
 
     // Nothing was changed by any refused request.

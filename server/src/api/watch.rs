@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::api::convert::{Headers, to_pb};
 use crate::apply::Batch;
 use crate::apply::store::StoreSlot;
+use crate::error::Error;
 use crate::proto::etcdserverpb::{
     self as pb, watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
 };
@@ -82,6 +83,14 @@ struct Session {
     /// `api::auth::caller`).
     token: Option<String>,
     cert_user: Option<String>,
+    /// Whether authentication was on, and its revision, when the watchers were last allowed.
+    auth_seen: (bool, u64),
+}
+
+/// A refusal as etcd words it in a watch's cancel reason: the gRPC error's text.
+fn cancel_reason(e: Error) -> String {
+    let status = tonic::Status::from(e);
+    format!("rpc error: code = {:?} desc = {}", status.code(), status.message())
 }
 
 impl Session {
@@ -153,8 +162,7 @@ impl Session {
             .and_then(|caller| self.service.auth.current().range_permitted(&caller, &c.key, &c.range_end));
         if let Err(e) = permitted {
             let header = self.header(self.service.stores.get().current_revision());
-            let status = tonic::Status::from(e);
-            let reason = format!("rpc error: code = {:?} desc = {}", status.code(), status.message());
+            let reason = cancel_reason(e);
             return self
                 .send(pb::WatchResponse {
                     header,
@@ -255,6 +263,45 @@ impl Session {
         self.send(pb::WatchResponse { header: self.header(revision), watch_id: -1, ..Default::default() }).await
     }
 
+    /// When users, roles or permissions changed since the watchers were allowed, each is checked again and one
+    /// whose caller may no longer read all of its range is canceled, with the reason, before anything more is sent
+    /// (etcd before 3.7.1 kept delivering: GHSA-xg4h-6gfc-h4m8). False if the stream is gone.
+    async fn recheck(&mut self) -> bool {
+        let state = self.service.auth.current();
+        let seen = (state.enabled(), state.revision());
+        if seen == self.auth_seen {
+            return true;
+        }
+        self.auth_seen = seen;
+        let caller = self.service.auth.caller(self.token.as_deref(), self.cert_user.as_deref());
+        let refused: Vec<(i64, Error)> = self
+            .watchers
+            .iter()
+            .filter_map(|(id, w)| {
+                let allowed = match &caller {
+                    Ok(c) => state.range_permitted(c, &w.key, &w.range_end),
+                    Err(_) => Err(Error::InvalidAuthToken),
+                };
+                allowed.err().map(|e| (*id, e))
+            })
+            .collect();
+        for (id, e) in refused {
+            self.watchers.remove(&id);
+            let header = self.header(self.service.stores.get().current_revision());
+            let canceled = pb::WatchResponse {
+                header,
+                watch_id: id,
+                canceled: true,
+                cancel_reason: cancel_reason(e),
+                ..Default::default()
+            };
+            if !self.send(canceled).await {
+                return false;
+            }
+        }
+        true
+    }
+
     async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, mut live: broadcast::Receiver<Arc<Batch>>) {
         let every = self.service.progress_every;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -289,6 +336,9 @@ impl Session {
                     }
                 }
                 batch = live.recv() => {
+                    if !self.recheck().await {
+                        return;
+                    }
                     let alive = match batch {
                         Ok(b) if !b.resync => self.deliver(&b).await,
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -331,7 +381,9 @@ impl Watch for WatchService {
             .get::<crate::api::client_conn::ClientInfo>()
             .and_then(|c| c.common_name.clone())
             .filter(|_| request.metadata().get("grpcgateway-accept").is_none());
+        let state = self.auth.current();
         let session = Session {
+            auth_seen: (state.enabled(), state.revision()),
             token,
             cert_user,
             service: self.clone(),
