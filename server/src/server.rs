@@ -122,9 +122,18 @@ pub fn run(config: Config) -> Result<(), Error> {
     alarms.load(&store)?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     metrics.count_keys(&store)?;
+    let jwt = match config.auth_token.split_once(',') {
+        _ if config.auth_token == "simple" => None,
+        Some(("jwt", options)) => Some(
+            crate::apply::jwt::Jwt::parse(options)
+                .map_err(|e| Error::Refused(format!("--auth-token: failed to create a JWT token provider: {e}")))?,
+        ),
+        _ => return Err(Error::Refused(format!("--auth-token: unknown token type {:?}", config.auth_token))),
+    };
     let auth = crate::apply::perms::Auth::load(
         &store,
         Duration::from_secs(config.auth_token_ttl),
+        jwt,
         config.client_tls.client_cert_auth,
     )?;
     let (events, _) = tokio::sync::broadcast::channel(4096);

@@ -307,3 +307,39 @@ async fn an_unknown_user_costs_the_time_of_a_wrong_password() {
     let ratio = unknown_user.as_secs_f64() / wrong_password.as_secs_f64();
     assert!((0.5..2.0).contains(&ratio), "unknown user {unknown_user:?} against wrong password {wrong_password:?}");
 }
+
+/// A token issued by one member works on every member: simple tokens because every member applies the
+/// Authenticate entry that issues them, JWT because every member holds the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_one_member_works_on_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, cluster) = common::cluster::specs(3);
+    let members: Vec<common::Member> = specs.iter().map(|s| common::cluster::launch(dir.path(), s, &cluster)).collect();
+    let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
+    common::cluster::agreed_leader(&endpoints).await;
+    let mut channels = Vec::new();
+    for e in &endpoints {
+        channels.push(Channel::from_shared(format!("http://{e}")).unwrap().connect().await.unwrap());
+    }
+    let mut auth = AuthClient::new(channels[0].clone());
+    auth.role_add(pb::AuthRoleAddRequest { name: "root".into() }).await.unwrap();
+    let root = pb::AuthUserAddRequest { name: "root".into(), password: "rootpw".into(), ..Default::default() };
+    auth.user_add(root).await.unwrap();
+    auth.user_grant_role(pb::AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.unwrap();
+    auth.auth_enable(pb::AuthEnableRequest {}).await.unwrap();
+    let token = authenticate(&channels[0], "root", "rootpw").await.unwrap();
+    for (i, ch) in channels.iter().enumerate() {
+        let mut kv = KvClient::new(ch.clone());
+        let key = format!("k{i}");
+        let put = pb::PutRequest { key: key.clone().into(), value: b"v".to_vec(), ..Default::default() };
+        kv.put(with(&token, put)).await.unwrap_or_else(|e| panic!("put through member {i}: {e}"));
+        let got = kv.range(with(&token, pb::RangeRequest { key: key.into(), ..Default::default() })).await;
+        assert_eq!(got.unwrap_or_else(|e| panic!("range through member {i}: {e}")).into_inner().kvs.len(), 1);
+        refused(
+            "no token",
+            kv.range(Request::new(pb::RangeRequest { key: "k0".into(), ..Default::default() })).await,
+            Code::InvalidArgument,
+            "etcdserver: user name is empty",
+        );
+    }
+}

@@ -16,6 +16,7 @@
 
 pub mod alarm;
 pub mod auth;
+pub mod jwt;
 pub mod lease;
 pub mod membership;
 pub mod perms;
@@ -193,43 +194,6 @@ fn runs_with_others(op: &Op) -> bool {
             false
         }
     }
-}
-
-/// Whether `caller` may run every part of `t`: read every compared range and every range read, write every put
-/// and deleted range (and read it when the previous values are asked for), and write the keys already under a
-/// lease a put attaches to, at every level of nesting.
-fn txn_permitted(
-    state: &perms::AuthState,
-    caller: &crate::request::Caller,
-    t: &pb::TxnRequest,
-    lease_keys: &dyn Fn(i64) -> Result<(), Error>,
-) -> Result<(), Error> {
-    use pb::request_op::Request;
-    for c in &t.compare {
-        state.range_permitted(caller, &c.key, &c.range_end)?;
-    }
-    for op in t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()) {
-        match op {
-            Request::RequestRange(r) => state.range_permitted(caller, &r.key, &r.range_end)?,
-            Request::RequestPut(p) => {
-                state.put_permitted(caller, &p.key)?;
-                if p.prev_kv {
-                    state.range_permitted(caller, &p.key, &[])?;
-                }
-                if p.lease != 0 {
-                    lease_keys(p.lease)?;
-                }
-            }
-            Request::RequestDeleteRange(d) => {
-                if d.prev_kv {
-                    state.range_permitted(caller, &d.key, &d.range_end)?;
-                }
-                state.delete_permitted(caller, &d.key, &d.range_end)?;
-            }
-            Request::RequestTxn(t) => txn_permitted(state, caller, t, lease_keys)?,
-        }
-    }
-    Ok(())
 }
 
 /// The leases the puts of `ops` (nested Txns' both branches included) attach keys to.
@@ -497,7 +461,7 @@ impl Apply {
                 let read = if d.prev_kv { state.range_permitted(caller, &d.key, &d.range_end) } else { Ok(()) };
                 read.and_then(|()| state.delete_permitted(caller, &d.key, &d.range_end))
             }
-            Op::Txn(t) => txn_permitted(&state, caller, t, &lease_keys),
+            Op::Txn(t) => state.txn_permitted(caller, t, &lease_keys),
             Op::LeaseRevoke(r) => lease_keys(r.id),
             Op::Auth(a) => match &a.op {
                 Some(crate::request::AuthOp::Status(_) | crate::request::AuthOp::Authenticate(_)) | None => Ok(()),
@@ -510,32 +474,36 @@ impl Apply {
         result.err()
     }
 
-    /// After an auth request is committed: the state the checks read, and the tokens.
+    /// After an auth request is committed: the state the checks read, and the tokens; returns the answer, an
+    /// Authenticate's with the token this member hands out.
     fn after_auth(
         &self,
         store: &mvcc::Store,
         op: &crate::request::AuthOp,
-        answer: Option<&auth::Answer>,
-    ) -> Result<(), mvcc::Error> {
+        answer: Result<auth::Answer, Error>,
+    ) -> Result<Result<auth::Answer, Error>, mvcc::Error> {
         use crate::request::AuthOp;
         match (op, answer) {
-            (AuthOp::Authenticate(a), Some(auth::Answer::Token(token))) => {
-                self.auth.assign(token.clone(), a.name.clone());
+            (AuthOp::Authenticate(a), Ok(auth::Answer::Token(token))) => {
+                Ok(match self.auth.assign(token, a.name.clone()) {
+                    Some(token) => Ok(auth::Answer::Token(token)),
+                    None => Err(Error::Refused("the token could not be signed".into())),
+                })
             }
             (
                 AuthOp::Status(_) | AuthOp::UserGet(_) | AuthOp::UserList(_) | AuthOp::RoleGet(_) | AuthOp::RoleList(_),
-                _,
-            ) => {}
-            (op, _) => {
+                answer,
+            ) => Ok(answer),
+            (op, answer) => {
                 self.auth.reload(store)?;
                 match op {
                     AuthOp::UserDelete(u) => self.auth.invalidate(&u.name),
                     AuthOp::UserChangePassword(u) => self.auth.invalidate(&u.name),
                     _ => {}
                 }
+                Ok(answer)
             }
         }
-        Ok(())
     }
 
     /// Records `index` as applied with no change to the data.
@@ -655,11 +623,11 @@ impl Apply {
                 return Ok(Err(Error::Corrupt("an auth request without an operation".into())));
             };
             let mut w = store.write()?;
-            let answer = auth::apply(&store, &mut w, auth_op, index)?;
+            let mut answer = auth::apply(&store, &mut w, auth_op, index)?;
             if answer.is_ok() {
                 w.set_applied(index, term);
                 w.commit()?;
-                self.after_auth(&store, auth_op, answer.as_ref().ok())?;
+                answer = self.after_auth(&store, auth_op, answer)?;
             } else {
                 // A refused request changes nothing: its writes are discarded, only its index is recorded.
                 drop(w);

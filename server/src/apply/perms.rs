@@ -11,6 +11,8 @@
 //!   union of the user's permissions of that type to cover the whole range (a READWRITE permission counts for
 //!   both). Admin requests need the role `root`.
 //!
+//! **JWT tokens** (`--auth-token jwt,...`): see `jwt`; they carry their user and auth revision.
+//!
 //! **Simple tokens** (`--auth-token simple`): issued by an Authenticate entry applied on every member, so a token
 //! works on every member; `<16 random letters>.<the entry's index>`. A token lasts `--auth-token-ttl` after its
 //! last use; deleting a user or changing its password ends its tokens; disabling authentication ends all.
@@ -29,7 +31,7 @@ use prost::Message as _;
 
 use crate::apply::auth::{AUTH, ENABLED, REVISION, ROLES, ROOT, USERS};
 use crate::error::Error;
-use crate::proto::authpb;
+use crate::proto::{authpb, etcdserverpb as pb};
 use crate::request::Caller;
 
 /// Key ranges `[start, end)`, `None` for no end.
@@ -212,6 +214,43 @@ impl AuthState {
         }
     }
 
+    /// Whether `caller` may run every part of `t`: read every compared range and every range read, write every put
+    /// and deleted range (and read it when the previous values are asked for), and write the keys already under a
+    /// lease a put attaches to, at every level of nesting.
+    pub fn txn_permitted(
+        &self,
+        caller: &Caller,
+        t: &pb::TxnRequest,
+        lease_keys: &dyn Fn(i64) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        use pb::request_op::Request;
+        for c in &t.compare {
+            self.range_permitted(caller, &c.key, &c.range_end)?;
+        }
+        for op in t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()) {
+            match op {
+                Request::RequestRange(r) => self.range_permitted(caller, &r.key, &r.range_end)?,
+                Request::RequestPut(p) => {
+                    self.put_permitted(caller, &p.key)?;
+                    if p.prev_kv {
+                        self.range_permitted(caller, &p.key, &[])?;
+                    }
+                    if p.lease != 0 {
+                        lease_keys(p.lease)?;
+                    }
+                }
+                Request::RequestDeleteRange(d) => {
+                    if d.prev_kv {
+                        self.range_permitted(caller, &d.key, &d.range_end)?;
+                    }
+                    self.delete_permitted(caller, &d.key, &d.range_end)?;
+                }
+                Request::RequestTxn(t) => self.txn_permitted(caller, t, lease_keys)?,
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `c` holds `role` (a user may read its own roles).
     pub fn has_role(&self, c: &Caller, role: &str) -> bool {
         self.users.get(&c.user).is_some_and(|u| u.roles.iter().any(|r| r == role))
@@ -229,15 +268,23 @@ pub struct Auth {
     state: Arc<RwLock<Arc<AuthState>>>,
     tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
     ttl: Duration,
+    /// `--auth-token jwt,...`: tokens are signed and verified, not kept.
+    jwt: Option<Arc<crate::apply::jwt::Jwt>>,
     /// `--client-cert-auth`: a request without a token is its client certificate's common name.
     cert_auth: bool,
 }
 
 impl Auth {
-    /// The state of `store`, tokens lasting `ttl` after their last use; `cert_auth`: `--client-cert-auth`.
-    pub fn load(store: &Store, ttl: Duration, cert_auth: bool) -> Result<Auth, mvcc::Error> {
+    /// The state of `store`; simple tokens lasting `ttl` after their last use, or JWT tokens of `jwt`;
+    /// `cert_auth`: `--client-cert-auth`.
+    pub fn load(
+        store: &Store,
+        ttl: Duration,
+        jwt: Option<crate::apply::jwt::Jwt>,
+        cert_auth: bool,
+    ) -> Result<Auth, mvcc::Error> {
         let state = Arc::new(RwLock::new(Arc::new(AuthState::load(store)?)));
-        Ok(Auth { state, tokens: Arc::default(), ttl, cert_auth })
+        Ok(Auth { state, tokens: Arc::default(), ttl, jwt: jwt.map(Arc::new), cert_auth })
     }
 
     /// The current state.
@@ -260,12 +307,17 @@ impl Auth {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a token an applied Authenticate issued.
-    pub fn assign(&self, token: String, user: String) {
+    /// The token an applied Authenticate hands out: the simple token `simple`, recorded; or a JWT signed for
+    /// `user` at the current auth revision (`None` if signing failed).
+    pub fn assign(&self, simple: String, user: String) -> Option<String> {
+        if let Some(jwt) = &self.jwt {
+            return jwt.sign(&user, self.current().revision).ok();
+        }
         let deadline = Instant::now() + self.ttl;
         let mut tokens = self.lock_tokens();
         tokens.retain(|_, (_, d)| *d > Instant::now());
-        tokens.insert(token, (user, deadline));
+        tokens.insert(simple.clone(), (user, deadline));
+        Some(simple)
     }
 
     /// Ends every token of `user` (deleted, or its password changed).
@@ -289,6 +341,13 @@ impl Auth {
                 None => Caller::default(),
             });
         };
+        if let Some(jwt) = &self.jwt {
+            // The revision is the token's: an older one than the current is refused by the checks.
+            return match jwt.verify(token) {
+                Some((user, revision)) => Ok(Caller { user, revision, internal: false }),
+                None => Err(Error::InvalidAuthToken),
+            };
+        }
         let mut tokens = self.lock_tokens();
         match tokens.get_mut(token) {
             Some((user, deadline)) if *deadline > Instant::now() => {

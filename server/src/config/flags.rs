@@ -165,7 +165,7 @@ pub const FLAGS: &[Spec] = &[
     spec("cors", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
     spec("host-whitelist", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
     // Auth.
-    spec("auth-token", Text, "simple", Refused("JWT tokens are not implemented yet (simple tokens, the default, are)")),
+    spec("auth-token", Text, "simple", Used),
     spec("bcrypt-cost", Uint, "10", Used),
     spec("auth-token-ttl", Uint, "300", Used),
     // Profiling and monitoring.

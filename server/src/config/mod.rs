@@ -86,6 +86,8 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// `--auth-token-ttl`: seconds a simple token lasts after its last use.
     pub auth_token_ttl: u64,
+    /// `--auth-token`: `simple`, or `jwt,` and its options (checked at start, `apply::jwt`).
+    pub auth_token: String,
     pub max_concurrent_streams: u32,
     /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout` (zero disables).
     pub grpc_keepalive_interval: std::time::Duration,
@@ -415,6 +417,7 @@ impl Values {
             max_txn_ops,
             bcrypt_cost,
             auth_token_ttl: self.uint("auth-token-ttl")?,
+            auth_token: self.text("auth-token").to_string(),
             max_concurrent_streams,
             grpc_keepalive_interval: self.duration("grpc-keepalive-interval")?.unwrap_or_default(),
             grpc_keepalive_timeout: self.duration("grpc-keepalive-timeout")?.unwrap_or_default(),
