@@ -122,6 +122,11 @@ pub fn server_config(cert: &Path, key: &Path, files: &TlsFiles) -> Result<Server
             }
             let verifier = if files.client_cert_auth { verifier } else { verifier.allow_unauthenticated() };
             let verifier = verifier.build().map_err(|e| Error::Refused(format!("client verifier: {e}")))?;
+            let roots = CertificateDer::pem_file_iter(ca)
+                .and_then(|i| i.map(|c| c.map(|c| c.as_ref().to_vec())).collect::<Result<Vec<_>, _>>())
+                .map_err(|e| Error::Refused(format!("cannot read trusted CA {}: {e}", ca.display())))?;
+            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+                Arc::new(policy::TrustedRootClient { inner: verifier, roots });
             builder.with_client_cert_verifier(policy::client_verifier(verifier, policy::AllowedNames::from(files)))
         }
         None => builder.with_no_client_auth(),

@@ -258,6 +258,51 @@ impl ClientCertVerifier for AllowedClient {
     signatures_from_inner!();
 }
 
+/// A client-certificate verifier that also takes, as Go's does, a client presenting one of the trusted CA
+/// certificates itself (a self-signed CA used as the client's own certificate, which webpki refuses as
+/// "CaUsedAsEndEntity"): accepted only if it is byte for byte a certificate of `--trusted-ca-file`, presented
+/// alone, and within its validity period. The handshake signature is still checked with its key.
+#[derive(Debug)]
+pub struct TrustedRootClient {
+    pub inner: Arc<dyn ClientCertVerifier>,
+    /// The DER of every certificate of the trusted CA file.
+    pub roots: Vec<Vec<u8>>,
+}
+
+impl ClientCertVerifier for TrustedRootClient {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let refused = match self.inner.verify_client_cert(end_entity, intermediates, now) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let a_root = intermediates.is_empty() && self.roots.iter().any(|r| r.as_slice() == end_entity.as_ref());
+        let current = x509_parser::parse_x509_certificate(end_entity).is_ok_and(|(_, c)| {
+            let t = now.as_secs() as i64;
+            c.validity().not_before.timestamp() <= t && t <= c.validity().not_after.timestamp()
+        });
+        if a_root && current { Ok(ClientCertVerified::assertion()) } else { Err(refused) }
+    }
+
+    signatures_from_inner!();
+}
+
 /// A server-certificate verifier that also requires the allowed names.
 #[derive(Debug)]
 pub struct AllowedServer {
@@ -322,6 +367,29 @@ pub fn describe(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trusted_ca_may_be_a_clients_own_certificate_and_no_other_ca_may() {
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+            params.self_signed(&key).unwrap().der().clone()
+        };
+        let (trusted, stranger) = (ca("root"), ca("root"));
+        let mut store = rustls::RootCertStore::empty();
+        store.add(trusted.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider).build().unwrap();
+        let v = TrustedRootClient { inner, roots: vec![trusted.as_ref().to_vec()] };
+        let now = UnixTime::now();
+        assert!(v.inner.verify_client_cert(&trusted, &[], now).is_err(), "webpki alone refuses a CA as a client");
+        assert!(v.verify_client_cert(&trusted, &[], now).is_ok(), "the trusted CA itself, as Go accepts it");
+        assert!(v.verify_client_cert(&stranger, &[], now).is_err(), "another CA with the same name");
+        assert!(v.verify_client_cert(&trusted, std::slice::from_ref(&stranger), now).is_err(), "not alone");
+    }
 
     #[test]
     fn go_suite_names() {
