@@ -380,7 +380,7 @@ mod tests {
         let (trusted, stranger) = (ca("root"), ca("root"));
         let mut store = rustls::RootCertStore::empty();
         store.add(trusted.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::consensus::tls::provider();
         let inner =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider).build().unwrap();
         let v = TrustedRootClient { inner, roots: vec![trusted.as_ref().to_vec()] };
