@@ -111,7 +111,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let (client_tls, client_dialer) =
         crate::api::client_tls::configure(&config.client_tls, &fixtures.join("client"), &client_hosts)?;
     if config.initial_corrupt_check {
-        runtime.block_on(crate::api::corrupt::check_initial(&stores, me, &cluster, &client_dialer))?;
+        runtime.block_on(crate::api::corrupt::check_initial(&stores, me, &cluster, &dialer))?;
     }
 
     let proposals = Arc::new(Proposals::new(me));
@@ -175,7 +175,8 @@ pub fn run(config: Config) -> Result<(), Error> {
     for url in &config.listen_peer_urls {
         crate::consensus::transport::listen(&crate::consensus::conn::PeerAddr::of(url), shared.clone())?;
     }
-    let transport = crate::consensus::transport::Transport::new(dialer, &peers, Arc::clone(&stores), raft_tx.clone())?;
+    let transport =
+        crate::consensus::transport::Transport::new(dialer.clone(), &peers, Arc::clone(&stores), raft_tx.clone())?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
         id: me,
@@ -252,6 +253,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         auth,
         client_tls,
         client_dialer,
+        peer_dialer: dialer.clone(),
         config: config.clone(),
     };
     drop(fatal);
@@ -282,6 +284,8 @@ struct Handles {
     client_tls: Option<tokio_rustls::TlsAcceptor>,
     /// How this member dials other members' client URLs.
     client_dialer: crate::api::client_tls::Dialer,
+    /// How this member dials other members' peer URLs (the corruption checks ask there).
+    peer_dialer: crate::consensus::transport::Dialer,
     /// One membership change at a time, across the services of every client URL.
     one_change: Arc<tokio::sync::Mutex<()>>,
     /// Set once a graceful stop begins: long maintenance work (defragmentation) ends at its next step.
@@ -448,7 +452,7 @@ async fn serve(
             every,
             Arc::clone(&h.stores),
             h.cluster.clone(),
-            h.client_dialer.clone(),
+            h.peer_dialer.clone(),
             h.proposer.clone(),
         );
         tokio::spawn(check)

@@ -2,7 +2,9 @@
 //!
 //! **Initial** (`--experimental-initial-corrupt-check`, 3.6's `InitialCorruptCheck` gate): before
 //! a member serves clients it hashes its store (HashKV at its current revision) and asks every other member for
-//! the hash at the same revision, through the other member's client URL. A different hash at the same compaction
+//! the hash at the same revision, over the peer transport (a `HASH_KV` frame, answered by [`peer_answer`]), as
+//! etcd asks its peers' `/members/hashkv`: peer TLS guards it, and client authentication, which knows nothing
+//! of members, does not stand in the way. A different hash at the same compaction
 //! revision means one of the two stores differs from the log they share: the member refuses to start
 //! ("found data inconsistency with peers", etcd's words, which tooling greps for). A peer that cannot answer (not
 //! up yet, behind, or already compacted past the revision) is logged and skipped, as etcd does: the check never
@@ -24,9 +26,10 @@ use std::time::Duration;
 
 use crate::apply::membership::Shared;
 use crate::apply::store::StoreSlot;
+use crate::consensus::transport::{Dialer, HASH_KV, read_frame, write_frame};
 use crate::error::Error;
 use crate::logging::log;
-use crate::proto::etcdserverpb::{HashKvRequest, maintenance_client::MaintenanceClient};
+use crate::proto::etcdserverpb::{HashKvResponse, ResponseHeader};
 
 /// How long one peer may take to answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,12 +42,7 @@ enum Answer {
 }
 
 /// Compares this member's hash with every peer's; `Err` when a peer at the same compaction revision disagrees.
-pub async fn check_initial(
-    stores: &StoreSlot,
-    me: u64,
-    registry: &Shared,
-    dialer: &crate::api::client_tls::Dialer,
-) -> Result<(), Error> {
+pub async fn check_initial(stores: &StoreSlot, me: u64, registry: &Shared, dialer: &Dialer) -> Result<(), Error> {
     log("info", "starting initial corruption check", &[("local-member-id", format!("{me:x}"))]);
     let store = stores.get();
     let (hash, rev, compact) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;
@@ -84,25 +82,61 @@ pub async fn check_initial(
     Ok(())
 }
 
-/// Every member but `me`, with its client URLs.
+/// Every member but `me`, with its peer URLs.
 fn peers(registry: &Shared, me: u64) -> Vec<(u64, Vec<String>)> {
-    registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.client_ur_ls)).collect()
+    registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.peer_ur_ls)).collect()
 }
 
-/// Asks a member (at the first of its client URLs that answers) for its hash at `rev`.
-async fn ask(dialer: &crate::api::client_tls::Dialer, urls: &[String], rev: i64) -> Answer {
-    let mut why = "the member has published no client URL".to_string();
+/// The answer to a peer's `HASH_KV` frame (the revision, i64 little-endian): `0` then etcd's `HashKvResponse`
+/// (the header's revision is the store's current one), or `1` then why not.
+pub fn peer_answer(stores: &StoreSlot, body: &[u8]) -> Vec<u8> {
+    use prost::Message as _;
+    let Ok(rev) = <[u8; 8]>::try_from(body).map(i64::from_le_bytes) else { return b"\x01a malformed request".to_vec() };
+    let store = stores.get();
+    match crate::backup::export::hash_kv(&store, rev) {
+        Ok((hash, hash_revision, compact_revision)) => {
+            let header = Some(ResponseHeader { revision: store.current_revision(), ..Default::default() });
+            let r = HashKvResponse { header, hash, compact_revision, hash_revision };
+            [&[0u8][..], &r.encode_to_vec()].concat()
+        }
+        Err(e) => [&[1u8][..], e.to_string().as_bytes()].concat(),
+    }
+}
+
+/// Asks one peer, at one of its peer URLs, over the peer transport (blocking).
+fn ask_one(dialer: &Dialer, url: &str, rev: i64) -> Result<HashKvResponse, String> {
+    use prost::Message as _;
+    use std::io::Write as _;
+    let url = crate::config::parse_url("peer-urls", url).map_err(|e| e.to_string())?;
+    let mut conn = dialer.dial(&crate::consensus::conn::PeerAddr::of(&url)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(PEER_TIMEOUT)).map_err(|e| e.to_string())?;
+    let frame = [&[HASH_KV][..], &rev.to_le_bytes()].concat();
+    if !write_frame(&mut conn, &frame) || conn.flush().is_err() {
+        return Err("the request could not be sent".into());
+    }
+    let mut buf = Vec::new();
+    if !read_frame(&mut std::io::BufReader::new(conn), &mut buf) {
+        return Err("no answer".into());
+    }
+    match buf.split_first() {
+        Some((0, r)) => HashKvResponse::decode(r).map_err(|e| e.to_string()),
+        Some((_, why)) => Err(String::from_utf8_lossy(why).into_owned()),
+        None => Err("an empty answer".into()),
+    }
+}
+
+/// Asks a member (at the first of its peer URLs that answers) for its hash at `rev`.
+async fn ask(dialer: &Dialer, urls: &[String], rev: i64) -> Answer {
+    let mut why = "the member has no peer URL".to_string();
     for url in urls {
-        let attempt = async {
-            let mut client = MaintenanceClient::new(dialer.channel(url).await?);
-            let r = client.hash_kv(HashKvRequest { revision: rev }).await.map_err(|e| e.message().to_string())?;
-            Ok::<_, String>(r.into_inner())
-        };
+        let (d, u) = (dialer.clone(), url.clone());
+        let attempt = tokio::task::spawn_blocking(move || ask_one(&d, &u, rev));
         match tokio::time::timeout(PEER_TIMEOUT, attempt).await {
-            Ok(Ok(r)) => {
+            Ok(Ok(Ok(r))) => {
                 let revision = r.header.map_or(0, |h| h.revision);
                 return Answer::Hash { hash: r.hash, compact: r.compact_revision, revision };
             }
+            Ok(Ok(Err(e))) => why = format!("{url}: {e}"),
             Ok(Err(e)) => why = format!("{url}: {e}"),
             Err(_) => why = format!("{url}: no answer within {PEER_TIMEOUT:?}"),
         }
@@ -115,7 +149,7 @@ pub async fn monitor(
     interval: Duration,
     stores: Arc<StoreSlot>,
     cluster: crate::consensus::view::ClusterView,
-    dialer: crate::api::client_tls::Dialer,
+    dialer: Dialer,
     proposer: crate::proposals::Proposer,
 ) {
     let me = format!("{:x}", cluster.member);
@@ -148,7 +182,7 @@ pub async fn monitor(
 async fn check_peers(
     stores: &StoreSlot,
     cluster: &crate::consensus::view::ClusterView,
-    dialer: &crate::api::client_tls::Dialer,
+    dialer: &Dialer,
 ) -> Result<bool, Error> {
     let store = stores.get();
     let (h, rev, crev) = tokio::task::block_in_place(|| crate::backup::export::hash_kv(&store, 0))?;

@@ -9,7 +9,9 @@
 //! see `apply::lease`); `2` a chunk of a store image and `3` the `MsgSnapshot` that ends it, on a connection of their
 //! own that carries nothing else and is answered with one byte, 1 for a staged image and 0 for a refused one (see
 //! `snapshot`); `4` (empty body), a joining member's question, answered with one frame: etcd's
-//! `MemberListResponse` (protobuf) whose header carries the cluster id (see `identity::join`). An unknown kind or a malformed body ends the connection (the dialler redials).
+//! `MemberListResponse` (protobuf) whose header carries the cluster id (see `identity::join`); `5` a HashKV question
+//! (the revision, i64 LE) from the corruption checks, answered with one frame (see `api::corrupt::peer_answer`). An
+//! unknown kind or a malformed body ends the connection (the dialler redials).
 //!
 //! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
 //! writer thread through a bounded queue and drops it when the queue is full or the peer is unreachable; Raft
@@ -43,6 +45,9 @@ pub const SNAP_CHUNK: u8 = 2;
 pub const SNAP_END: u8 = 3;
 /// A joining member asks for the cluster id and the member list; answered with one frame (see `identity::join`).
 pub const MEMBERS: u8 = 4;
+/// A member asks for the store's HashKV at a revision (the corruption checks); answered with one frame (see
+/// `api::corrupt::peer_answer`).
+pub const HASH_KV: u8 = 5;
 
 /// What every peer connection starts with: the magic, then the transport version.
 pub const PREAMBLE: [u8; 5] = *b"FKVP\x01";
@@ -433,6 +438,12 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
             }
             Some((&MEMBERS, _)) => {
                 let answer = crate::consensus::identity::join_answer(&peer.cluster);
+                let mut w = BufWriter::new(r.into_inner());
+                let _ = write_frame(&mut w, &answer).then(|| w.flush());
+                return;
+            }
+            Some((&HASH_KV, body)) => {
+                let answer = crate::api::corrupt::peer_answer(&peer.stores, body);
                 let mut w = BufWriter::new(r.into_inner());
                 let _ = write_frame(&mut w, &answer).then(|| w.flush());
                 return;
