@@ -386,6 +386,28 @@ mod tests {
     }
 
     #[test]
+    fn simple_tokens_last_their_ttl_after_their_last_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db"), &crate::apply::store::KEYSPACES, Default::default()).unwrap();
+        let mut w = store.db().write().unwrap();
+        w.put(store.db().keyspace(AUTH).unwrap(), ENABLED, &[1]).unwrap();
+        w.commit().unwrap();
+        let auth = Auth::load(&store, Duration::from_millis(300), None, false).unwrap();
+        assert_eq!(auth.assign("tok.5".into(), "alice".into()).as_deref(), Some("tok.5"));
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(150));
+            assert_eq!(auth.caller(Some("tok.5"), None).unwrap().user, "alice", "each use extends it");
+        }
+        std::thread::sleep(Duration::from_millis(450));
+        assert!(matches!(auth.caller(Some("tok.5"), None), Err(Error::InvalidAuthToken)), "unused, it expires");
+        auth.assign("tok.6".into(), "bob".into());
+        auth.invalidate("bob");
+        assert!(matches!(auth.caller(Some("tok.6"), None), Err(Error::InvalidAuthToken)), "its user's tokens end");
+        assert!(matches!(auth.caller(Some("made.up"), None), Err(Error::InvalidAuthToken)));
+        assert_eq!(auth.caller(None, Some("carol")).unwrap(), Caller::default(), "no certificate auth configured");
+    }
+
+    #[test]
     fn checks_follow_etcds_order_of_refusals() {
         let mut state = AuthState { enabled: true, revision: 5, users: HashMap::new() };
         let reader = UserPerms { read: ranges(&[("/a/", "/a0")]), ..UserPerms::default() };
