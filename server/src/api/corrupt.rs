@@ -2,7 +2,7 @@
 //!
 //! **Initial** (`--experimental-initial-corrupt-check`, 3.6's `InitialCorruptCheck` gate): before
 //! a member serves clients it hashes its store (HashKV at its current revision) and asks every other member for
-//! the hash at the same revision, over the peer transport (a `HASH_KV` frame, answered by [`peer_answer`]), as
+//! the hash at the same revision, over the peer transport (a `HASH_KV` frame, answered by `consensus::transport::hash_kv_answer`), as
 //! etcd asks its peers' `/members/hashkv`: peer TLS guards it, and client authentication, which knows nothing
 //! of members, does not stand in the way. A different hash at the same compaction
 //! revision means one of the two stores differs from the log they share: the member refuses to start
@@ -29,7 +29,7 @@ use crate::apply::store::StoreSlot;
 use crate::consensus::transport::{Dialer, HASH_KV, read_frame, write_frame};
 use crate::error::Error;
 use crate::logging::log;
-use crate::proto::etcdserverpb::{HashKvResponse, ResponseHeader};
+use crate::proto::etcdserverpb::HashKvResponse;
 
 /// How long one peer may take to answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,22 +85,6 @@ pub async fn check_initial(stores: &StoreSlot, me: u64, registry: &Shared, diale
 /// Every member but `me`, with its peer URLs.
 fn peers(registry: &Shared, me: u64) -> Vec<(u64, Vec<String>)> {
     registry.read().members().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.peer_ur_ls)).collect()
-}
-
-/// The answer to a peer's `HASH_KV` frame (the revision, i64 little-endian): `0` then etcd's `HashKvResponse`
-/// (the header's revision is the store's current one), or `1` then why not.
-pub fn peer_answer(stores: &StoreSlot, body: &[u8]) -> Vec<u8> {
-    use prost::Message as _;
-    let Ok(rev) = <[u8; 8]>::try_from(body).map(i64::from_le_bytes) else { return b"\x01a malformed request".to_vec() };
-    let store = stores.get();
-    match crate::backup::export::hash_kv(&store, rev) {
-        Ok((hash, hash_revision, compact_revision)) => {
-            let header = Some(ResponseHeader { revision: store.current_revision(), ..Default::default() });
-            let r = HashKvResponse { header, hash, compact_revision, hash_revision };
-            [&[0u8][..], &r.encode_to_vec()].concat()
-        }
-        Err(e) => [&[1u8][..], e.to_string().as_bytes()].concat(),
-    }
 }
 
 /// Asks one peer, at one of its peer URLs, over the peer transport (blocking).

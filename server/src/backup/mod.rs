@@ -8,4 +8,5 @@ pub mod etcd_dir;
 pub mod export;
 pub mod import;
 pub mod migrate;
+pub mod restore;
 pub mod stream;

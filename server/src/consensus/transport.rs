@@ -10,7 +10,7 @@
 //! own that carries nothing else and is answered with one byte, 1 for a staged image and 0 for a refused one (see
 //! `snapshot`); `4` (empty body), a joining member's question, answered with one frame: etcd's
 //! `MemberListResponse` (protobuf) whose header carries the cluster id (see `identity::join`); `5` a HashKV question
-//! (the revision, i64 LE) from the corruption checks, answered with one frame (see `api::corrupt::peer_answer`). An
+//! (the revision, i64 LE) from the corruption checks, answered with one frame (see [`hash_kv_answer`]). An
 //! unknown kind or a malformed body ends the connection (the dialler redials).
 //!
 //! Invariants: the Raft loop never blocks on the network. `send` encodes and hands the frame to the peer's
@@ -46,7 +46,7 @@ pub const SNAP_END: u8 = 3;
 /// A joining member asks for the cluster id and the member list; answered with one frame (see `identity::join`).
 pub const MEMBERS: u8 = 4;
 /// A member asks for the store's HashKV at a revision (the corruption checks); answered with one frame (see
-/// `api::corrupt::peer_answer`).
+/// [`hash_kv_answer`]).
 pub const HASH_KV: u8 = 5;
 
 /// What every peer connection starts with: the magic, then the transport version.
@@ -416,6 +416,25 @@ pub struct PeerShared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// The answer to a peer's `HASH_KV` frame (the revision, i64 little-endian): `0` then etcd's `HashKvResponse`
+/// (the header's revision is the store's current one), or `1` then why not.
+pub fn hash_kv_answer(stores: &StoreSlot, body: &[u8]) -> Vec<u8> {
+    use prost::Message as _;
+    let Ok(rev) = <[u8; 8]>::try_from(body).map(i64::from_le_bytes) else { return b"\x01a malformed request".to_vec() };
+    let store = stores.get();
+    match crate::backup::export::hash_kv(&store, rev) {
+        Ok((hash, hash_revision, compact_revision)) => {
+            let header = Some(crate::proto::etcdserverpb::ResponseHeader {
+                revision: store.current_revision(),
+                ..Default::default()
+            });
+            let r = crate::proto::etcdserverpb::HashKvResponse { header, hash, compact_revision, hash_revision };
+            [&[0u8][..], &r.encode_to_vec()].concat()
+        }
+        Err(e) => [&[1u8][..], e.to_string().as_bytes()].concat(),
+    }
+}
+
 /// Reads frames from one peer connection until it closes, is corrupt, or the Raft thread is gone.
 fn reader(conn: PeerConn, from: String, peer: PeerShared) {
     let mut r = BufReader::new(conn);
@@ -443,7 +462,7 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
                 return;
             }
             Some((&HASH_KV, body)) => {
-                let answer = crate::api::corrupt::peer_answer(&peer.stores, body);
+                let answer = hash_kv_answer(&peer.stores, body);
                 let mut w = BufWriter::new(r.into_inner());
                 let _ = write_frame(&mut w, &answer).then(|| w.flush());
                 return;
