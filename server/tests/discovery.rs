@@ -173,9 +173,17 @@ fn members_find_each_other_through_dns_srv_records() {
                 (member(dir.path(), &format!("m{i}"), client, &url, &flags), format!("127.0.0.1:{client}"))
             })
             .collect();
-        let list = members_listed(&started[0].1, 3);
-        for (i, port) in peers {
-            assert!(list.contains(&format!(", m{i}, http://m{i}.example.test:{port}, ")), "{list}");
+        // Members named by discovery start under their index ("0", "1"), as etcd's do, until each publishes its
+        // own name: wait for the names, not only for three started members.
+        let named = |list: &str| {
+            peers.iter().all(|(i, port)| list.contains(&format!(", m{i}, http://m{i}.example.test:{port}, ")))
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut list = members_listed(&started[0].1, 3);
+        while !named(&list) {
+            assert!(Instant::now() < deadline, "the members never published their names: {list}");
+            std::thread::sleep(Duration::from_millis(200));
+            list = members_listed(&started[0].1, 3);
         }
         let log: Vec<String> = started[0].0.log.lock().unwrap().iter().cloned().collect();
         assert!(log.iter().any(|l| l.contains("get cluster for etcd-server SRV")), "etcd's line");
