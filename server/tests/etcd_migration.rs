@@ -124,14 +124,8 @@ fn a_directory_etcdctl_restored_converts() {
     let (client, peer) = (free_port(), free_port());
     let p = format!("http://127.0.0.1:{peer}");
     let data = dir.path().join("restored");
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
-        .args(["--name", "r1", "--initial-cluster", &format!("r1={p}"), "--initial-advertise-peer-urls", &p])
-        .args(["--initial-cluster-token", "restored"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = ["--initial-cluster-token", "restored"];
+    common::etcd::etcdctl_restore(&file, &data, "r1", &format!("r1={p}"), &p, &token);
     let m = common::start_with(&data, client, peer, &["--name", "r1", "--initial-cluster", &format!("r1={p}")]);
     assert_eq!(rt().block_on(history::range_all(&m.endpoint, 0)).unwrap(), want);
     let (_, members) = ids(&m.endpoint);

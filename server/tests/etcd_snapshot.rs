@@ -78,13 +78,7 @@ fn real_etcd_starts_from_a_ferrokv_backup_with_everything() {
     // Restore with etcdctl; real etcd serves it.
     let restored = dir.path().join("etcd");
     let peer = format!("http://127.0.0.1:{}", common::free_port());
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()])
-        .args(["--name", "r1", "--initial-cluster", &format!("r1={peer}"), "--initial-advertise-peer-urls", &peer])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    common::etcd::etcdctl_restore(&file, &restored, "r1", &format!("r1={peer}"), &peer, &[]);
     // The database etcd's restore wrote (bbolt by Go): ferrokv's status reads it as etcdctl does.
     let etcd_db = restored.join("member").join("snap").join("db");
     assert_eq!(ferrokv_status(&etcd_db), etcdctl_status(&etcd_db));

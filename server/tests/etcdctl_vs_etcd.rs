@@ -167,21 +167,18 @@ fn script() -> Vec<Step> {
     ]
 }
 
-#[test]
-fn etcdctl_prints_what_etcd_prints() {
-    if !installed("etcdctl") || !installed("etcd") {
-        return;
-    }
+/// Runs `script` against a fresh etcd and a fresh ferrokv, side by side: every command must print the same on both
+/// (once masked), and exactly `expected_failures` must fail on etcd (so a typo in the script cannot pass
+/// unnoticed).
+fn side_by_side(script: Vec<Step>, expected_failures: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let (fk_client, fk_peer, etcd_client, etcd_peer) = (free_port(), free_port(), free_port(), free_port());
     let etcd = common::etcd::start(&dir.path().join("etcd"), etcd_client, etcd_peer);
     let ferrokv = start(&dir.path().join("ferrokv"), fk_client, fk_peer);
-    let etcd_endpoint = etcd.endpoint.clone();
     let (mut mask_etcd, mut mask_ours) = (Masker::new(etcd_client, etcd_peer), Masker::new(fk_client, fk_peer));
-    let mut differences = Vec::new();
-    let mut failed = Vec::new();
-    for s in script() {
-        let theirs = run(&etcd_endpoint, &s);
+    let (mut differences, mut failed) = (Vec::new(), Vec::new());
+    for s in script {
+        let theirs = run(&etcd.endpoint, &s);
         let ours = run(&ferrokv.endpoint, &s);
         let theirs = (theirs.0, mask_etcd.mask(&theirs.1), mask_etcd.mask(&theirs.2));
         let ours = (ours.0, mask_ours.mask(&ours.1), mask_ours.mask(&ours.2));
@@ -194,7 +191,15 @@ fn etcdctl_prints_what_etcd_prints() {
         }
     }
     drop(etcd);
-    // The script's error cases, and only those, fail on etcd (so a typo in the script cannot pass unnoticed).
+    assert_eq!(failed, expected_failures, "the commands that fail on etcd");
+    assert!(differences.is_empty(), "{} commands differ:\n{}", differences.len(), differences.join("\n"));
+}
+
+#[test]
+fn etcdctl_prints_what_etcd_prints() {
+    if !installed("etcdctl") || !installed("etcd") {
+        return;
+    }
     let expected_failures = [
         "put nokey --ignore-value",
         "txn",
@@ -208,8 +213,7 @@ fn etcdctl_prints_what_etcd_prints() {
         "move-leader 1234",
         "put big",
     ];
-    assert_eq!(failed, expected_failures, "the commands that fail on etcd");
-    assert!(differences.is_empty(), "{} commands differ:\n{}", differences.len(), differences.join("\n"));
+    side_by_side(script(), &expected_failures);
 }
 
 /// Users, roles and permissions: every command of etcdctl 3.4's `user` and `role`, with the errors etcd gives.
@@ -266,25 +270,6 @@ fn user_and_role_commands_print_what_etcd_prints() {
     if !installed("etcdctl") || !installed("etcd") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (fk_client, fk_peer, etcd_client, etcd_peer) = (free_port(), free_port(), free_port(), free_port());
-    let etcd = common::etcd::start(&dir.path().join("etcd"), etcd_client, etcd_peer);
-    let ferrokv = start(&dir.path().join("ferrokv"), fk_client, fk_peer);
-    let (mut mask_etcd, mut mask_ours) = (Masker::new(etcd_client, etcd_peer), Masker::new(fk_client, fk_peer));
-    let (mut differences, mut failed) = (Vec::new(), Vec::new());
-    for s in auth_script() {
-        let theirs = run(&etcd.endpoint, &s);
-        let ours = run(&ferrokv.endpoint, &s);
-        let theirs = (theirs.0, mask_etcd.mask(&theirs.1), mask_etcd.mask(&theirs.2));
-        let ours = (ours.0, mask_ours.mask(&ours.1), mask_ours.mask(&ours.2));
-        let shown = s.args.join(" ");
-        if !theirs.0 {
-            failed.push(shown.clone());
-        }
-        if theirs != ours {
-            differences.push(format!("etcdctl {shown}\n  etcd:    {theirs:?}\n  ferrokv: {ours:?}"));
-        }
-    }
     let expected_failures = [
         "user add alice:other",
         "user add :nameless",
@@ -302,6 +287,5 @@ fn user_and_role_commands_print_what_etcd_prints() {
         "role delete reader",
         "user delete alice",
     ];
-    assert_eq!(failed, expected_failures, "the commands that fail on etcd");
-    assert!(differences.is_empty(), "{} commands differ:\n{}", differences.len(), differences.join("\n"));
+    side_by_side(auth_script(), &expected_failures);
 }

@@ -78,13 +78,7 @@ fn a_ferrokv_backup_restores_into_etcd_with_everything() {
     let (client, peer) = (free_port(), free_port());
     let p = format!("http://127.0.0.1:{peer}");
     let data = dir.path().join("etcd");
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
-        .args(["--name", "default", "--initial-cluster", &format!("default={p}"), "--initial-advertise-peer-urls", &p])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "etcdctl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+    common::etcd::etcdctl_restore(&file, &data, "default", &format!("default={p}"), &p, &[]);
     let etcd = common::etcd::start(&data, client, peer);
     rt().block_on(history::same(&m.endpoint, &etcd.endpoint, h));
 }
@@ -199,13 +193,7 @@ fn a_three_member_ferrokv_cluster_moves_to_etcd_through_a_backup() {
     for s in &specs {
         let p = format!("http://127.0.0.1:{}", s.peer);
         let data = etcd_dir.join(&s.name);
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
-            .args(["--name", &s.name, "--initial-cluster", &cluster, "--initial-advertise-peer-urls", &p])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "etcdctl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+        common::etcd::etcdctl_restore(&file, &data, &s.name, &cluster, &p, &[]);
     }
     let etcds = common::etcd::start_cluster(&etcd_dir, &specs, &cluster);
     rt().block_on(async {
@@ -256,13 +244,7 @@ fn users_and_roles_travel_with_the_data_both_ways() {
     let (client, peer) = (free_port(), free_port());
     let p = format!("http://127.0.0.1:{peer}");
     let etcd_data = dir.path().join("etcd-again");
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "restore", back.to_str().unwrap(), "--data-dir", etcd_data.to_str().unwrap()])
-        .args(["--name", "default", "--initial-cluster", &format!("default={p}"), "--initial-advertise-peer-urls", &p])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "etcdctl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+    common::etcd::etcdctl_restore(&back, &etcd_data, "default", &format!("default={p}"), &p, &[]);
     let again = common::etcd::start(&etcd_data, client, peer);
     assert_eq!(show(&again.endpoint), want, "users and roles as they were");
     // The password hashes came through: alice logs in and reads what her role allows, and nothing more.

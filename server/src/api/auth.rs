@@ -25,19 +25,20 @@ pub fn token(md: &tonic::metadata::MetadataMap) -> Option<&str> {
     md.get("token").or_else(|| md.get("authorization")).and_then(|v| v.to_str().ok())
 }
 
-/// Who a request comes from (see `perms::Auth::caller`), by its metadata and its connection's client certificate
-/// (never for a call the HTTP gateway relays: its certificate is the gateway's, as etcd rules).
+/// The user the connection's client certificate names (never for a call the HTTP gateway relays: its certificate
+/// is the gateway's, as etcd rules).
+pub fn cert_user<'a>(md: &tonic::metadata::MetadataMap, extensions: &'a tonic::Extensions) -> Option<&'a str> {
+    let relayed = md.get("grpcgateway-accept").is_some();
+    extensions.get::<crate::api::client_conn::ClientInfo>().and_then(|c| c.common_name.as_deref()).filter(|_| !relayed)
+}
+
+/// Who a request comes from (see `perms::Auth::caller`), by its token and its client certificate.
 pub fn caller_of(
     auth: &crate::apply::perms::Auth,
     md: &tonic::metadata::MetadataMap,
     extensions: &tonic::Extensions,
 ) -> Result<Caller, Error> {
-    let relayed = md.get("grpcgateway-accept").is_some();
-    let cn = extensions
-        .get::<crate::api::client_conn::ClientInfo>()
-        .and_then(|c| c.common_name.as_deref())
-        .filter(|_| !relayed);
-    auth.caller(token(md), cn)
+    auth.caller(token(md), cert_user(md, extensions))
 }
 
 /// Who sent `request`.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::apply::membership::Shared;
 use crate::apply::store::StoreSlot;
-use crate::consensus::transport::{Dialer, HASH_KV, read_frame, write_frame};
+use crate::consensus::transport::{Dialer, HASH_KV};
 use crate::error::Error;
 use crate::logging::log;
 use crate::proto::etcdserverpb::HashKvResponse;
@@ -90,18 +90,10 @@ fn peers(registry: &Shared, me: u64) -> Vec<(u64, Vec<String>)> {
 /// Asks one peer, at one of its peer URLs, over the peer transport (blocking).
 fn ask_one(dialer: &Dialer, url: &str, rev: i64) -> Result<HashKvResponse, String> {
     use prost::Message as _;
-    use std::io::Write as _;
     let url = crate::config::parse_url("peer-urls", url).map_err(|e| e.to_string())?;
-    let mut conn = dialer.dial(&crate::consensus::conn::PeerAddr::of(&url)).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(PEER_TIMEOUT)).map_err(|e| e.to_string())?;
     let frame = [&[HASH_KV][..], &rev.to_le_bytes()].concat();
-    if !write_frame(&mut conn, &frame) || conn.flush().is_err() {
-        return Err("the request could not be sent".into());
-    }
-    let mut buf = Vec::new();
-    if !read_frame(&mut std::io::BufReader::new(conn), &mut buf) {
-        return Err("no answer".into());
-    }
+    let addr = crate::consensus::conn::PeerAddr::of(&url);
+    let buf = crate::consensus::transport::ask(dialer, &addr, &frame, PEER_TIMEOUT)?;
     match buf.split_first() {
         Some((0, r)) => HashKvResponse::decode(r).map_err(|e| e.to_string()),
         Some((_, why)) => Err(String::from_utf8_lossy(why).into_owned()),

@@ -376,11 +376,7 @@ impl Watch for WatchService {
         let (tx, rx) = mpsc::channel(256);
         let live = self.events.subscribe();
         let token = crate::api::auth::token(request.metadata()).map(str::to_string);
-        let cert_user = request
-            .extensions()
-            .get::<crate::api::client_conn::ClientInfo>()
-            .and_then(|c| c.common_name.clone())
-            .filter(|_| request.metadata().get("grpcgateway-accept").is_none());
+        let cert_user = crate::api::auth::cert_user(request.metadata(), request.extensions()).map(str::to_string);
         let state = self.auth.current();
         let session = Session {
             auth_seen: (state.enabled(), state.revision()),

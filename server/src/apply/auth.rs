@@ -36,6 +36,19 @@ pub const ROLES: &str = "authRoles";
 /// The `auth` keys.
 pub const ENABLED: &[u8] = b"authEnabled";
 pub const REVISION: &[u8] = b"authRevision";
+/// The auth revision of a store that has never recorded one.
+pub const FIRST_REVISION: u64 = 1;
+
+/// Whether an `authEnabled` record says authentication is on.
+pub fn enabled_in(record: Option<&[u8]>) -> bool {
+    record.is_some_and(|v| v == [1])
+}
+
+/// The auth revision an `authRevision` record holds ([`FIRST_REVISION`] without one).
+pub fn revision_in(record: Option<&[u8]>) -> u64 {
+    record.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(FIRST_REVISION, u64::from_be_bytes)
+}
+
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
 
@@ -79,7 +92,7 @@ pub fn apply(
 ) -> Result<Result<Answer, Error>, mvcc::Error> {
     let db = store.db();
     let s = Spaces { auth: db.keyspace(AUTH)?, users: db.keyspace(USERS)?, roles: db.keyspace(ROLES)? };
-    let enabled = w.db().get(s.auth, ENABLED)?.is_some_and(|v| v == [1]);
+    let enabled = enabled_in(w.db().get(s.auth, ENABLED)?.as_deref());
     let answer = match op {
         AuthOp::Status(_) => return Ok(Ok(Answer::Status { enabled, revision: revision(w, s)? })),
         AuthOp::Enable(_) => {
@@ -240,7 +253,7 @@ pub fn apply(
 }
 
 fn revision(w: &mut StoreWrite<'_>, s: Spaces) -> Result<u64, mvcc::Error> {
-    Ok(w.db().get(s.auth, REVISION)?.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(1, u64::from_be_bytes))
+    Ok(revision_in(w.db().get(s.auth, REVISION)?.as_deref()))
 }
 
 fn user(w: &mut StoreWrite<'_>, s: Spaces, name: &str) -> Result<Option<authpb::User>, mvcc::Error> {

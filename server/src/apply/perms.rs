@@ -113,8 +113,8 @@ impl AuthState {
         let db = store.db();
         let r = db.read();
         let (auth, users, roles) = (db.keyspace(AUTH)?, db.keyspace(USERS)?, db.keyspace(ROLES)?);
-        let enabled = r.get(auth, ENABLED)?.is_some_and(|v| v == [1]);
-        let revision = r.get(auth, REVISION)?.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(1, u64::from_be_bytes);
+        let enabled = crate::apply::auth::enabled_in(r.get(auth, ENABLED)?);
+        let revision = crate::apply::auth::revision_in(r.get(auth, REVISION)?);
         let bad = |what: &'static str| mvcc::Error::Keyspace(what.into(), "a record that does not decode");
         let mut perms: HashMap<String, Vec<authpb::Permission>> = HashMap::new();
         for (k, v) in records(&r, roles)? {

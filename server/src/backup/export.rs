@@ -144,9 +144,10 @@ impl Export {
         small[0].sort();
         // Authentication state is kept in etcd's layout (`apply::auth`); a store without any has etcd's defaults.
         small[1] = raw(&read, ks(crate::apply::auth::AUTH)?)?;
-        for (key, default) in
-            [(crate::apply::auth::ENABLED, vec![0]), (crate::apply::auth::REVISION, 1u64.to_be_bytes().to_vec())]
-        {
+        for (key, default) in [
+            (crate::apply::auth::ENABLED, vec![0]),
+            (crate::apply::auth::REVISION, crate::apply::auth::FIRST_REVISION.to_be_bytes().to_vec()),
+        ] {
             if !small[1].iter().any(|(k, _)| k == key) {
                 small[1].push((key.to_vec(), default));
             }

@@ -25,7 +25,6 @@
 //! entry to replay that changes users or roles (etcd 3.4 logs the password itself), a separate `--wal-dir`. Users,
 //! roles and whether authentication is on come with the database.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use prost::Message as _;
@@ -34,7 +33,7 @@ use raft::eraftpb::{Entry, EntryType};
 
 use crate::apply::membership::{ChangeKind, MemberChange, Registry};
 use crate::backup::etcd_dir::{self, member_from_json};
-use crate::backup::import;
+use crate::backup::{import, rename, rename_durably, sync_dir};
 use crate::consensus::identity::Identity;
 use crate::error::Error;
 use crate::logging::log;
@@ -131,14 +130,6 @@ pub fn is_etcd_db(db: &Path) -> bool {
         .is_ok_and(|()| u32::from_le_bytes([head[16], head[17], head[18], head[19]]) == bbolt::MAGIC)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io(format!("sync {}", dir.display())))
-}
-
-fn rename(from: &Path, to: &Path) -> Result<(), Error> {
-    std::fs::rename(from, to).map_err(Error::io(format!("rename {} to {}", from.display(), to.display())))
-}
-
 /// Converts the data directory's etcd member, or finishes an interrupted conversion (see the module header);
 /// does nothing to a ferrokv member.
 pub fn convert_if_needed(data_dir: &Path, wal_dir: Option<&Path>) -> Result<(), Error> {
@@ -183,8 +174,7 @@ pub fn convert_if_needed(data_dir: &Path, wal_dir: Option<&Path>) -> Result<(), 
     } else {
         return Ok(());
     }
-    rename(&converting, &member)?;
-    sync_dir(data_dir)?;
+    rename_durably(&converting, &member)?;
     log(
         "info",
         "converted the etcd member directory; the original is kept",
@@ -306,22 +296,6 @@ fn convert_entry(e: &Entry) -> Result<Entry, Error> {
     Ok(out)
 }
 
-/// Members by id, and removed ids.
-type Members = (BTreeMap<u64, pb::Member>, BTreeSet<u64>);
-
-/// The members, changed by `change` (as the registry applies it).
-fn apply_change(members: &mut BTreeMap<u64, pb::Member>, removed: &mut BTreeSet<u64>, change: &MemberChange) {
-    let Some(m) = change.member.clone() else { return };
-    if change.kind() == ChangeKind::Remove {
-        members.remove(&m.id);
-        removed.insert(m.id);
-        return;
-    }
-    let next = members.entry(m.id).or_insert_with(|| m.clone());
-    next.peer_ur_ls = m.peer_ur_ls;
-    next.is_learner = m.is_learner;
-}
-
 /// Builds the conversion of the etcd member at `src` into `out` (see the module header).
 fn build(src: &Path, out: &Path) -> Result<(), Error> {
     log("info", "converting an etcd member directory", &[("path", src.display().to_string())]);
@@ -345,16 +319,10 @@ fn build(src: &Path, out: &Path) -> Result<(), Error> {
             .or((snap.index == applied && snap.index > 0).then_some(snap.term))
             .ok_or_else(|| Error::Refused(format!("etcd's WAL does not hold the term of entry {applied}")))?,
     };
-    let (members, removed) = if applied == 0 { Members::default() } else { members_at(&wal, snap, applied)? };
     let mut registry = Registry::load(&store)?;
     let mut w = store.write()?;
-    for m in members.values() {
-        let add = MemberChange { request: 0, kind: ChangeKind::Add as i32, member: Some(m.clone()) };
-        registry.apply(&mut w, &add)?;
-    }
-    for id in &removed {
-        let gone = pb::Member { id: *id, ..pb::Member::default() };
-        registry.apply(&mut w, &MemberChange { request: 0, kind: ChangeKind::Remove as i32, member: Some(gone) })?;
+    if applied > 0 {
+        record_members(&mut registry, &mut w, &wal, snap, applied)?;
     }
     w.set_applied(applied, term);
     w.commit()?;
@@ -413,35 +381,46 @@ fn build(src: &Path, out: &Path) -> Result<(), Error> {
             ("revision", imported.revision.to_string()),
             ("compact-revision", imported.compacted.to_string()),
             ("leases", imported.leases.to_string()),
-            ("members", members.len().to_string()),
+            ("members", registry.members().len().to_string()),
             ("entries-to-replay", converted.len().to_string()),
         ],
     );
     Ok(())
 }
 
-/// The members and removed ids at the applied index: the snapshot's, changed by the entries after it up to
-/// `applied`.
-fn members_at(wal: &etcd_dir::EtcdWal, snap: etcd_dir::Members, applied: u64) -> Result<Members, Error> {
-    let (mut members, mut removed) = (snap.members, snap.removed);
+/// Records in the registry the members at the applied index: the snapshot's, changed by the configuration
+/// changes and publishes of the entries after it up to `applied`, each applied as the registry applies them when
+/// ferrokv replays its own log.
+fn record_members(
+    registry: &mut Registry,
+    w: &mut mvcc::StoreWrite<'_>,
+    wal: &etcd_dir::EtcdWal,
+    snap: etcd_dir::Members,
+    applied: u64,
+) -> Result<(), Error> {
+    let change =
+        |kind: ChangeKind, member: pb::Member| MemberChange { request: 0, kind: kind as i32, member: Some(member) };
+    for m in snap.members.into_values() {
+        registry.apply(w, &change(ChangeKind::Add, m))?;
+    }
+    for id in snap.removed {
+        registry.apply(w, &change(ChangeKind::Remove, pb::Member { id, ..pb::Member::default() }))?;
+    }
     for e in wal.entries.range(snap.index.saturating_add(1)..).take_while(|(i, _)| **i <= applied).map(|(_, e)| e) {
         if e.get_entry_type() == EntryType::EntryConfChange {
-            apply_change(&mut members, &mut removed, &member_change(&e.data, e.index)?);
-        } else if let Some(Op::Publish(p)) = operation(&e.data, e.index)?
-            && let Some(m) = members.get_mut(&p.id)
-        {
-            m.name = p.name;
-            m.client_ur_ls = p.client_ur_ls;
+            registry.apply(w, &member_change(&e.data, e.index)?)?;
+        } else if let Some(Op::Publish(p)) = operation(&e.data, e.index)? {
+            registry.publish(w, &p)?;
         }
     }
-    if !members.contains_key(&wal.member) {
+    if registry.get(wal.member).is_none() {
         return Err(Error::Refused(format!(
             "member {:x} is not among the members at index {applied}: {:x?}",
             wal.member,
-            members.keys().collect::<Vec<_>>()
+            registry.members().iter().map(|m| m.id).collect::<Vec<_>>()
         )));
     }
-    Ok((members, removed))
+    Ok(())
 }
 
 /// The database's `consistent_index` (the last entry etcd applied to it).

@@ -10,3 +10,23 @@ pub mod import;
 pub mod migrate;
 pub mod restore;
 pub mod stream;
+
+use std::path::Path;
+
+use crate::error::Error;
+
+/// Makes `dir`'s entries durable.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io(format!("sync {}", dir.display())))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::rename(from, to).map_err(Error::io(format!("rename {} to {}", from.display(), to.display())))
+}
+
+/// Renames `from` to `to` and makes the rename durable (the directory holding `to` synced): how a restore and a
+/// conversion put the member directory they built in place.
+fn rename_durably(from: &Path, to: &Path) -> Result<(), Error> {
+    rename(from, to)?;
+    sync_dir(to.parent().unwrap_or(Path::new(".")))
+}

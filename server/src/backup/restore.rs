@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crate::apply::membership::cluster_id;
 use crate::backup::import::{self, Imported, Options};
+use crate::backup::{rename_durably, sync_dir};
 use crate::config::Config;
 use crate::consensus::identity::Identity;
 use crate::error::Error;
@@ -35,10 +36,6 @@ fn fresh(dir: &Path) -> Result<bool, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(Error::io(dir.display())(e)),
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io(format!("sync {}", dir.display())))
 }
 
 /// Restores the snapshot `file` into the data directory `c` names (see the module header); returns what was
@@ -81,8 +78,7 @@ pub fn restore(file: &Path, c: &Config, options: Options) -> Result<Imported, Er
     crate::consensus::bootstrap::first_entries(&wal, &members)?;
     drop(wal);
     sync_dir(&work)?;
-    std::fs::rename(&work, &member).map_err(Error::io(format!("rename {} to {}", work.display(), member.display())))?;
-    sync_dir(&c.data_dir)?;
+    rename_durably(&work, &member)?;
     log(
         "info",
         "restored snapshot",

@@ -17,14 +17,14 @@
 //! Written once, at the first start (temporary file, fsync, rename, directory fsync); later starts ignore
 //! `--initial-cluster`, as etcd does. A damaged file is an error, never a guess.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 
 pub use crate::apply::membership::Identity;
-use crate::consensus::transport::{MEMBERS as ASK_MEMBERS, read_frame, write_frame};
+use crate::consensus::transport::MEMBERS as ASK_MEMBERS;
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
 
@@ -136,13 +136,7 @@ fn ask(
     dialer: &crate::consensus::transport::Dialer,
     addr: &crate::consensus::conn::PeerAddr,
 ) -> Option<pb::MemberListResponse> {
-    let mut conn = dialer.dial(addr).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    if !write_frame(&mut conn, &[ASK_MEMBERS]) || conn.flush().is_err() {
-        return None;
-    }
-    let mut buf = Vec::new();
-    read_frame(&mut BufReader::new(conn), &mut buf).then_some(())?;
+    let buf = crate::consensus::transport::ask(dialer, addr, &[ASK_MEMBERS], Duration::from_secs(2)).ok()?;
     pb::MemberListResponse::decode(&buf[..]).ok()
 }
 

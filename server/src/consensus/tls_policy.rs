@@ -224,6 +224,23 @@ macro_rules! signatures_from_inner {
     };
 }
 
+/// What a client-certificate verifier that wraps another tells the client: the wrapped one's.
+macro_rules! client_hints_from_inner {
+    () => {
+        fn offer_client_auth(&self) -> bool {
+            self.inner.offer_client_auth()
+        }
+
+        fn client_auth_mandatory(&self) -> bool {
+            self.inner.client_auth_mandatory()
+        }
+
+        fn root_hint_subjects(&self) -> &[DistinguishedName] {
+            self.inner.root_hint_subjects()
+        }
+    };
+}
+
 /// A client-certificate verifier that also requires the allowed names.
 #[derive(Debug)]
 pub struct AllowedClient {
@@ -232,17 +249,7 @@ pub struct AllowedClient {
 }
 
 impl ClientCertVerifier for AllowedClient {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
+    client_hints_from_inner!();
 
     fn verify_client_cert(
         &self,
@@ -270,17 +277,7 @@ pub struct TrustedRootClient {
 }
 
 impl ClientCertVerifier for TrustedRootClient {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
+    client_hints_from_inner!();
 
     fn verify_client_cert(
         &self,

@@ -52,6 +52,21 @@ pub const HASH_KV: u8 = 5;
 /// What every peer connection starts with: the magic, then the transport version.
 pub const PREAMBLE: [u8; 5] = *b"FKVP\x01";
 
+/// Asks `addr` one question on a connection of its own: sends `frame`, returns the one frame that answers it
+/// (within `timeout`), or what went wrong (a joining member's `MEMBERS`, the corruption checks' `HASH_KV`).
+pub fn ask(dialer: &Dialer, addr: &PeerAddr, frame: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+    let mut conn = dialer.dial(addr).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    if !write_frame(&mut conn, frame) || conn.flush().is_err() {
+        return Err("the question could not be sent".into());
+    }
+    let mut buf = Vec::new();
+    if !read_frame(&mut BufReader::new(conn), &mut buf) {
+        return Err("no answer".into());
+    }
+    Ok(buf)
+}
+
 /// Writes the preamble on a fresh connection.
 pub fn hello(conn: &mut impl Write) -> std::io::Result<()> {
     conn.write_all(&PREAMBLE)

@@ -63,9 +63,7 @@ pub fn parse(args: &[String]) -> Result<Restore, Error> {
             "bump-revision" => {
                 let v = value(inline)?;
                 bump = v
-                    .parse::<u32>()
-                    .map(i64::from)
-                    .or_else(|_| v.parse::<i64>())
+                    .parse::<i64>()
                     .ok()
                     .filter(|b| *b >= 0)
                     .ok_or_else(|| usage(format!("invalid argument {v:?} for \"--bump-revision\" flag")))?;

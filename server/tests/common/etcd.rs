@@ -78,3 +78,16 @@ pub fn start_cluster(dir: &Path, specs: &[super::cluster::Spec], cluster: &str) 
         })
         .collect()
 }
+
+/// `etcdctl snapshot restore FILE` into `data` as member `name` of `cluster` with peer URL `peer_url` (and
+/// `extra` flags); fails the test unless it succeeds.
+pub fn etcdctl_restore(file: &Path, data: &Path, name: &str, cluster: &str, peer_url: &str, extra: &[&str]) {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .args(["--name", name, "--initial-cluster", cluster, "--initial-advertise-peer-urls", peer_url])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "etcdctl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+}
