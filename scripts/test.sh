@@ -25,6 +25,15 @@ command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
 command -v discovery.etcd.io >/dev/null 2>&1 || missing+=(etcd-discovery)
 bash scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
+# The build needs about 3 GB in target/ and the e2e suite's Go build a few hundred MB in /tmp; say so up front
+# when the disk is short, rather than dying half-way with a linker's bus error.
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kb:-0}" -lt $((4 * 1024 * 1024)) ]; then
+  echo "scripts/test.sh: only $((free_kb / 1024)) MB free on $(df -P . | awk 'NR == 2 { print $6 }'); the build needs about 4 GB" >&2
+fi
+# CI builds once from a clean clone: incremental compilation's caches would only cost disk there.
+[ "${CI:-}" != true ] || export CARGO_INCREMENTAL=0
+
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
