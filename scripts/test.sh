@@ -23,6 +23,8 @@ command -v fsfreeze >/dev/null 2>&1 || missing+=(util-linux)
 # The discovery tests: a real DNS server for SRV records, and the discovery.etcd.io service.
 command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
 command -v discovery.etcd.io >/dev/null 2>&1 || missing+=(etcd-discovery)
+# The JWT interoperability test makes its keys as etcd's docs do.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 bash scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
 # The build needs about 3 GB in target/ and the e2e suite's Go build a few hundred MB in /tmp; say so up front
