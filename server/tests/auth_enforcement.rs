@@ -1,11 +1,11 @@
 //! Authentication as an attacker tries it: with authentication enabled, a user who may read only `/a/` is refused
 //! everything else on every request path, and learns nothing from the refusal (no value, no count, no revision of
 //! a key it may not read): ranges wider than its permission, writes, deletes, Txns whose compares or untaken branch
-//! or nested Txn touch other keys, watches, the keys of a lease, maintenance and membership calls, and every way
-//! of granting itself more. No token is "user name is empty", a made-up token "invalid auth token", a token dies
-//! with its user's password, and a revoked role ends an open watch before its next event and refuses the next
-//! request. A wrong password and an unknown
-//! user cost the same bcrypt time (no user enumeration by timing).
+//! or nested Txn touch other keys, compaction (which etcd lets anyone make), watches, the keys of a lease,
+//! maintenance and membership calls, and every way of granting itself more. No token is "user name is empty", a
+//! made-up token "invalid auth token", a token dies with its user's password, and a revoked role ends an open watch
+//! before its next event and refuses the next request. A wrong password and an unknown user cost the same bcrypt
+//! time (no user enumeration by timing).
 
 mod common;
 
@@ -162,6 +162,15 @@ async fn a_reader_is_refused_everything_else_and_learns_nothing() {
     );
     let ttl = pb::LeaseTimeToLiveRequest { id: lease, keys: true };
     denied("the keys of a lease on a secret", leases.lease_time_to_live(with(&alice, ttl)).await);
+    // Compaction erases every key's history: not for a reader, nor for a caller with no token (etcd lets both).
+    let compact = pb::CompactionRequest { revision: 2, physical: false };
+    denied("compaction by a reader", kv.compact(with(&alice, compact)).await);
+    refused(
+        "compaction with no token",
+        kv.compact(Request::new(compact)).await,
+        Code::InvalidArgument,
+        "etcdserver: user name is empty",
+    );
     // Maintenance and membership.
     let mut maint = MaintenanceClient::new(ch.clone());
     denied("defragment", maint.defragment(with(&alice, pb::DefragmentRequest {})).await);
@@ -230,6 +239,7 @@ async fn a_reader_is_refused_everything_else_and_learns_nothing() {
     );
     let bob = authenticate(&ch, "bob", "bobpw").await.unwrap();
     kv.range(with(&bob, pb::RangeRequest { key: "/w/1".into(), ..Default::default() })).await.unwrap();
+    kv.compact(with(&bob, compact)).await.expect("a writer compacts, as kube-apiserver does");
     let change = pb::AuthUserChangePasswordRequest { name: "bob".into(), password: "new".into(), ..Default::default() };
     auth.user_change_password(with(&root, change)).await.unwrap();
     refused(

@@ -469,7 +469,8 @@ impl Apply {
                 Some(crate::request::AuthOp::RoleGet(r)) if state.has_role(caller, &r.role) => Ok(()),
                 Some(_) => state.admin_permitted(caller),
             },
-            Op::Compaction(_) | Op::LeaseGrant(_) | Op::Publish(_) | Op::Alarm(_) => Ok(()),
+            Op::Compaction(_) => state.compact_permitted(caller),
+            Op::LeaseGrant(_) | Op::Publish(_) | Op::Alarm(_) => Ok(()),
         };
         result.err()
     }

@@ -199,6 +199,26 @@ impl AuthState {
         self.op_permitted(c, key, range_end, true)
     }
 
+    /// Whether `c` may compact: with authentication on, a user who may write somewhere (root may everywhere).
+    /// etcd 3.4 (and 3.6) lets anyone compact, even with no token, and a compaction erases every key's history;
+    /// ferrokv refuses a caller with no user ("user name is empty") and a reader who may write nothing
+    /// ("permission denied"), and no more, so that a writer such as kube-apiserver compacts as it does on etcd.
+    pub fn compact_permitted(&self, c: &Caller) -> Result<(), Error> {
+        if !self.enabled || c.internal {
+            return Ok(());
+        }
+        if c.revision == 0 {
+            return Err(Error::UserEmpty);
+        }
+        if c.revision < self.revision {
+            return Err(Error::AuthOldRevision);
+        }
+        match self.users.get(&c.user) {
+            Some(u) if u.root || !u.write.0.is_empty() => Ok(()),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
     /// etcd's IsAdminPermitted: the caller holds the role root.
     pub fn admin_permitted(&self, c: &Caller) -> Result<(), Error> {
         if !self.enabled || c.internal {
