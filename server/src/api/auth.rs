@@ -46,8 +46,13 @@ pub fn caller<T>(auth: &crate::apply::perms::Auth, request: &Request<T>) -> Resu
     caller_of(auth, request.metadata(), request.extensions())
 }
 
-/// The hash an unknown user's password is compared with (made once, at the configured cost, of a random word).
-static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The hash an unknown user's password is compared with: a well-formed bcrypt hash at `cost` (so checking a
+/// password against it does the whole work of that cost) that no password matches: its 23-byte digest is all
+/// zero bits, which finding a match for would break bcrypt. Made by hand, not by hashing, so that the first
+/// unknown user costs no more than the next.
+fn stand_in(cost: u32) -> String {
+    format!("$2b${cost:02}${}", ".".repeat(22 + 31))
+}
 
 /// The letters of a token's random part.
 const TOKEN_LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -106,16 +111,7 @@ impl AuthService {
         let hash = state.hash(user).map(str::to_string);
         let known = hash.is_some();
         // A stand-in hash of the same cost for an unknown user, so that both take one comparison's time.
-        let hash = match hash {
-            Some(h) => h,
-            None => match STAND_IN.get() {
-                Some(h) => h.clone(),
-                None => {
-                    let h = self.hash(token_prefix()?).await?;
-                    STAND_IN.get_or_init(|| h).clone()
-                }
-            },
-        };
+        let hash = hash.unwrap_or_else(|| stand_in(self.bcrypt_cost));
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await
             .map_err(|e| Status::internal(format!("bcrypt: {e}")))?;
@@ -283,5 +279,25 @@ impl Auth for AuthService {
     ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
         let op = AuthOp::RoleRevokePermission(r.get_ref().clone());
         self.done(&r, op, |header| pb::AuthRoleRevokePermissionResponse { header }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stand-in must be checked as a real hash is (a malformed one would be refused at once, without the
+    /// bcrypt work, which is the timing difference it exists to hide), at the configured cost, and match nothing.
+    #[test]
+    fn the_stand_in_hash_costs_a_whole_check_and_matches_nothing() {
+        for cost in [4, 10] {
+            let parts: bcrypt::HashParts = stand_in(cost).parse().expect("a well-formed bcrypt hash");
+            assert_eq!(parts.get_cost(), cost);
+        }
+        for password in ["", "x", "rootpw", "\\0"] {
+            assert_eq!(bcrypt::verify(password, &stand_in(4)).ok(), Some(false), "{password:?}");
+        }
+        let real = bcrypt::hash("pw", 4).unwrap();
+        assert_eq!(real.len(), stand_in(4).len(), "as long as a real hash");
     }
 }
