@@ -1,5 +1,6 @@
 //! What the `wal` crate reports through `tracing` reaches the member's JSON log: here, the torn tail it erases when a
-//! member restarts after a crash left half a frame behind its last record.
+//! member restarts after a crash left half a frame behind its last record. And what reading the WAL back at start
+//! leaves behind: no copy of its segments in the heap.
 
 mod common;
 
@@ -59,4 +60,28 @@ fn a_torn_wal_tail_is_reported_in_the_json_log() {
     assert!(v["caller"].as_str().is_some_and(|s| s.starts_with("wal")), "{line}");
     let (ok, out, err) = common::etcdctl(&m.endpoint, &["get", "k19", "--print-value-only"], None);
     assert!(ok && out.trim() == "v", "every acknowledged put is still there: {out} {err}");
+}
+
+/// The member's anonymous memory (the heap), in MiB, from /proc.
+fn anonymous_mib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let line = rollup.lines().find(|l| l.starts_with("Anonymous:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+/// Starting reads every WAL segment back, and a segment is preallocated to 64 MiB: read into the heap, both passes'
+/// copies stayed resident in the allocator for the life of the process (101 MiB of heap in an idle member, against
+/// etcd's 5). Mapped, they leave with the map.
+#[test]
+fn an_idle_member_does_not_keep_its_wal_in_the_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let cluster = format!("m=http://127.0.0.1:{peer}");
+    let flags = ["--name", "m", "--initial-cluster", &cluster];
+    for start in ["first start", "restart"] {
+        let m = start_with(dir.path(), client, peer, &flags);
+        common::etcdctl_ok(&m.endpoint, &["put", "k", "v"]);
+        let heap = anonymous_mib(m.child.id());
+        assert!(heap < 48, "{start}: {heap} MiB of heap in an idle member (a WAL segment is 64 MiB)");
+    }
 }

@@ -101,7 +101,7 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(&Decoded)) -> Result<Scan> {
     let count = files.len();
     for (i, (seq, path)) in files.into_iter().enumerate() {
         let last = i + 1 == count;
-        let data = crate::fs::read(&path)?;
+        let data = crate::fs::map(&path)?;
         let (header, seed) = Header::decode(&data).map_err(|what| corrupted(what, &path, seq, 0))?;
         if header.seq != seq {
             return Err(corrupted("segment header names another sequence number", &path, seq, 0));
