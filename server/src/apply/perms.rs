@@ -158,10 +158,12 @@ impl AuthState {
         self.revision
     }
 
-    /// etcd's isOpPermitted.
-    fn op_permitted(&self, c: &Caller, key: &[u8], range_end: &[u8], write: bool) -> Result<(), Error> {
+    /// etcd's checks before a key permission: `Ok(None)` when everything is allowed (authentication off, the
+    /// member itself, a root user), else the caller's permissions; a caller with no user, a token older than the
+    /// auth state, and an unknown user are refused.
+    fn perms_of(&self, c: &Caller) -> Result<Option<&UserPerms>, Error> {
         if !self.enabled || c.internal {
-            return Ok(());
+            return Ok(None);
         }
         if c.revision == 0 {
             return Err(Error::UserEmpty);
@@ -169,10 +171,16 @@ impl AuthState {
         if c.revision < self.revision {
             return Err(Error::AuthOldRevision);
         }
-        let Some(u) = self.users.get(&c.user) else { return Err(Error::PermissionDenied) };
-        if u.root {
-            return Ok(());
+        match self.users.get(&c.user) {
+            None => Err(Error::PermissionDenied),
+            Some(u) if u.root => Ok(None),
+            Some(u) => Ok(Some(u)),
         }
+    }
+
+    /// etcd's isOpPermitted.
+    fn op_permitted(&self, c: &Caller, key: &[u8], range_end: &[u8], write: bool) -> Result<(), Error> {
+        let Some(u) = self.perms_of(c)? else { return Ok(()) };
         let ranges = if write { &u.write } else { &u.read };
         let permitted = match range_end {
             [] => ranges.holds(key),
@@ -204,18 +212,9 @@ impl AuthState {
     /// ferrokv refuses a caller with no user ("user name is empty") and a reader who may write nothing
     /// ("permission denied"), and no more, so that a writer such as kube-apiserver compacts as it does on etcd.
     pub fn compact_permitted(&self, c: &Caller) -> Result<(), Error> {
-        if !self.enabled || c.internal {
-            return Ok(());
-        }
-        if c.revision == 0 {
-            return Err(Error::UserEmpty);
-        }
-        if c.revision < self.revision {
-            return Err(Error::AuthOldRevision);
-        }
-        match self.users.get(&c.user) {
-            Some(u) if u.root || !u.write.0.is_empty() => Ok(()),
-            _ => Err(Error::PermissionDenied),
+        match self.perms_of(c)? {
+            Some(u) if u.write.0.is_empty() => Err(Error::PermissionDenied),
+            _ => Ok(()),
         }
     }
 
