@@ -23,8 +23,15 @@
 //! and reads go straight to the socket. Only connections that need it have their frames parsed, and only their
 //! HEADERS blocks walked.
 //!
+//! **Writes wait one scheduler pass.** The first write of each flush yields to the runtime once (tokio's
+//! `yield_now`, which wakes the connection only after the tasks already queued have run). Without it, each request
+//! task that queues a response wakes the connection task into tokio's LIFO slot, so the connection runs right after
+//! it and sends that one response in a `writev` of its own; with it, the responses that complete together (an apply
+//! batch's) leave in one `writev`, as grpc-go's writer sends whatever is queued when it flushes. The cost is one
+//! more poll of the connection per flush.
+//!
 //! **Invariants**: bytes other than the HEADERS/CONTINUATION frames of renamed blocks are forwarded unchanged and
-//! in order; server-to-client bytes are never touched.
+//! in order; server-to-client bytes are never touched (only, at times, sent one scheduler pass later).
 
 use std::io;
 use std::pin::Pin;
@@ -74,6 +81,8 @@ pub struct ClientConn {
     block: Option<(u8, u32, Vec<u8>, Vec<u8>)>,
     /// Rename every literal `:authority`, not only URLs (a unix socket's connections).
     any_authority: bool,
+    /// This flush's writes have yielded once (see the module header); cleared when a flush completes.
+    write_yielded: bool,
 }
 
 impl ClientConn {
@@ -92,7 +101,18 @@ impl ClientConn {
             out: Vec::new(),
             out_at: 0,
             block: None,
+            write_yielded: false,
         }
+    }
+
+    /// `Pending` once per flush, with the connection's wake deferred until the runtime has run what is queued
+    /// (see the module header); `Ready` after that.
+    fn yield_before_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.write_yielded {
+            return Poll::Ready(());
+        }
+        self.write_yielded = true;
+        std::future::Future::poll(std::pin::pin!(tokio::task::yield_now()), cx)
     }
 
     /// Moves every complete frame of `raw` to `out`, renaming as the mode says.
@@ -359,11 +379,14 @@ impl AsyncRead for ClientConn {
 
 impl AsyncWrite for ClientConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.yield_before_write(cx));
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        self.write_yielded = false;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -375,6 +398,7 @@ impl AsyncWrite for ClientConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.yield_before_write(cx));
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
