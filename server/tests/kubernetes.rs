@@ -61,6 +61,9 @@ async fn kube_apiserver_storage_contract() {
     let mut members: Vec<_> = specs.iter().map(|s| launch(dir.path(), s, &cluster)).collect();
     let eps: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
     common::cluster::converged(&eps).await;
+    // Converged at the start can mean before any election: wait for a leader every member knows, as the calls
+    // below require one (`hasleader`) and would be refused with "no leader" (CI saw it).
+    common::cluster::agreed_leader(&eps).await;
     let options = ConnectOptions::new().with_require_leader(true);
     let mut c = Client::connect(&eps, Some(options.clone())).await.unwrap();
 
