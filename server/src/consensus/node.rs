@@ -2,9 +2,10 @@
 //!
 //! Each loop: take one proposal or read request (or wait until the next tick), tick on time, then handle the Ready:
 //! 1. hand committed entries to the apply thread;
-//! 2. append new entries and the hard state to the WAL and wait until they are durable (so nothing is acknowledged,
+//! 2. answer ReadIndex requests whose read state arrived (their indexes are committed, so durable already; the
+//!    readers still wait for the apply loop to reach them);
+//! 3. append new entries and the hard state to the WAL and wait until they are durable (so nothing is acknowledged,
 //!    voted or committed on the strength of an entry a crash could lose);
-//! 3. answer ReadIndex requests whose read state arrived;
 //! 4. `advance`, then hand over the entries the LightReady commits, and `advance_apply`.
 //!
 //! The node is split by concern: the log over the WAL and its compaction (`log`), configuration changes
@@ -428,13 +429,17 @@ impl RaftNode {
             self.install_snapshot(ready.snapshot().clone())?;
         }
         self.send_committed(ready.take_committed_entries())?;
+        // Read states before this Ready's entries are written, as etcd answers them: a read state's index is a
+        // commit index a quorum confirmed, so its entries are durable already (Raft commits only what is
+        // persisted), and the reader still waits until the apply loop has reached it. Answered after the write,
+        // every linearizable read that arrived with writes waited out their fdatasync too.
+        for rs in ready.take_read_states() {
+            self.reads.answer(&rs.request_ctx, rs.index);
+        }
         let took = self.log.persist(ready.entries(), ready.hs().cloned())?;
         self.check_disk(took);
         // Votes and append responses only once what they promise is durable.
         self.transport.send(ready.take_persisted_messages());
-        for rs in ready.take_read_states() {
-            self.reads.answer(&rs.request_ctx, rs.index);
-        }
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.log.set_commit(commit);
