@@ -19,8 +19,8 @@ import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 
 CLIENT, PEER = "http://127.0.0.1:25791", "http://127.0.0.1:25801"
@@ -78,9 +78,11 @@ def main():
     p.add_argument("--no-pin", action="store_true")
     p.add_argument("systems", nargs="+", help="NAME=BINARY ..., then -- and the benchmark's arguments")
     argv = sys.argv[1:]
-    cut = argv.index("--")
+    cut = argv.index("--") if "--" in argv else len(argv)
     a = p.parse_args(argv[:cut])
     args = argv[cut + 1:]
+    if not any(x.startswith("--total=") for x in args):
+        p.error("the benchmark's arguments, with --total=N, follow --")
     total = int(next(x for x in args if x.startswith("--total=")).split("=", 1)[1])
     systems = [s.split("=", 1) for s in a.systems]
     results = {n: [] for n, _ in systems}
