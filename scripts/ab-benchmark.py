@@ -9,7 +9,8 @@ per run, alternating the order every round; medians of throughput, server CPU pe
 By default the server runs on CPU 0 and the client on CPU 1 (`taskset`), so the server's CPU per request (utime +
 stime from /proc/PID/stat over the run, divided by --total) does not depend on what the client takes; `--no-pin`
 runs both unpinned, as users run them. A system named `NAME+auth` gets `root` (password `rootpw`), authentication
-enabled, and the benchmark run with `--user root:rootpw`. Peak RSS is the server's VmHWM after the run. Needs
+enabled, and the benchmark run with `--user root:rootpw`. Peak RSS is the server's VmHWM after the run; its
+anonymous and file-backed RSS after the run are reported apart (RssAnon, RssFile). Needs
 etcdctl on PATH. Uses ports 25791/25801 on 127.0.0.1.
 """
 
@@ -60,7 +61,9 @@ def one_run(name, binary, bench, args, total, pin):
         out = subprocess.run((["taskset", "-c", "1"] if pin else []) + [bench, "--endpoints", CLIENT[7:]] + args,
                              capture_output=True, text=True).stdout
         used = cpu_seconds(proc.pid) - before
-        hwm = next(int(l.split()[1]) // 1024 for l in open(f"/proc/{proc.pid}/status") if l.startswith("VmHWM"))
+        status = {l.split(":")[0]: int(l.split()[1]) // 1024 for l in open(f"/proc/{proc.pid}/status")
+                  if l.startswith(("VmHWM", "RssAnon", "RssFile"))}
+        hwm = (status["VmHWM"], status["RssAnon"], status["RssFile"])
         grab = lambda pattern: float(m.group(1)) if (m := re.search(pattern, out)) else float("nan")
         return (grab(r"Requests/sec:\s+([\d.]+)"), used / total * 1e6, grab(r"50% in ([\d.]+) secs") * 1e3,
                 grab(r"99% in ([\d.]+) secs") * 1e3, hwm)
@@ -86,15 +89,16 @@ def main():
     total = int(next(x for x in args if x.startswith("--total=")).split("=", 1)[1])
     systems = [s.split("=", 1) for s in a.systems]
     results = {n: [] for n, _ in systems}
-    line = "{} {}: {:.0f} req/s, {:.1f} us CPU/req, p50 {:.2f} ms, p99 {:.2f} ms, peak RSS {} MB"
+    line = "{} {}: {:.0f} req/s, {:.1f} us CPU/req, p50 {:.2f} ms, p99 {:.2f} ms, peak RSS {} MB (after: {} MB anonymous, {} MB file-backed)"
     for r in range(a.rounds):
         for name, binary in (systems if r % 2 == 0 else systems[::-1]):
             x = one_run(name, binary, a.bench, args, total, not a.no_pin)
             results[name].append(x)
-            print(line.format(f"round {r}", name, *x), flush=True)
+            print(line.format(f"round {r}", name, *x[:4], *x[4]), flush=True)
     for name, _ in systems:
-        med = [statistics.median(x[i] for x in results[name]) for i in range(5)]
-        print(line.format("median", name, *med[:4], int(med[4])))
+        med = [statistics.median(x[i] for x in results[name]) for i in range(4)]
+        mem = [int(statistics.median(x[4][i] for x in results[name])) for i in range(3)]
+        print(line.format("median", name, *med, *mem))
 
 
 if __name__ == "__main__":
