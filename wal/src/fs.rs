@@ -84,6 +84,26 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// Whether any byte of the file at `path` from offset `from` on is non-zero. Read with `pread` in 1 MiB pieces
+/// rather than through a map: the zero tail of a preallocated segment is most of its 64 MiB, and touched through
+/// a map it would all count in the process's RSS while the map lives (issue 17: the start-up peak).
+pub fn nonzero_from(path: &Path, from: u64) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let mut buf = vec![0u8; (1 << 20).min(len.saturating_sub(from)) as usize];
+    let mut at = from;
+    while at < len {
+        let n = ((len - at) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], at).map_err(|e| Error::io("read", path, e))?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+        at += n as u64;
+    }
+    Ok(false)
+}
+
 /// A whole file's bytes, mapped read-only (see [`map`]).
 #[derive(Debug)]
 pub struct Mapped(Option<memmap2::Mmap>);

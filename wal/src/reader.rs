@@ -173,7 +173,9 @@ fn scan_segment(
     if !last && !sealed {
         return Err(corrupted("segment ends without a seal, but a later segment exists", path, seq, at as u64));
     }
-    let dirty_tail = data[at.min(data.len())..].iter().any(|&b| b != 0);
+    // Past the log's end a sealed segment holds nothing that matters; an open one may hold a torn tail. Checked
+    // without the map (`fs::nonzero_from`), so its zero tail is not read into the process's RSS.
+    let dirty_tail = !sealed && crate::fs::nonzero_from(path, at as u64)?;
     Ok(SegmentInfo {
         seq,
         path: path.to_path_buf(),
@@ -182,7 +184,7 @@ fn scan_segment(
         chain,
         sealed,
         torn_at,
-        dirty_tail: dirty_tail && !sealed,
+        dirty_tail,
         file_len: data.len() as u64,
     })
 }
