@@ -69,6 +69,23 @@ fn denied<T: std::fmt::Debug>(what: &str, r: Result<tonic::Response<T>, tonic::S
     refused(what, r, Code::PermissionDenied, "etcdserver: permission denied");
 }
 
+/// A watch stream opened as `token` with one create request for `[key, end)`; the stream stays open while the
+/// sender lives.
+async fn watch_as(
+    ch: &Channel,
+    token: &str,
+    key: &str,
+    end: Vec<u8>,
+) -> (tokio::sync::mpsc::Sender<pb::WatchRequest>, tonic::Streaming<pb::WatchResponse>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let create = pb::WatchCreateRequest { key: key.into(), range_end: end, ..Default::default() };
+    tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
+        .await
+        .unwrap();
+    let stream = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx);
+    (tx, WatchClient::new(ch.clone()).watch(with(token, stream)).await.unwrap().into_inner())
+}
+
 async fn authenticate(ch: &Channel, name: &str, password: &str) -> Result<String, tonic::Status> {
     let r = pb::AuthenticateRequest { name: name.into(), password: password.into() };
     Ok(AuthClient::new(ch.clone()).authenticate(r).await?.into_inner().token)
@@ -210,13 +227,7 @@ async fn a_reader_is_refused_everything_else_and_learns_nothing() {
 
     // A watch on secrets, or on more than hers, is refused with etcd's reason, and delivers nothing.
     for (what, key, end) in [("secrets", "/secret/", prefix_end("/secret/")), ("everything", "/", vec![0])] {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let create = pb::WatchCreateRequest { key: key.into(), range_end: end, ..Default::default() };
-        tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
-            .await
-            .unwrap();
-        let stream = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx);
-        let mut resp = WatchClient::new(ch.clone()).watch(with(&alice, stream)).await.unwrap().into_inner();
+        let (tx, mut resp) = watch_as(&ch, &alice, key, end).await;
         let first = resp.message().await.unwrap().unwrap();
         assert!(first.created && first.canceled && first.watch_id == -1, "watch on {what}: {first:?}");
         assert_eq!(first.cancel_reason, "rpc error: code = PermissionDenied desc = etcdserver: permission denied");
@@ -250,13 +261,7 @@ async fn a_reader_is_refused_everything_else_and_learns_nothing() {
     );
 
     // A revoked role: her open watch ends before it delivers anything more, and her next request is refused.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let create = pb::WatchCreateRequest { key: "/a/".into(), range_end: prefix_end("/a/"), ..Default::default() };
-    tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
-        .await
-        .unwrap();
-    let stream = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx);
-    let mut watch = WatchClient::new(ch.clone()).watch(with(&alice, stream)).await.unwrap().into_inner();
+    let (tx, mut watch) = watch_as(&ch, &alice, "/a/", prefix_end("/a/")).await;
     let created = watch.message().await.unwrap().unwrap();
     assert!(created.created && !created.canceled, "{created:?}");
     kv.put(with(&root, pb::PutRequest { key: "/a/2".into(), value: "seen".into(), ..Default::default() }))

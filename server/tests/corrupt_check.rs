@@ -144,11 +144,7 @@ fn the_periodic_check_works_with_authentication_on() {
     let mut members: Vec<_> = specs.iter().map(|s| launch_with(dir.path(), s, &cluster, &[PERIODIC])).collect();
     let ep = members[0].endpoint.clone();
     put(&ep, "k0");
-    for args in [&["role", "add", "root"][..], &["user", "add", "root:rootpw"], &["user", "grant-role", "root", "root"]]
-    {
-        common::etcdctl_ok(&ep, args);
-    }
-    common::etcdctl_ok(&ep, &["auth", "enable"]);
+    common::enable_root_auth(&ep);
     fn root<'a>(args: &[&'a str]) -> Vec<&'a str> {
         [&["--user", "root:rootpw"][..], args].concat()
     }

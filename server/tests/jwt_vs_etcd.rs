@@ -43,15 +43,6 @@ fn keys(dir: &Path, method: &str) -> String {
     format!("jwt,pub-key={p},priv-key={k},sign-method={method}")
 }
 
-/// Makes `root` (password `rootpw`) and enables authentication, as an operator does with etcdctl.
-fn enable_auth(endpoint: &str) {
-    for args in [&["role", "add", "root"][..], &["user", "add", "root:rootpw"], &["user", "grant-role", "root", "root"]]
-    {
-        common::etcdctl_ok(endpoint, args);
-    }
-    common::etcdctl_ok(endpoint, &["auth", "enable"]);
-}
-
 async fn channel(endpoint: &str) -> Channel {
     Channel::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap()
 }
@@ -89,8 +80,8 @@ async fn tokens_of_every_sign_method_pass_between_etcd_and_ferrokv() {
             common::free_port(),
             &flags,
         );
-        enable_auth(&etcd.endpoint);
-        enable_auth(&ferrokv.endpoint);
+        common::enable_root_auth(&etcd.endpoint);
+        common::enable_root_auth(&ferrokv.endpoint);
         let (etcd_ch, ferrokv_ch) = (channel(&etcd.endpoint).await, channel(&ferrokv.endpoint).await);
         let (etcd_token, ferrokv_token) = (token(&etcd_ch).await, token(&ferrokv_ch).await);
 

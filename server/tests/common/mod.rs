@@ -54,6 +54,16 @@ pub fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
     }
 }
 
+/// Makes `root` (password `rootpw`, role `root`) and enables authentication through `endpoint`, as an operator
+/// does with etcdctl (on ferrokv or etcd alike).
+pub fn enable_root_auth(endpoint: &str) {
+    for args in [&["role", "add", "root"][..], &["user", "add", "root:rootpw"], &["user", "grant-role", "root", "root"]]
+    {
+        etcdctl_ok(endpoint, args);
+    }
+    etcdctl_ok(endpoint, &["auth", "enable"]);
+}
+
 /// Runs Debian's etcdctl 3.4 against `endpoints` (comma-separated), with etcdctl's own deadline of 10 s per
 /// command and `stdin` as its input; returns (success, stdout, stderr).
 pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
