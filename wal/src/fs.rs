@@ -84,35 +84,40 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
     Ok(f)
 }
 
-/// Whether any byte of the file at `path` from offset `from` on is non-zero. Read with `pread` in 1 MiB pieces
-/// rather than through a map: the zero tail of a preallocated segment is most of its 64 MiB, and touched through
-/// a map it would all count in the process's RSS while the map lives (issue 17: the start-up peak).
-pub fn nonzero_from(path: &Path, from: u64) -> Result<bool> {
-    use std::os::unix::fs::FileExt;
-    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
-    let mut buf = vec![0u8; (1 << 20).min(len.saturating_sub(from)) as usize];
-    let mut at = from;
-    while at < len {
-        let n = ((len - at) as usize).min(buf.len());
-        file.read_exact_at(&mut buf[..n], at).map_err(|e| Error::io("read", path, e))?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(true);
-        }
-        at += n as u64;
-    }
-    Ok(false)
-}
-
-/// A whole file's bytes, mapped read-only (see [`map`]).
+/// A whole file's bytes, mapped read-only (see [`map`]), and the open file behind them.
 #[derive(Debug)]
-pub struct Mapped(Option<memmap2::Mmap>);
+pub struct Mapped {
+    file: File,
+    map: Option<memmap2::Mmap>,
+}
 
 impl std::ops::Deref for Mapped {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or(&[])
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+impl Mapped {
+    /// Whether any byte from offset `from` on is non-zero. Read with `pread` in 1 MiB pieces rather than through
+    /// the map: the zero tail of a preallocated segment is most of its 64 MiB, and touched through the map it would
+    /// all count in the process's RSS while the map lives (issue 17: the start-up peak). `path` names the file in
+    /// an error.
+    pub fn nonzero_from(&self, from: u64, path: &Path) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let len = self.len() as u64;
+        let mut buf = vec![0u8; (1 << 20).min(len.saturating_sub(from)) as usize];
+        let mut at = from;
+        while at < len {
+            let n = ((len - at) as usize).min(buf.len());
+            self.file.read_exact_at(&mut buf[..n], at).map_err(|e| Error::io("read", path, e))?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Ok(true);
+            }
+            at += n as u64;
+        }
+        Ok(false)
     }
 }
 
@@ -124,12 +129,12 @@ pub fn map(path: &Path) -> Result<Mapped> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
     if len == 0 {
-        return Ok(Mapped(None));
+        return Ok(Mapped { file, map: None });
     }
     // SAFETY: a map's bytes must not change or vanish while it is borrowed. The WAL never shrinks a segment
     // (segments are fallocated to their size, appended into and removed whole; a removed file stays mapped), and
     // segments are read at start-up, before anything appends (see `Wal::replay`), or offline by `repair`; so the
     // mapped length stays backed and nothing writes into the map while it is read.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mmap", path, e))?;
-    Ok(Mapped(Some(map)))
+    Ok(Mapped { file, map: Some(map) })
 }

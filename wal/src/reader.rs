@@ -124,7 +124,7 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(&Decoded)) -> Result<Scan> {
 
 #[allow(clippy::too_many_arguments)]
 fn scan_segment(
-    data: &[u8],
+    data: &crate::fs::Mapped,
     seq: SegmentSeq,
     path: &Path,
     header: Header,
@@ -174,8 +174,8 @@ fn scan_segment(
         return Err(corrupted("segment ends without a seal, but a later segment exists", path, seq, at as u64));
     }
     // Past the log's end a sealed segment holds nothing that matters; an open one may hold a torn tail. Checked
-    // without the map (`fs::nonzero_from`), so its zero tail is not read into the process's RSS.
-    let dirty_tail = !sealed && crate::fs::nonzero_from(path, at as u64)?;
+    // without the map (`Mapped::nonzero_from`), so its zero tail is not read into the process's RSS.
+    let dirty_tail = !sealed && data.nonzero_from(at as u64, path)?;
     Ok(SegmentInfo {
         seq,
         path: path.to_path_buf(),
