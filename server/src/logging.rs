@@ -149,11 +149,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TracingToLog {
             .or(Some(LevelFilter::OFF))
     }
 
+    /// Only events [`wanted`] reach here (`enabled` above).
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         let level = level_name(*event.metadata().level());
-        if !enabled(level) {
-            return;
-        }
         let mut fields = EventFields::default();
         event.record(&mut fields);
         fields.pairs.push(("caller", event.metadata().target().to_string()));

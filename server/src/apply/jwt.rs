@@ -4,8 +4,8 @@
 //! A token whose revision is older than the current auth revision is refused as etcd refuses it ("revision of
 //! auth store is old"; clients authenticate again). Expiry is exact (no leeway), as etcd's.
 //!
-//! Keys are PEM files: the private key PKCS#1 or PKCS#8, the public key a `PUBLIC KEY` block or a certificate
-//! (etcd's own fixtures give a certificate). Sign methods: RS256/384/512, PS256/384/512, ES256/384/512.
+//! Keys are PEM files: the private key PKCS#1 or PKCS#8 (RSA), SEC1 or PKCS#8 (EC), the public key a `PUBLIC KEY`
+//! block or a certificate (etcd's own fixtures give a certificate). Sign methods: RS256/384/512, PS256/384/512, ES256/384/512.
 //!
 //! jsonwebtoken signs and verifies all but ES512 (its crypto backend has no P-521). ES512 tokens are put together
 //! here in JWS compact form (RFC 7515: base64url header, claims and signature joined by dots) over RustCrypto's
