@@ -55,10 +55,15 @@ fi
 # members behind, which would make every later test fail to bind.
 tests=$("$work/e2e.test" -test.list "$regex" | grep '^Test' | grep -v -E "${E2E_SKIP:-^$}" || true)
 : >"$work/results"
+# The suite's TestMain fails a passing test when runtime.Stack shows a goroutine it does not know, and a finalizer
+# that happens to be running at that moment (os.(*Process).Release, from a garbage collection of an exited
+# etcdctl's Process) is such a goroutine: a race in the test harness, seen once in CI, with nothing leaked. The
+# test processes therefore run without periodic collection (GOGC=off), so no finalizer runs; GOMEMLIMIT still
+# collects if one ever grows to 2 GiB. Goroutines a test really leaks are found exactly as before.
 for t in $tests; do
   start=$(date +%s.%N)
   set +e
-  (cd "$src/tests/e2e" && timeout --kill-after=10s "${E2E_TEST_TIMEOUT:-180}" "$work/e2e.test" -test.v -test.run "^$t\$" \
+  (cd "$src/tests/e2e" && GOGC=off GOMEMLIMIT=2GiB timeout --kill-after=10s "${E2E_TEST_TIMEOUT:-180}" "$work/e2e.test" -test.v -test.run "^$t\$" \
     -bin-dir "$work/bin" -cert-dir "$src/integration/fixtures") >"$work/$t.log" 2>&1
   status=$?
   set -e
