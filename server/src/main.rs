@@ -8,6 +8,33 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How often freed heap memory is handed back to the system.
+const RETURN_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Starts the thread that hands freed memory back to the system.
+///
+/// mimalloc returns the pages a burst of requests freed (its purge, `MADV_DONTNEED`) only a second after they
+/// were freed, and only when some thread later calls into the allocator's slow path: a server that goes quiet after a
+/// burst kept the burst's whole heap resident (RssAnon 113 MB after 100,000 puts from 1,000 clients, of which 22 MB
+/// in use). `mi_collect(false)` from any thread performs the purges that are due, for the whole process; it does
+/// not move or free anything in use, and with nothing due it returns at once.
+fn return_freed_memory() {
+    let spawned = std::thread::Builder::new().name("mem-return".into()).spawn(|| {
+        // mi_collect does nothing on a thread whose heap was never used.
+        let first = std::hint::black_box(Box::new(0u64));
+        drop(first);
+        loop {
+            std::thread::sleep(RETURN_EVERY);
+            // SAFETY: mi_collect has no preconditions; it may be called from any thread at any time.
+            unsafe { libmimalloc_sys::mi_collect(false) };
+        }
+    });
+    if let Err(e) = spawned {
+        // The server runs as well without it; memory is only returned later.
+        eprintln!("ferrokv: no memory-return thread: {e}");
+    }
+}
+
 use server::config::Parsed;
 
 /// Go's name for this machine's architecture, as etcd prints it.
@@ -57,6 +84,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    return_freed_memory();
     match server::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
