@@ -157,7 +157,7 @@ fn run(ops: Vec<Op>) {
                         },
                         RequestOp::Range { key: key(then_put), range_end: vec![], opts: RangeOptions::default() },
                     ],
-                    failure: vec![RequestOp::DeleteRange { key: key(else_delete), range_end: vec![] }],
+                    failure: vec![RequestOp::DeleteRange { key: key(else_delete), range_end: vec![], prev_kv: true }],
                 };
                 let mut w = store.write().unwrap();
                 let res = w.txn(&req).unwrap();

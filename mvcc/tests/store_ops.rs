@@ -1,5 +1,6 @@
 //! etcd semantics the model test does not reach: every compare target, Put's ignore_value / ignore_lease, range
-//! options, and a compaction interrupted by a crash resuming at open.
+//! options, a compaction interrupted by a crash resuming at open, and what a DeleteRange returns with and without
+//! `prev_kv`.
 
 use mvcc::{
     Compare, CompareOp, CompareTarget, Error, PutOptions, RangeOptions, Revision, Store, StoreConfig, TxnRequest,
@@ -180,4 +181,27 @@ fn a_hot_key_keeps_its_history_and_compacts() {
     assert!(matches!(s.range(b"hot", &[], old), Err(Error::Compacted)));
     put(&s, "hot", "after", 0);
     s.check().unwrap();
+}
+
+/// A DeleteRange without `prev_kv` returns the count and no values, and still hands each key's last value (and its
+/// lease) to watchers through the changes; with `prev_kv` the values come back too, as in etcd.
+#[test]
+fn delete_returns_values_only_when_asked() {
+    let (_d, s) = store();
+    put(&s, "a", "1", 0);
+    put(&s, "b", "2", 7);
+    put(&s, "c", "3", 0);
+    let mut w = s.write().unwrap();
+    let r = w.delete(b"a", b"c", false).unwrap();
+    assert_eq!((r.deleted, r.prevs.len()), (2, 0), "the count, no values");
+    let changes = w.take_changes();
+    let prevs: Vec<_> = changes.iter().map(|c| c.prev.as_ref().map(|p| (p.value.clone(), p.lease))).collect();
+    assert_eq!(prevs, vec![Some((b"1".to_vec(), 0)), Some((b"2".to_vec(), 7))], "watchers still get the values");
+    assert!(changes.iter().all(|c| c.deleted));
+    w.end_revision();
+    let r = w.delete(b"c", &[], true).unwrap();
+    assert_eq!(r.deleted, 1);
+    assert_eq!(r.prevs.iter().map(|p| p.value.clone()).collect::<Vec<_>>(), vec![b"3".to_vec()]);
+    w.commit().unwrap();
+    assert!(s.range(b"a", b"d", RangeOptions::default()).unwrap().kvs.is_empty());
 }

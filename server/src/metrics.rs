@@ -88,7 +88,7 @@ impl Metrics {
     pub fn applied(&self, outcome: &Outcome) {
         let counts = match outcome {
             Outcome::Put { .. } => [0, 1, 0],
-            Outcome::DeleteRange { .. } => [0, 0, 1],
+            Outcome::DeleteRange(_) => [0, 0, 1],
             Outcome::Txn(res) => {
                 let mut c = [0; 3];
                 txn_ops(res, &mut c);
@@ -136,7 +136,7 @@ mod tests {
     fn counts_as_etcd_counts() {
         let m = Metrics::default();
         m.applied(&Outcome::Put { prev: None });
-        m.applied(&Outcome::DeleteRange { prevs: Vec::new() });
+        m.applied(&Outcome::DeleteRange(mvcc::DeleteResult { deleted: 0, prevs: Vec::new() }));
         let nested = mvcc::TxnResult {
             succeeded: true,
             responses: vec![

@@ -31,6 +31,7 @@ fn a_burst_s_freed_heap_goes_back_to_the_system() {
     }
     std::thread::sleep(Duration::from_secs(4));
     let before = status_mib(m.child.id(), "RssAnon:");
+    let peak_before = status_mib(m.child.id(), "VmHWM:");
 
     let readers: Vec<_> = (0..8)
         .map(|_| {
@@ -42,8 +43,9 @@ fn a_burst_s_freed_heap_goes_back_to_the_system() {
         let (ok, out, err) = r.join().unwrap();
         assert!(ok && out.len() > 12 << 20, "a 12 MiB range: {} bytes, {err}", out.len());
     }
-    let after_burst = status_mib(m.child.id(), "RssAnon:");
-    assert!(after_burst >= before + 32, "the burst was meant to grow the heap: {before} -> {after_burst} MiB");
+    // The peak, not the heap now: the memory-return thread may well have handed the burst back already.
+    let peak = status_mib(m.child.id(), "VmHWM:");
+    assert!(peak >= peak_before + 32, "the burst was meant to grow the member: peak {peak_before} -> {peak} MiB");
 
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -53,7 +55,7 @@ fn a_burst_s_freed_heap_goes_back_to_the_system() {
         }
         assert!(
             Instant::now() < deadline,
-            "15 s after the burst the member still holds {now} MiB of heap (before it: {before}, right after: {after_burst})"
+            "15 s after the burst the member still holds {now} MiB of heap (before it: {before}; peak {peak} MiB)"
         );
         std::thread::sleep(Duration::from_millis(250));
     }

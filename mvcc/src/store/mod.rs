@@ -36,10 +36,8 @@ use crate::kv::{self, KeyValue};
 use crate::revision::Revision;
 
 pub use key_index::{Generation, KeyIndex, Tail, Visible};
-pub use txn::{
-    Compare, CompareOp, CompareTarget, DeleteResult, PutResult, RequestOp, ResponseOp, TxnRequest, TxnResult,
-};
-pub use write::{Change, PutOptions, StoreWrite};
+pub use txn::{Compare, CompareOp, CompareTarget, PutResult, RequestOp, ResponseOp, TxnRequest, TxnResult};
+pub use write::{Change, DeleteResult, PutOptions, StoreWrite};
 
 /// The keyspaces the store itself uses.
 pub const KEY: &str = "key";

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::kv::KeyValue;
-use crate::store::write::{PutOptions, StoreWrite};
+use crate::store::write::{DeleteResult, PutOptions, StoreWrite};
 use crate::store::{RangeOptions, RangeResult};
 
 /// What a compare looks at, with the value it is compared to.
@@ -37,9 +37,24 @@ pub struct Compare {
 /// An operation of a Txn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestOp {
-    Range { key: Vec<u8>, range_end: Vec<u8>, opts: RangeOptions },
-    Put { key: Vec<u8>, value: Vec<u8>, lease: i64, opts: PutOptions },
-    DeleteRange { key: Vec<u8>, range_end: Vec<u8> },
+    Range {
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        opts: RangeOptions,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: i64,
+        opts: PutOptions,
+    },
+    /// With `prev_kv`, the result carries the deleted keys' last values (etcd's `prev_kv`); without it, only
+    /// their count.
+    DeleteRange {
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        prev_kv: bool,
+    },
     Txn(TxnRequest),
 }
 
@@ -55,13 +70,6 @@ pub struct TxnRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutResult {
     pub prev: Option<KeyValue>,
-}
-
-/// What a DeleteRange returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeleteResult {
-    pub deleted: i64,
-    pub prevs: Vec<KeyValue>,
 }
 
 /// The response to one operation.
@@ -129,9 +137,8 @@ impl StoreWrite<'_> {
                 RequestOp::Put { key, value, lease, opts } => {
                     ResponseOp::Put(PutResult { prev: self.put(key, value, *lease, *opts)? })
                 }
-                RequestOp::DeleteRange { key, range_end } => {
-                    let prevs = self.delete_range(key, range_end)?;
-                    ResponseOp::DeleteRange(DeleteResult { deleted: prevs.len() as i64, prevs })
+                RequestOp::DeleteRange { key, range_end, prev_kv } => {
+                    ResponseOp::DeleteRange(self.delete(key, range_end, *prev_kv)?)
                 }
                 RequestOp::Txn(t) => ResponseOp::Txn(self.txn(t)?),
             });

@@ -44,6 +44,13 @@ pub struct Change {
     pub prev: Option<KeyValue>,
 }
 
+/// What a DeleteRange returns: how many keys it deleted and, when asked for, their last values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteResult {
+    pub deleted: i64,
+    pub prevs: Vec<KeyValue>,
+}
+
 /// The write transaction; see the module header. Dropping it discards everything since `begin`.
 pub struct StoreWrite<'a> {
     store: &'a Store,
@@ -158,19 +165,29 @@ impl<'a> StoreWrite<'a> {
 
     /// etcd's DeleteRange; returns the deleted keys' last values.
     pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        self.delete(key, range_end, true).map(|d| d.prevs)
+    }
+
+    /// etcd's DeleteRange: how many keys it deleted and, with `prev_kv`, their last values. Each key's last value
+    /// goes to watchers (in [`Change::prev`]) either way; without `prev_kv` it is not copied a second time for the
+    /// response (deleting 21,800 values of 10 KB allocated 436 MB where 218 do).
+    pub fn delete(&mut self, key: &[u8], range_end: &[u8], prev_kv: bool) -> Result<DeleteResult> {
         let range = KeyRange::new(key, range_end);
         let live = self.visible_in(&range, None);
-        let mut prevs = Vec::with_capacity(live.len());
+        let deleted = live.len() as i64;
+        let mut prevs = Vec::with_capacity(if prev_kv { live.len() } else { 0 });
         for (k, v) in live {
             let prev = self.read(v.modified)?;
             let rev = self.next_revision();
             let tomb = KeyValue { key: k.clone(), mod_revision: rev.main, ..KeyValue::default() };
             self.db.put(self.store.key, &rev.encode(), &kv::encode(&tomb, true))?;
             self.pending.entry(k).or_default().tombstone(rev);
-            self.changes.push(Change { kv: tomb, deleted: true, prev: Some(prev.clone()) });
-            prevs.push(prev);
+            if prev_kv {
+                prevs.push(prev.clone());
+            }
+            self.changes.push(Change { kv: tomb, deleted: true, prev: Some(prev) });
         }
-        Ok(prevs)
+        Ok(DeleteResult { deleted, prevs })
     }
 
     /// etcd's Range inside the transaction: revision 0 sees this transaction's own writes.

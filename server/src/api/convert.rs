@@ -103,10 +103,10 @@ impl FromApplied for pb::PutResponse {
 impl FromApplied for pb::DeleteRangeResponse {
     fn from_applied(op: &Op, outcome: Outcome, header: Option<pb::ResponseHeader>) -> Option<Self> {
         match (op, outcome) {
-            (Op::DeleteRange(d), Outcome::DeleteRange { prevs }) => Some(pb::DeleteRangeResponse {
+            (Op::DeleteRange(d), Outcome::DeleteRange(r)) => Some(pb::DeleteRangeResponse {
                 header,
-                deleted: prevs.len() as i64,
-                prev_kvs: if d.prev_kv { prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
+                deleted: r.deleted,
+                prev_kvs: if d.prev_kv { r.prevs.into_iter().map(to_pb).collect() } else { Vec::new() },
             }),
             _ => None,
         }

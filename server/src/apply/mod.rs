@@ -64,10 +64,8 @@ pub enum Outcome {
     Put {
         prev: Option<mvcc::KeyValue>,
     },
-    /// The last values of the deleted keys.
-    DeleteRange {
-        prevs: Vec<mvcc::KeyValue>,
-    },
+    /// How many keys were deleted and, when the client asked for them, their last values.
+    DeleteRange(mvcc::DeleteResult),
     Txn(TxnResult),
     Compaction,
     LeaseGrant {
@@ -128,7 +126,7 @@ fn request_ops(ops: &[pb::RequestOp]) -> Vec<RequestOp> {
                 opts: PutOptions { ignore_value: p.ignore_value, ignore_lease: p.ignore_lease },
             },
             Request::RequestDeleteRange(d) => {
-                RequestOp::DeleteRange { key: d.key.clone(), range_end: d.range_end.clone() }
+                RequestOp::DeleteRange { key: d.key.clone(), range_end: d.range_end.clone(), prev_kv: d.prev_kv }
             }
             Request::RequestTxn(t) => RequestOp::Txn(txn_request(t)),
         })
@@ -565,7 +563,7 @@ impl Apply {
                 let keys = self.lessor().keys(r.id);
                 let mut w = store.write()?;
                 for k in &keys {
-                    w.delete_range(k, &[])?;
+                    w.delete(k, &[], false)?;
                 }
                 w.db().delete(ks, &r.id.to_be_bytes())?;
                 let changes = w.take_changes();
@@ -591,7 +589,7 @@ impl Apply {
                 let prev = w.put(&p.key, &p.value, p.lease, opts)?;
                 Outcome::Put { prev: if p.prev_kv { prev } else { None } }
             }
-            Op::DeleteRange(d) => Outcome::DeleteRange { prevs: w.delete_range(&d.key, &d.range_end)? },
+            Op::DeleteRange(d) => Outcome::DeleteRange(w.delete(&d.key, &d.range_end, d.prev_kv)?),
             Op::Txn(t) => Outcome::Txn(w.txn(&txn_request(t))?),
             Op::Compaction(_)
             | Op::LeaseGrant(_)
