@@ -5,14 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, start_with};
-
-/// A field of /proc/PID/status, in MiB.
-fn status_mib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
-}
+use common::{free_port, start_with, status_mib};
 
 /// Eight concurrent ranges of 12 MiB each make the member allocate (and then free) about 100 MiB of response
 /// buffers. Before the memory-return thread, all of it stayed resident in an idle member: mimalloc hands freed

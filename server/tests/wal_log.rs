@@ -7,7 +7,7 @@ mod common;
 use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
-use common::{free_port, start_with};
+use common::{free_port, start_with, status_mib};
 
 #[test]
 fn a_torn_wal_tail_is_reported_in_the_json_log() {
@@ -60,13 +60,6 @@ fn a_torn_wal_tail_is_reported_in_the_json_log() {
     assert!(v["caller"].as_str().is_some_and(|s| s.starts_with("wal")), "{line}");
     let (ok, out, err) = common::etcdctl(&m.endpoint, &["get", "k19", "--print-value-only"], None);
     assert!(ok && out.trim() == "v", "every acknowledged put is still there: {out} {err}");
-}
-
-/// A field of /proc/PID/status, in MiB.
-fn status_mib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
 }
 
 /// Starting reads every WAL segment back, and a segment is preallocated to 64 MiB: read into the heap, both passes'

@@ -198,3 +198,10 @@ pub fn follow(child: &mut Child) -> (Arc<Mutex<VecDeque<String>>>, mpsc::Receive
     });
     (log, rx)
 }
+
+/// A field of /proc/PID/status (`RssAnon:`, `VmHWM:`, …) of process `pid`, in MiB.
+pub fn status_mib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
