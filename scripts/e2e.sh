@@ -55,19 +55,44 @@ fi
 # members behind, which would make every later test fail to bind.
 tests=$("$work/e2e.test" -test.list "$regex" | grep '^Test' | grep -v -E "${E2E_SKIP:-^$}" || true)
 : >"$work/results"
-# The suite's TestMain fails a passing test when runtime.Stack shows a goroutine it does not know, and a finalizer
-# that happens to be running at that moment (os.(*Process).Release, from a garbage collection of an exited
-# etcdctl's Process) is such a goroutine: a race in the test harness, seen once in CI, with nothing leaked. The
-# test processes therefore run without periodic collection (GOGC=off), so no finalizer runs; GOMEMLIMIT still
-# collects if one ever grows to 2 GiB. Goroutines a test really leaks are found exactly as before.
+# The suite's TestMain fails a passing test when runtime.Stack shows a goroutine it does not know, after all tests,
+# in one look, without waiting. Two harness races trip it with nothing of ours leaked, both seen in CI:
+# - a finalizer that happens to be running then (os.(*Process).Release, from a garbage collection of an exited
+#   etcdctl's Process): the test processes run without periodic collection (GOGC=off), so no finalizer runs;
+#   GOMEMLIMIT still collects if one ever grows to 2 GiB;
+# - the output reader of an etcdctl the test never closed (ctlV3User spawns etcdctl and never calls Close), still
+#   waiting for the pty's end while etcdctl exits: such a test, and only such, runs once more, and must then pass
+#   with the same check. It is reported as "RETRY" (about 1 run in 160 of a TestCtlV3User* test here).
+# Goroutines a test really leaks are found exactly as before.
+run_test() {
+  (cd "$src/tests/e2e" && GOGC=off GOMEMLIMIT=2GiB timeout --kill-after=10s "${E2E_TEST_TIMEOUT:-180}" "$work/e2e.test" -test.v -test.run "^$1\$" \
+    -bin-dir "$work/bin" -cert-dir "$src/integration/fixtures") >"$work/$1.log" 2>&1
+  local status=$?
+  pkill -KILL -f "$work/bin/etcd" 2>/dev/null || true
+  return $status
+}
+
+# Whether the log shows a passed test failed only by the after-all check, on unclosed etcdctl readers alone.
+only_unclosed_reader() {
+  local log=$1 t=$2
+  grep -q "^--- PASS: $t " "$log" && grep -q '^Too many goroutines running after all test(s)' "$log" || return 1
+  local created
+  created=$(sed -n '/^Too many goroutines running after all test(s)/,$p' "$log" | grep '^created by ' | sort -u)
+  [ "$created" = "created by go.etcd.io/etcd/pkg/expect.NewExpectWithEnv" ]
+}
+
 for t in $tests; do
   start=$(date +%s.%N)
   set +e
-  (cd "$src/tests/e2e" && GOGC=off GOMEMLIMIT=2GiB timeout --kill-after=10s "${E2E_TEST_TIMEOUT:-180}" "$work/e2e.test" -test.v -test.run "^$t\$" \
-    -bin-dir "$work/bin" -cert-dir "$src/integration/fixtures") >"$work/$t.log" 2>&1
+  run_test "$t"
   status=$?
+  if [ "$status" -ne 0 ] && only_unclosed_reader "$work/$t.log" "$t"; then
+    echo "RETRY $t (passed; the after-all check saw only an unclosed etcdctl's output reader)"
+    cp "$work/$t.log" "$work/$t.first.log"
+    run_test "$t"
+    status=$?
+  fi
   set -e
-  pkill -KILL -f "$work/bin/etcd" 2>/dev/null || true
   took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   if [ "$status" -eq 0 ] && grep -q "^--- PASS: $t " "$work/$t.log"; then
     echo "PASS $t (${took}s)" | tee -a "$work/results"
