@@ -72,6 +72,8 @@ pub struct Metrics {
     pub batches: AtomicU64,
     /// Appends made durable.
     pub appends: AtomicU64,
+    /// Batches an appender wrote on its own thread, the I/O thread being idle (`Wal::append_durable`).
+    pub appender_batches: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -83,6 +85,7 @@ impl Default for Metrics {
             bytes_written: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             appends: AtomicU64::new(0),
+            appender_batches: AtomicU64::new(0),
         }
     }
 }

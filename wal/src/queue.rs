@@ -32,6 +32,9 @@ pub(crate) enum IoState {
     Idle,
     /// Blocked in the engine with a free pipeline slot: wake it through the engine's waker.
     InRing,
+    /// Parked, while an appender writes the queue on its own thread (`Wal::append_durable`); that appender hands
+    /// the I/O back (`Idle`, waking the thread if work is left) once its own records are durable.
+    Caller,
 }
 
 /// A segment known to the queue.

@@ -37,9 +37,15 @@ impl Drop for Tmpfs {
     }
 }
 
+/// One entry, waited for through a hand-off to the I/O thread or written on this thread (`append_durable`).
+fn append_one(wal: &Wal, durable: bool, i: u64, data: &[u8]) -> Result<(), Error> {
+    let record = [Record::Entry { index: RaftIndex(i), term: Term(1), data }];
+    if durable { wal.append_durable(&record).map(|_| ()) } else { wal.append(&record)?.wait().map(|_| ()) }
+}
+
 #[test]
 fn enospc_at_a_segment_change_poisons_and_loses_nothing_acknowledged() {
-    for engine in ENGINES {
+    for (engine, durable) in ENGINES.into_iter().flat_map(|e| [(e, false), (e, true)]) {
         // Room for two 256 KiB segments (the first and its preallocated successor) but not a third.
         let Some(fs) = Tmpfs::mount("700k") else { return };
         let dir = fs.0.path().join("wal");
@@ -48,10 +54,8 @@ fn enospc_at_a_segment_change_poisons_and_loses_nothing_acknowledged() {
         let mut acked = 0u64;
         let mut failure = None;
         for i in 1..10_000u64 {
-            let data = payload(i);
-            let appended = wal.append(&[Record::Entry { index: RaftIndex(i), term: Term(1), data: &data }]);
-            match appended.and_then(|c| c.wait()) {
-                Ok(_) => acked = i,
+            match append_one(&wal, durable, i, &payload(i)) {
+                Ok(()) => acked = i,
                 Err(e) => {
                     failure = Some(e);
                     break;
@@ -60,14 +64,15 @@ fn enospc_at_a_segment_change_poisons_and_loses_nothing_acknowledged() {
         }
         let failure = failure.expect("the disk filled up");
         let msg = failure.to_string();
-        assert!(matches!(failure, Error::Poisoned(_)), "{engine:?}: {msg}");
+        assert!(matches!(failure, Error::Poisoned(_)), "{engine:?} {durable}: {msg}");
         assert!(msg.contains("fallocate") && msg.contains("No space left"), "{engine:?}: the cause is named: {msg}");
         assert!(acked > 100, "{engine:?}: {acked} appends went through before the disk filled");
         // Poisoned for good: later appends fail at once, and no batch is written any more.
         let batches = wal.metrics().batches.load(Ordering::Relaxed);
-        let again = wal.append(&[Record::Entry { index: RaftIndex(acked + 1), term: Term(1), data: b"" }]);
+        let again = append_one(&wal, durable, acked + 1, b"");
         assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
         assert_eq!(wal.metrics().batches.load(Ordering::Relaxed), batches);
+        assert_eq!(wal.metrics().appender_batches.load(Ordering::Relaxed) > 0, durable, "{engine:?}: the path taken");
         assert!(matches!(wal.close(), Err(Error::Poisoned(_))));
         // Every acknowledged append survives a reopen, which works once space is back (nothing needs it here).
         let wal = Wal::open(&dir, config).unwrap();
@@ -109,6 +114,38 @@ fn a_panic_of_the_io_thread_poisons_instead_of_leaving_appenders_parked() {
         assert!(failure.to_string().contains("panicked"), "{engine:?}: the cause is named: {failure}");
         let again = wal.append(&[Record::Entry { index: RaftIndex(11), term: Term(1), data: b"" }]);
         assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
+        assert!(matches!(wal.close(), Err(Error::Poisoned(_))));
+        let wal = Wal::open(dir.path(), config).unwrap();
+        let r = wal.replay(RaftIndex(1)).unwrap();
+        assert!(r.entries.len() >= 10, "{engine:?}: every acknowledged append is replayed");
+        for e in &r.entries {
+            assert_eq!(e.data, payload(e.index.0));
+        }
+    }
+}
+
+/// The same panic on an appender's thread (`append_durable` writing while the I/O thread is idle): the appender
+/// gets the error instead of the panic, nothing is acknowledged that was not written, the I/O thread is still
+/// there to refuse later appends and to stop at close, and the log reopens with every acknowledged append.
+#[test]
+fn a_panic_while_an_appender_writes_poisons_and_returns_an_error() {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config { engine, ..Config::default() };
+        let wal = Wal::create(dir.path(), config.clone()).unwrap();
+        for i in 1..=10u64 {
+            append_one(&wal, true, i, &payload(i)).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        wal.panic_io_thread();
+        let failure = append_one(&wal, true, 11, &payload(11)).unwrap_err();
+        assert!(matches!(failure, Error::Poisoned(_)), "{engine:?}: {failure}");
+        assert!(failure.to_string().contains("panicked on an appender's thread"), "{engine:?}: {failure}");
+        assert!(wal.metrics().appender_batches.load(Ordering::Relaxed) >= 9, "{engine:?}: the appender wrote");
+        for durable in [true, false] {
+            let again = append_one(&wal, durable, 11, b"");
+            assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
+        }
         assert!(matches!(wal.close(), Err(Error::Poisoned(_))));
         let wal = Wal::open(dir.path(), config).unwrap();
         let r = wal.replay(RaftIndex(1)).unwrap();

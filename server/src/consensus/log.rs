@@ -109,7 +109,7 @@ impl RaftLog {
             }));
         }
         let started = Instant::now();
-        self.wal.append(&records).and_then(|c| c.wait())?;
+        self.wal.append_durable(&records)?;
         let took = started.elapsed();
         let mut w = self.cache.wl();
         w.append(entries).map_err(Error::raft("append to the raft log"))?;
@@ -156,7 +156,7 @@ impl RaftLog {
 
     fn mark(&mut self, index: u64, term: u64) -> Result<(), Error> {
         let marker = wal::Record::Snapshot(wal::SnapshotMarker { index: wal::RaftIndex(index), term: wal::Term(term) });
-        self.wal.append(&[marker]).and_then(|c| c.wait())?;
+        self.wal.append_durable(&[marker])?;
         Ok(())
     }
 }

@@ -5,7 +5,8 @@
 //! 2. answer ReadIndex requests whose read state arrived (their indexes are committed, so durable already; the
 //!    readers still wait for the apply loop to reach them);
 //! 3. append new entries and the hard state to the WAL and wait until they are durable (so nothing is acknowledged,
-//!    voted or committed on the strength of an entry a crash could lose);
+//!    voted or committed on the strength of an entry a crash could lose); the WAL writes and flushes them on this
+//!    thread when its I/O thread is idle (`Wal::append_durable`), which saves two thread wake-ups per Ready;
 //! 4. `advance`, then hand over the entries the LightReady commits, and `advance_apply`.
 //!
 //! The node is split by concern: the log over the WAL and its compaction (`log`), configuration changes
