@@ -53,3 +53,19 @@ fn a_burst_s_freed_heap_goes_back_to_the_system() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// An idle member's anonymous memory stays near what it uses. mimalloc asks for transparent huge pages on its
+/// arena, and each thread that allocates touches pages of its own: with them an idle member held 23 MB of
+/// anonymous memory, 20 MB of it in ten 2 MiB pages (etcd 3.4.23 idle: 5 MB). The binary turns them off.
+#[test]
+fn an_idle_member_holds_no_huge_pages_of_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let cluster = format!("m=http://127.0.0.1:{peer}");
+    let m = start_with(dir.path(), client, peer, &["--name", "m", "--initial-cluster", &cluster]);
+    let (ok, _, err) = common::etcdctl(&m.endpoint, &["put", "k", "v"], None);
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_secs(3));
+    let heap = status_mib(m.child.id(), "RssAnon:");
+    assert!(heap < 16, "{heap} MiB of anonymous memory in an idle member");
+}
