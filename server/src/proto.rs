@@ -18,6 +18,16 @@ pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
 
+/// etcd's `v3lockpb`: the Lock service (Lock, Unlock).
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// etcd's `v3electionpb`: the Election service (Campaign, Proclaim, Leader, Observe, Resign).
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;

@@ -28,6 +28,7 @@ use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use crate::proto::{v3electionpb::election_server::ElectionServer, v3lockpb::lock_server::LockServer};
 use crate::read::ReadPath;
 
 /// How long a stop waits for in-flight requests before closing the remaining connections.
@@ -351,7 +352,12 @@ impl Handles {
             auth: h.auth.clone(),
             reads: h.reads.clone(),
         };
+        let recipes = crate::api::recipes::Recipes { kv: kv.clone(), lease: lease.clone(), events: h.events.clone() };
+        let lock = crate::api::lock::LockService { recipes: recipes.clone() };
+        let election = crate::api::election::ElectionService { recipes };
         routes
+            .add_service(LockServer::new(lock).max_decoding_message_size(max))
+            .add_service(ElectionServer::new(election).max_decoding_message_size(max))
             .add_service(KvServer::new(kv).max_decoding_message_size(max))
             .add_service(MaintenanceServer::new(maintenance).max_decoding_message_size(max))
             .add_service(ClusterServer::new(cluster).max_decoding_message_size(max))

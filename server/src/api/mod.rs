@@ -1,4 +1,5 @@
-//! The etcd API surface: the gRPC services (KV, Watch, Lease, Cluster, Maintenance, Auth) (validation, then the layers below through narrow handles: a
+//! The etcd API surface: the gRPC services (KV, Watch, Lease, Cluster, Maintenance, Auth, and Lock and Election over
+//! `recipes`, etcd's concurrency recipes run on the server) (validation, then the layers below through narrow handles: a
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
@@ -15,13 +16,16 @@ pub mod cluster;
 pub mod compactor;
 pub mod convert;
 pub mod corrupt;
+pub mod election;
 pub mod grpc_metrics;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod quota;
 pub mod range_stream;
+pub mod recipes;
 pub mod recv_limit;
 pub mod require_leader;
 mod status;
