@@ -212,6 +212,52 @@ async fn script(endpoint: String) -> Vec<String> {
     out
 }
 
+/// Under authentication: a user whose role may read and write the lock's prefix locks and campaigns; one whose
+/// role may not is refused with etcd's error, as the KV request it makes would be.
+async fn auth_script(endpoint: String) -> Vec<String> {
+    for args in [
+        &["role", "add", "locker"][..],
+        &["role", "grant-permission", "locker", "readwrite", "lk", "--prefix"],
+        &["user", "add", "alice:alicepw"],
+        &["user", "grant-role", "alice", "locker"],
+        &["user", "add", "bob:bobpw"],
+    ] {
+        common::etcdctl_ok(&endpoint, args);
+    }
+    common::enable_root_auth(&endpoint);
+    let mut out = Vec::new();
+    for (user, password) in [("alice", "alicepw"), ("bob", "bobpw")] {
+        let options = etcd_client::ConnectOptions::new().with_user(user, password);
+        let mut c = Client::connect([&endpoint], Some(options)).await.unwrap();
+        let lease = c.lease_grant(30, None).await.unwrap().id();
+        let lock = c.lock("lk", Some(LockOptions::new().with_lease(lease))).await;
+        out.push(format!("{user} locks: {:?}", lock.map(|_| ()).map_err(|e| e.to_string())));
+        let campaign = c.campaign("lkelection", "v", lease).await;
+        out.push(format!("{user} campaigns: {:?}", campaign.map(|_| ()).map_err(|e| e.to_string())));
+        let leader = c.leader("other").await;
+        out.push(format!("{user} reads another election: {:?}", leader.map(|_| ()).map_err(|e| e.to_string())));
+    }
+    out
+}
+
+#[test]
+fn under_authentication_the_callers_permissions_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let m = start(&dir.path().join("ferrokv"), free_port(), free_port());
+    let ours = rt.block_on(within(60, auth_script(m.endpoint.clone())));
+    drop(m);
+    assert!(ours[0].contains("Ok(())"), "{ours:#?}");
+    if !common::etcd::installed("etcd") {
+        assert!(std::env::var_os("CI").is_none(), "CI installs etcd 3.4.23");
+        eprintln!("skipping the comparison: etcd is not installed");
+        return;
+    }
+    let e = common::etcd::start(&dir.path().join("etcd"), free_port(), free_port());
+    let theirs = rt.block_on(within(60, auth_script(e.endpoint.clone())));
+    assert_eq!(ours, theirs);
+}
+
 #[test]
 fn answers_and_errors_match_etcd() {
     let dir = tempfile::tempdir().unwrap();

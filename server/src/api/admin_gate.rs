@@ -1,9 +1,9 @@
 //! With authentication enabled, the calls only `root` may make, refused in front of the services: etcd 3.4's
 //! admin calls (Defragment, Snapshot, Hash, HashKV; MemberAdd, MemberRemove, MemberUpdate, MemberPromote), and
 //! MoveLeader and Downgrade, which change the cluster too. Deny by default: a method this layer does not know as
-//! one whose service checks permissions itself (KV, Watch, Lease, Auth) or as open to every caller (Status, Alarm,
-//! MemberList, Authenticate), an Election or Lock call say, needs `root` as well, so nothing added later is open
-//! by omission.
+//! one whose service checks permissions itself (KV, Watch, Lease, Auth, and Lock and Election, whose every read
+//! and write is a KV request under the caller's credentials) or as open to every caller (Status, Alarm,
+//! MemberList, Authenticate) needs `root` as well, so nothing added later is open by omission.
 //!
 //! A tower layer; with authentication off every call passes untouched.
 
@@ -17,8 +17,14 @@ use tonic::codegen::http;
 use crate::apply::perms::Auth;
 
 /// Services whose every method checks the caller's permissions itself.
-const CHECKED_SERVICES: [&str; 4] =
-    ["/etcdserverpb.KV/", "/etcdserverpb.Watch/", "/etcdserverpb.Lease/", "/etcdserverpb.Auth/"];
+const CHECKED_SERVICES: [&str; 6] = [
+    "/etcdserverpb.KV/",
+    "/etcdserverpb.Watch/",
+    "/etcdserverpb.Lease/",
+    "/etcdserverpb.Auth/",
+    "/v3lockpb.Lock/",
+    "/v3electionpb.Election/",
+];
 
 /// Methods open to every caller, as in etcd 3.4.
 const OPEN: [&str; 3] =
@@ -92,8 +98,6 @@ mod tests {
             "/etcdserverpb.Maintenance/MoveLeader",
             "/etcdserverpb.Cluster/MemberAdd",
             "/etcdserverpb.Cluster/MemberRemove",
-            "/v3electionpb.Election/Campaign",
-            "/v3lockpb.Lock/Lock",
             "/something.New/Method",
         ] {
             assert!(admin_only(path), "{path}");
@@ -105,6 +109,8 @@ mod tests {
             "/etcdserverpb.Auth/Authenticate",
             "/etcdserverpb.Maintenance/Status",
             "/etcdserverpb.Cluster/MemberList",
+            "/v3lockpb.Lock/Lock",
+            "/v3electionpb.Election/Campaign",
         ] {
             assert!(!admin_only(path), "{path}");
         }
