@@ -355,6 +355,19 @@ impl Handles {
         let recipes = crate::api::recipes::Recipes { kv: kv.clone(), lease: lease.clone(), events: h.events.clone() };
         let lock = crate::api::lock::LockService { recipes: recipes.clone() };
         let election = crate::api::election::ElectionService { recipes };
+        let gateway = crate::api::gateway::Services {
+            kv: kv.clone(),
+            lease: lease.clone(),
+            cluster: cluster.clone(),
+            maintenance: maintenance.clone(),
+            auth: auth.clone(),
+            lock: lock.clone(),
+            election: election.clone(),
+            perms: h.auth.clone(),
+        };
+        let mut routes = routes;
+        let router = std::mem::take(routes.axum_router_mut());
+        *routes.axum_router_mut() = router.merge(crate::api::gateway::router(gateway, max));
         routes
             .add_service(LockServer::new(lock).max_decoding_message_size(max))
             .add_service(ElectionServer::new(election).max_decoding_message_size(max))

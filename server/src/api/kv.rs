@@ -108,14 +108,16 @@ impl KvService {
         Ok(())
     }
 
-    /// Op counts and keys, at every level of nesting.
+    /// Op counts, keys and empty ops, at every level of nesting.
     fn check_ops(&self, t: &pb::TxnRequest) -> Result<(), Error> {
         use pb::request_op::Request;
         let max = self.max_txn_ops;
         if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
             return Err(Error::TooManyOps);
         }
-        for op in t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()) {
+        for op in t.success.iter().chain(&t.failure) {
+            // An op with no request (JSON through the gateway can say that) is etcd's "key not found".
+            let Some(op) = op.request.as_ref() else { return Err(Error::KeyNotFound) };
             match op {
                 Request::RequestPut(p) => Self::check_put(p)?,
                 Request::RequestRange(r) => Self::check_key(&r.key)?,

@@ -109,7 +109,8 @@ impl Maintenance for MaintenanceService {
                     .concat(),
             ),
         }
-        Ok(Response::new(pb::DefragmentResponse { header: self.header() }))
+        // etcd 3.4.23 answers Defragment with no header, as it does Alarm.
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
 
     async fn hash(&self, _: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {

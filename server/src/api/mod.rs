@@ -3,7 +3,7 @@
 //! `Proposer` for writes, a `ReadPath` for linearizable reads, the store slot, a `ClusterView`, the lessor),
 //! `convert` (the one proto ↔ internal conversion and `header()` builder), `status` (the one error → Status
 //! mapping), `http` (/metrics, /health), `tasks` (the member's own requests: publish, lease expiry, hand-over),
-//! `corrupt` (etcd's corruption checks), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor`
+//! `gateway` (the v3 API as JSON over HTTP), `corrupt` (etcd's corruption checks), `quota` (`--quota-backend-bytes` and the NOSPACE alarm), `compactor`
 //! (etcd's auto compaction), `client_conn` (the HTTP/2 shim in front of every client connection), and the tower
 //! layers in front of the services: `recv_limit` (the gRPC receive limit), `grpc_metrics` (the gRPC server series),
 //! `require_leader` (etcd's `hasleader` metadata) and `admin_gate` (root-only calls under authentication).
@@ -17,6 +17,7 @@ pub mod compactor;
 pub mod convert;
 pub mod corrupt;
 pub mod election;
+pub mod gateway;
 pub mod grpc_metrics;
 pub mod http;
 pub mod kv;

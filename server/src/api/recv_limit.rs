@@ -63,7 +63,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if crate::api::BIDI_STREAMS.contains(&req.uri().path()) {
+        // Only gRPC bodies are length-prefixed messages; the JSON gateway bounds its bodies itself.
+        let grpc = req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if !grpc || crate::api::BIDI_STREAMS.contains(&req.uri().path()) {
             return Box::pin(self.inner.call(req));
         }
         // The service that was polled ready serves this call; a clone takes its place (tower's rule).
