@@ -363,6 +363,10 @@ impl Handles {
             auth: auth.clone(),
             lock: lock.clone(),
             election: election.clone(),
+            watch: watch.clone(),
+            streams: Arc::new(tokio::sync::Semaphore::new(
+                (h.config.max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             perms: h.auth.clone(),
         };
         let mut routes = routes;

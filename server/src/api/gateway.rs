@@ -10,16 +10,25 @@
 //! 2. Calls that only root may make under authentication are refused here as the admin gate refuses them on gRPC.
 //! 3. A body is read up to the gRPC receive limit and no further; an empty body is the empty request.
 //! 4. An error is grpc-gateway's: the HTTP status of the gRPC code and `{"error": …, "message": …, "code": N}`.
+//! 5. A listener's gateway has at most `--max-concurrent-streams` calls in progress, streams included, as etcd's
+//!    gateway does over its one gRPC connection to the server: a call beyond that waits for one to end (the
+//!    client's own timeout ends the wait). This also bounds what the gateway's clients can hold of the server.
 //!
-//! Streams (Watch, LeaseKeepAlive, Snapshot, Observe) are not served here yet.
+//! Streams answer as grpc-gateway does: `200` at once, then one `{"result": …}` line per message, flushed as it
+//! comes; an error after that is one last `{"error": …, "message": …, "code": N}`. A bidirectional stream (Watch,
+//! LeaseKeepAlive) takes its requests from the body as a sequence of JSON values, parsed as they arrive; when the
+//! body ends, a Watch stays open (etcd's watch outlives the client's half-close), a LeaseKeepAlive ends.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tonic::Status;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::tokio_stream::{Stream, StreamExt};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::api::auth::AuthService;
@@ -29,6 +38,7 @@ use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::WatchService;
 use crate::proto::etcdserverpb::{
     auth_server::Auth, cluster_server::Cluster, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
 };
@@ -44,6 +54,9 @@ pub struct Services {
     pub auth: AuthService,
     pub lock: LockService,
     pub election: ElectionService,
+    pub watch: WatchService,
+    /// Calls in progress through this listener's gateway, at most `--max-concurrent-streams` (invariant 5).
+    pub streams: std::sync::Arc<tokio::sync::Semaphore>,
     /// Who may make the admin calls (invariant 2).
     pub perms: crate::apply::perms::Auth,
 }
@@ -99,6 +112,16 @@ fn metadata(headers: &HeaderMap) -> MetadataMap {
     md
 }
 
+/// Invariant 2: a call only root may make under authentication, refused as the admin gate refuses it.
+fn admin_check(perms: &crate::apply::perms::Auth, md: &MetadataMap, path: &str) -> Result<(), Status> {
+    if !perms.current().enabled() || !crate::api::admin_gate::admin_only(path) {
+        return Ok(());
+    }
+    crate::api::auth::caller_of(perms, md, &tonic::Extensions::default())
+        .and_then(|caller| perms.current().admin_permitted(&caller))
+        .map_err(Status::from)
+}
+
 /// Decodes the body (invariant 3: the body extractor is bounded by the router's limit).
 fn decode<Req: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<Req, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -111,6 +134,7 @@ fn decode<Req: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<Req
 async fn unary<Req, Resp, Fut>(
     headers: HeaderMap,
     body: Bytes,
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
     admin: Option<(&crate::apply::perms::Auth, &str)>,
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
 ) -> Response
@@ -123,22 +147,153 @@ where
         Ok(m) => m,
         Err(s) => return error_response(&s),
     };
+    let Ok(_permit) = streams.acquire_owned().await else { return error_response(&Status::unavailable("stopping")) };
     let md = metadata(&headers);
     if let Some((perms, path)) = admin
-        && perms.current().enabled()
-        && crate::api::admin_gate::admin_only(path)
+        && let Err(refused) = admin_check(perms, &md, path)
     {
-        let refused = crate::api::auth::caller_of(perms, &md, &tonic::Extensions::default())
-            .and_then(|caller| perms.current().admin_permitted(&caller));
-        if let Err(e) = refused {
-            return error_response(&Status::from(e));
-        }
+        return error_response(&refused);
     }
     match call(tonic::Request::from_parts(md, tonic::Extensions::default(), msg)).await {
         Ok(resp) => match serde_json::to_vec(&resp.into_inner()) {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => error_response(&Status::internal(e.to_string())),
         },
+        Err(s) => error_response(&s),
+    }
+}
+
+/// A stream of answers, as the services return them.
+type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The body of a streamed answer: one `{"result": …}` line per message, an error as the last object.
+fn stream_body<T: serde::Serialize + Send + 'static>(
+    answers: Answers<T>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    // The call counts against the limit until its answers end (invariant 5).
+    let lines = answers.map(move |answer| {
+        let _held = &permit;
+        let line = match answer {
+            Ok(msg) => match serde_json::to_string(&msg) {
+                Ok(json) => format!("{{\"result\":{json}}}\n"),
+                Err(e) => error_text(&Status::internal(e.to_string())),
+            },
+            Err(status) => error_text(&status),
+        };
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    // An error ends the stream, as in grpc-gateway.
+    let mut ended = false;
+    let lines = lines.take_while(move |line| {
+        let go = !ended;
+        ended = ended || line.as_ref().is_ok_and(|b| b.starts_with(b"{\"error\""));
+        go
+    });
+    with_cors(
+        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], axum::body::Body::from_stream(lines))
+            .into_response(),
+    )
+}
+
+fn error_text(status: &Status) -> String {
+    let message = serde_json::Value::from(status.message()).to_string();
+    format!(r#"{{"error":{message},"message":{message},"code":{}}}"#, status.code() as i32)
+}
+
+/// The requests of a bidirectional stream, parsed from the body as its bytes arrive (at most `max` bytes of one
+/// request held at a time); a body that is not a sequence of requests ends the stream with an error (code
+/// Unknown, as grpc-gateway's). With `keep_open`, the stream of requests stays open after the body ends, until
+/// the service stops reading it.
+fn requests<Req>(
+    body: axum::body::Body,
+    max: usize,
+    keep_open: bool,
+    errors: tokio::sync::mpsc::Sender<Status>,
+) -> ReceiverStream<Result<Req, Status>>
+where
+    Req: serde::de::DeserializeOwned + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = data.next().await {
+            let Ok(chunk) = chunk else { return };
+            buf.extend_from_slice(&chunk);
+            loop {
+                let mut values = serde_json::Deserializer::from_slice(&buf).into_iter::<Req>();
+                match values.next() {
+                    Some(Ok(req)) => {
+                        let used = values.byte_offset();
+                        buf.drain(..used);
+                        if tx.send(Ok(req)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) if e.is_eof() => break,
+                    Some(Err(e)) => {
+                        let _ = errors.send(Status::unknown(e.to_string())).await;
+                        return;
+                    }
+                    None => {
+                        buf.clear();
+                        break;
+                    }
+                }
+            }
+            if buf.len() > max {
+                let _ = errors.send(crate::api::recv_limit::too_large(buf.len(), max)).await;
+                return;
+            }
+        }
+        if keep_open {
+            tx.closed().await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// A bidirectional stream: the service's answers to the body's requests, and the body's parse error if any.
+async fn bidi<Req, Resp>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
+    max: usize,
+    keep_open: bool,
+    open: impl FnOnce(MetadataMap, ReceiverStream<Result<Req, Status>>) -> Answers<Resp>,
+) -> Response
+where
+    Req: serde::de::DeserializeOwned + Send + 'static,
+    Resp: serde::Serialize + Send + 'static,
+{
+    let Ok(permit) = streams.acquire_owned().await else { return error_response(&Status::unavailable("stopping")) };
+    let (errors_tx, errors_rx) = tokio::sync::mpsc::channel(1);
+    let inbound = requests::<Req>(body, max, keep_open, errors_tx);
+    let answers = open(metadata(headers), inbound);
+    let errors = ReceiverStream::new(errors_rx).map(Err);
+    stream_body::<Resp>(Box::pin(answers.merge(errors)), permit)
+}
+
+/// A server stream: one request from the body, then the service's answers.
+async fn server_stream<Req, Resp, Fut>(
+    headers: HeaderMap,
+    body: Bytes,
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
+    call: impl FnOnce(tonic::Request<Req>) -> Fut,
+) -> Response
+where
+    Req: serde::de::DeserializeOwned + Default,
+    Resp: serde::Serialize + Send + 'static,
+    Fut: Future<Output = Result<tonic::Response<Answers<Resp>>, Status>>,
+{
+    let msg = match decode::<Req>(&body) {
+        Ok(m) => m,
+        Err(s) => return error_response(&s),
+    };
+    let Ok(permit) = streams.acquire_owned().await else { return error_response(&Status::unavailable("stopping")) };
+    match call(tonic::Request::from_parts(metadata(&headers), tonic::Extensions::default(), msg)).await {
+        Ok(answers) => stream_body(answers.into_inner(), permit),
         Err(s) => error_response(&s),
     }
 }
@@ -152,7 +307,8 @@ macro_rules! route {
                 &format!("{prefix}{}", $path),
                 post(move |headers: HeaderMap, body: Bytes| async move {
                     let admin = Some((&s.perms, $grpc));
-                    unary(headers, body, admin, |r| async { $trait::$method(&s.$field, r).await }).await
+                    let streams = std::sync::Arc::clone(&s.streams);
+                    unary(headers, body, streams, admin, |r| async { $trait::$method(&s.$field, r).await }).await
                 }),
             );
         }
@@ -215,5 +371,46 @@ pub fn router(s: Services, max_body: usize) -> axum::Router {
     route!(r, s, "election/proclaim", "/v3electionpb.Election/Proclaim", election, Election::proclaim);
     route!(r, s, "election/leader", "/v3electionpb.Election/Leader", election, Election::leader);
     route!(r, s, "election/resign", "/v3electionpb.Election/Resign", election, Election::resign);
+    for prefix in ["/v3/", "/v3beta/"] {
+        let w = (s.watch.clone(), std::sync::Arc::clone(&s.streams));
+        r = r.route(
+            &format!("{prefix}watch"),
+            post(move |headers: HeaderMap, body: axum::body::Body| async move {
+                bidi(&headers, body, w.1, max_body, true, |md, inbound| {
+                    w.0.open(&md, &tonic::Extensions::default(), inbound)
+                })
+                .await
+            }),
+        );
+        let l = (s.lease.clone(), std::sync::Arc::clone(&s.streams));
+        r = r.route(
+            &format!("{prefix}lease/keepalive"),
+            post(move |headers: HeaderMap, body: axum::body::Body| async move {
+                bidi(&headers, body, l.1, max_body, false, |_, inbound| l.0.keep_alive(inbound)).await
+            }),
+        );
+        let e = (s.election.clone(), std::sync::Arc::clone(&s.streams));
+        r = r.route(
+            &format!("{prefix}election/observe"),
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                server_stream(headers, body, e.1, |req| async move { Election::observe(&e.0, req).await }).await
+            }),
+        );
+        let m = s.clone();
+        r = r.route(
+            &format!("{prefix}maintenance/snapshot"),
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                if let Err(refused) = admin_check(&m.perms, &metadata(&headers), "/etcdserverpb.Maintenance/Snapshot") {
+                    return error_response(&refused);
+                }
+                let streams = std::sync::Arc::clone(&m.streams);
+                server_stream(headers, body, streams, |req| async move {
+                    let answers = Maintenance::snapshot(&m.maintenance, req).await?;
+                    Ok(answers.map(|a| Box::pin(a) as Answers<crate::proto::etcdserverpb::SnapshotResponse>))
+                })
+                .await
+            }),
+        );
+    }
     r.layer(axum::extract::DefaultBodyLimit::max(max_body))
 }

@@ -57,7 +57,38 @@ impl LeaseService {
     }
 }
 
-type Stream<T> = std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+pub type Stream<T> = std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+impl LeaseService {
+    /// Answers each keep-alive of `inbound` (the gRPC stream's, or the JSON gateway's) until it ends or the answers
+    /// are no longer read.
+    pub fn keep_alive(
+        &self,
+        mut inbound: impl tonic::codegen::tokio_stream::Stream<Item = Result<pb::LeaseKeepAliveRequest, Status>>
+        + Unpin
+        + Send
+        + 'static,
+    ) -> Stream<pb::LeaseKeepAliveResponse> {
+        use tonic::codegen::tokio_stream::StreamExt;
+        let (tx, rx) = mpsc::channel(64);
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = inbound.next().await {
+                // An unknown (or expired) lease renews to TTL 0, as etcd answers. A follower renews its own copy
+                // (for TimeToLive) and forwards the renewal to the leader, which decides expiry.
+                let ttl = this.leases.lock().renew(req.id, std::time::Instant::now()).unwrap_or(0);
+                if ttl > 0 && this.status.leader.load(Ordering::Relaxed) != this.headers.member {
+                    let _ = this.raft.offer(Msg::RenewLeases(vec![req.id]));
+                }
+                let header = this.headers.now();
+                if tx.send(Ok(pb::LeaseKeepAliveResponse { header, id: req.id, ttl })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
@@ -92,24 +123,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let this = self.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(req)) = inbound.message().await {
-                // An unknown (or expired) lease renews to TTL 0, as etcd answers. A follower renews its own copy
-                // (for TimeToLive) and forwards the renewal to the leader, which decides expiry.
-                let ttl = this.leases.lock().renew(req.id, std::time::Instant::now()).unwrap_or(0);
-                if ttl > 0 && this.status.leader.load(Ordering::Relaxed) != this.headers.member {
-                    let _ = this.raft.offer(Msg::RenewLeases(vec![req.id]));
-                }
-                let header = this.headers.now();
-                if tx.send(Ok(pb::LeaseKeepAliveResponse { header, id: req.id, ttl })).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.keep_alive(request.into_inner())))
     }
 
     async fn lease_time_to_live(

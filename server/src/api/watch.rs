@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::convert::{Headers, to_pb};
@@ -302,7 +303,11 @@ impl Session {
         true
     }
 
-    async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, mut live: broadcast::Receiver<Arc<Batch>>) {
+    async fn run(
+        mut self,
+        mut inbound: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin,
+        mut live: broadcast::Receiver<Arc<Batch>>,
+    ) {
         let every = self.service.progress_every;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,9 +318,9 @@ impl Session {
                         return;
                     }
                 }
-                msg = inbound.message() => {
+                msg = inbound.next() => {
                     let req = match msg {
-                        Ok(Some(r)) => r,
+                        Some(Ok(r)) => r,
                         _ => return,
                     };
                     let alive = match req.request_union {
@@ -362,7 +367,7 @@ impl Session {
     }
 }
 
-type WatchStream =
+pub type WatchStream =
     std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -373,10 +378,24 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let (metadata, extensions, inbound) = request.into_parts();
+        Ok(Response::new(self.open(&metadata, &extensions, inbound)))
+    }
+}
+
+impl WatchService {
+    /// A watch session over `inbound` requests, for the caller `metadata` and `extensions` name (the gRPC call's, or
+    /// the JSON gateway's relayed ones); it ends when `inbound` does or the answers are no longer read.
+    pub fn open(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        extensions: &tonic::Extensions,
+        inbound: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin + Send + 'static,
+    ) -> WatchStream {
         let (tx, rx) = mpsc::channel(256);
         let live = self.events.subscribe();
-        let token = crate::api::auth::token(request.metadata()).map(str::to_string);
-        let cert_user = crate::api::auth::cert_user(request.metadata(), request.extensions()).map(str::to_string);
+        let token = crate::api::auth::token(metadata).map(str::to_string);
+        let cert_user = crate::api::auth::cert_user(metadata, extensions).map(str::to_string);
         let state = self.auth.current();
         let session = Session {
             auth_seen: (state.enabled(), state.revision()),
@@ -389,7 +408,7 @@ impl Watch for WatchService {
             sent: 0,
             progress_wanted: false,
         };
-        tokio::spawn(session.run(request.into_inner(), live));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(session.run(inbound, live));
+        Box::pin(ReceiverStream::new(rx))
     }
 }
