@@ -364,14 +364,12 @@ impl Handles {
             lock: lock.clone(),
             election: election.clone(),
             watch: watch.clone(),
-            streams: Arc::new(tokio::sync::Semaphore::new(
-                (h.config.max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            limits: crate::api::gateway::Limits::new(h.config.max_concurrent_streams, max),
             perms: h.auth.clone(),
         };
         let mut routes = routes;
         let router = std::mem::take(routes.axum_router_mut());
-        *routes.axum_router_mut() = router.merge(crate::api::gateway::router(gateway, max));
+        *routes.axum_router_mut() = router.merge(crate::api::gateway::router(gateway));
         routes
             .add_service(LockServer::new(lock).max_decoding_message_size(max))
             .add_service(ElectionServer::new(election).max_decoding_message_size(max))

@@ -55,10 +55,37 @@ pub struct Services {
     pub lock: LockService,
     pub election: ElectionService,
     pub watch: WatchService,
-    /// Calls in progress through this listener's gateway, at most `--max-concurrent-streams` (invariant 5).
-    pub streams: std::sync::Arc<tokio::sync::Semaphore>,
+    pub limits: Limits,
     /// Who may make the admin calls (invariant 2).
     pub perms: crate::apply::perms::Auth,
+}
+
+/// What bounds the gateway's calls.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Calls in progress through this listener's gateway, at most `--max-concurrent-streams` (invariant 5).
+    pub streams: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The gRPC receive limit: `--max-request-bytes` plus 512 KiB, as etcd's server sets it.
+    pub max_message: usize,
+}
+
+impl Limits {
+    pub fn new(max_concurrent_streams: u32, max_message: usize) -> Self {
+        let permits = (max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS);
+        Limits { streams: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)), max_message }
+    }
+
+    /// The most JSON a body may hold: a message at the limit, its bytes in base64, with room for the rest.
+    fn max_body(&self) -> usize {
+        self.max_message / 3 * 4 + (64 << 10)
+    }
+
+    /// A body over [`Limits::max_body`], refused as the gRPC limit refuses a message (its size as the client
+    /// declared it, if it did).
+    fn too_large(&self, headers: &HeaderMap) -> Status {
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+        crate::api::recv_limit::too_large(declared.unwrap_or(self.max_body() + 1), self.max_message)
+    }
 }
 
 /// The HTTP status grpc-gateway answers a gRPC code with.
@@ -133,20 +160,25 @@ fn decode<Req: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<Req
 /// One unary call: JSON in, the service's answer (or its error) out.
 async fn unary<Req, Resp, Fut>(
     headers: HeaderMap,
-    body: Bytes,
-    streams: std::sync::Arc<tokio::sync::Semaphore>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    limits: &Limits,
     admin: Option<(&crate::apply::perms::Auth, &str)>,
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
 ) -> Response
 where
-    Req: serde::de::DeserializeOwned + Default,
+    Req: serde::de::DeserializeOwned + Default + prost::Message,
     Resp: serde::Serialize,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let msg = match decode::<Req>(&body) {
+    let msg = match body.map_err(|_| limits.too_large(&headers)).and_then(|b| decode::<Req>(&b)) {
         Ok(m) => m,
         Err(s) => return error_response(&s),
     };
+    // The gRPC receive limit, on the message the body decodes to, as etcd's gateway meets it (invariant 3).
+    if msg.encoded_len() > limits.max_message {
+        return error_response(&crate::api::recv_limit::too_large(msg.encoded_len(), limits.max_message));
+    }
+    let streams = std::sync::Arc::clone(&limits.streams);
     let Ok(_permit) = streams.acquire_owned().await else { return error_response(&Status::unavailable("stopping")) };
     let md = metadata(&headers);
     if let Some((perms, path)) = admin
@@ -305,18 +337,18 @@ macro_rules! route {
             let s = $s.clone();
             $router = $router.route(
                 &format!("{prefix}{}", $path),
-                post(move |headers: HeaderMap, body: Bytes| async move {
+                post(move |headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>| async move {
                     let admin = Some((&s.perms, $grpc));
-                    let streams = std::sync::Arc::clone(&s.streams);
-                    unary(headers, body, streams, admin, |r| async { $trait::$method(&s.$field, r).await }).await
+                    unary(headers, body, &s.limits, admin, |r| async { $trait::$method(&s.$field, r).await }).await
                 }),
             );
         }
     };
 }
 
-/// The gateway's routes; bodies are read up to `max_body` bytes (invariant 3).
-pub fn router(s: Services, max_body: usize) -> axum::Router {
+/// The gateway's routes (invariant 3: bodies are read up to what a message at the receive limit needs).
+pub fn router(s: Services) -> axum::Router {
+    let max_body = s.limits.max_body();
     let mut r = axum::Router::new();
     route!(r, s, "kv/range", "/etcdserverpb.KV/Range", kv, Kv::range);
     route!(r, s, "kv/put", "/etcdserverpb.KV/Put", kv, Kv::put);
@@ -372,7 +404,7 @@ pub fn router(s: Services, max_body: usize) -> axum::Router {
     route!(r, s, "election/leader", "/v3electionpb.Election/Leader", election, Election::leader);
     route!(r, s, "election/resign", "/v3electionpb.Election/Resign", election, Election::resign);
     for prefix in ["/v3/", "/v3beta/"] {
-        let w = (s.watch.clone(), std::sync::Arc::clone(&s.streams));
+        let w = (s.watch.clone(), std::sync::Arc::clone(&s.limits.streams));
         r = r.route(
             &format!("{prefix}watch"),
             post(move |headers: HeaderMap, body: axum::body::Body| async move {
@@ -382,14 +414,14 @@ pub fn router(s: Services, max_body: usize) -> axum::Router {
                 .await
             }),
         );
-        let l = (s.lease.clone(), std::sync::Arc::clone(&s.streams));
+        let l = (s.lease.clone(), std::sync::Arc::clone(&s.limits.streams));
         r = r.route(
             &format!("{prefix}lease/keepalive"),
             post(move |headers: HeaderMap, body: axum::body::Body| async move {
                 bidi(&headers, body, l.1, max_body, false, |_, inbound| l.0.keep_alive(inbound)).await
             }),
         );
-        let e = (s.election.clone(), std::sync::Arc::clone(&s.streams));
+        let e = (s.election.clone(), std::sync::Arc::clone(&s.limits.streams));
         r = r.route(
             &format!("{prefix}election/observe"),
             post(move |headers: HeaderMap, body: Bytes| async move {
@@ -403,7 +435,7 @@ pub fn router(s: Services, max_body: usize) -> axum::Router {
                 if let Err(refused) = admin_check(&m.perms, &metadata(&headers), "/etcdserverpb.Maintenance/Snapshot") {
                     return error_response(&refused);
                 }
-                let streams = std::sync::Arc::clone(&m.streams);
+                let streams = std::sync::Arc::clone(&m.limits.streams);
                 server_stream(headers, body, streams, |req| async move {
                     let answers = Maintenance::snapshot(&m.maintenance, req).await?;
                     Ok(answers.map(|a| Box::pin(a) as Answers<crate::proto::etcdserverpb::SnapshotResponse>))
