@@ -107,3 +107,46 @@ fn many_watchers_progress_and_cancel() {
         assert_eq!((r.watch_id, r.events[0].kv.as_ref().unwrap().mod_revision), (4, 8));
     });
 }
+
+/// A watcher whose client stops reading while 5,000 puts of 16 KiB go by (far more than the stream's queue and the
+/// HTTP/2 windows hold) gets every one of them, in order and once, when it reads again: the session drained the
+/// changes while its client was not reading and caught up from history afterwards.
+#[test]
+fn a_watcher_that_stops_reading_gets_every_event_once_it_reads_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let cluster = format!("m=http://127.0.0.1:{peer}");
+    let m = start_with(dir.path(), client, peer, &["--name", "m", "--initial-cluster", &cluster]);
+    let endpoint = format!("http://{}", m.endpoint.trim_start_matches("http://"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let mut watch = WatchClient::connect(endpoint.clone()).await.unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let range = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"s/".to_vec(),
+                range_end: b"s0".to_vec(),
+                ..Default::default()
+            })),
+        };
+        tx.send(range).await.unwrap();
+        let mut stream = watch.watch(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        assert!(next(&mut stream).await.created);
+        // Not reading from here on.
+        let mut kv = KvClient::connect(endpoint).await.unwrap();
+        let value = vec![b'v'; 16 << 10];
+        let mut revisions = Vec::new();
+        for i in 0..5_000 {
+            let put = PutRequest { key: format!("s/{i:05}").into_bytes(), value: value.clone(), ..Default::default() };
+            revisions.push(kv.put(put).await.unwrap().into_inner().header.unwrap().revision);
+        }
+        let mut seen = Vec::new();
+        while seen.len() < revisions.len() {
+            let r = next(&mut stream).await;
+            assert!(!r.canceled, "{r:?}");
+            seen.extend(r.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+        }
+        assert_eq!(seen, revisions, "every put once, in order");
+        drop(tx);
+    });
+}

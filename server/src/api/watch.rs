@@ -5,6 +5,11 @@
 //! up to revision R and skips live batches at or below R, so no event is lost or sent twice. A subscriber that
 //! falls behind the broadcast is caught up from history again. A start revision below the compaction point gets
 //! etcd's canceled response with `compact_revision` set.
+//!
+//! **A client that stops reading** holds at most its stream's queue (`OUT` answers): when a batch's answers no
+//! longer fit, the session marks itself behind and keeps draining the broadcast without delivering (so the
+//! broadcast does not retain revisions for it), and once the client has read again it catches every watcher up
+//! from history, as after a lag. Progress notifications are skipped while the queue is full.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,7 +91,17 @@ struct Session {
     cert_user: Option<String>,
     /// Whether authentication was on, and its revision, when the watchers were last allowed.
     auth_seen: (bool, u64),
+    /// The client's queue was full at a delivery: batches are drained undelivered until it reads again, then the
+    /// watchers are caught up from history (see the module header).
+    behind: bool,
 }
+
+/// Answers a stream's queue holds before its session counts the client as not reading.
+const OUT: usize = 256;
+/// Revisions in one catch-up response at most (etcd's watchBatchMaxRevs).
+const CATCH_UP_REVS: usize = 1000;
+/// Bytes of keys and values past which a catch-up response is cut (at a revision's end).
+const CATCH_UP_BYTES: usize = 1 << 20;
 
 /// A refusal as etcd words it in a watch's cancel reason: the gRPC error's text.
 fn cancel_reason(e: Error) -> String {
@@ -103,6 +118,17 @@ impl Session {
         self.out.send(Ok(r)).await.is_ok()
     }
 
+    /// Catches every watcher up from history; false if the stream is gone.
+    async fn catch_up_all(&mut self) -> bool {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            if !self.catch_up(id).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Sends history from the watcher's next revision on; false if the stream is gone.
     async fn catch_up(&mut self, id: i64) -> bool {
         let Some(w) = self.watchers.get(&id) else { return true };
@@ -116,17 +142,41 @@ impl Session {
                 for c in changes {
                     by_rev.entry(c.kv.mod_revision).or_default().push(c);
                 }
-                let mut events = Vec::new();
+                // At most CATCH_UP_REVS revisions (etcd's watchBatchMaxRevs) and about CATCH_UP_BYTES of events per
+                // response, a revision never split: a long catch-up stays within what clients decode (4 MiB by
+                // default in tonic and grpc-go's server-side defaults).
+                let mut chunks: Vec<Vec<mvccpb::Event>> = vec![Vec::new()];
+                let (mut revs, mut bytes) = (0, 0);
                 for changes in by_rev.values() {
-                    events.extend(w.events(changes));
+                    let events = w.events(changes);
+                    if events.is_empty() {
+                        continue;
+                    }
+                    if revs == CATCH_UP_REVS || bytes > CATCH_UP_BYTES {
+                        chunks.push(Vec::new());
+                        (revs, bytes) = (0, 0);
+                    }
+                    revs += 1;
+                    bytes += events
+                        .iter()
+                        .map(|e| e.kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len()))
+                        .sum::<usize>();
+                    if let Some(c) = chunks.last_mut() {
+                        c.extend(events);
+                    }
                 }
                 w.next = w.next.max(current + 1);
-                if events.is_empty() {
+                if chunks.iter().all(Vec::is_empty) {
                     return true;
                 }
                 self.sent = self.sent.max(current);
-                let header = self.header(current);
-                self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await
+                for events in chunks.into_iter().filter(|c| !c.is_empty()) {
+                    let header = self.header(current);
+                    if !self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await {
+                        return false;
+                    }
+                }
+                true
             }
             Ok(Err(mvcc::Error::Compacted)) => {
                 self.watchers.remove(&id);
@@ -210,16 +260,27 @@ impl Session {
     }
 
     async fn deliver(&mut self, batch: &Batch) -> bool {
+        if self.behind {
+            return true;
+        }
         let mut out = Vec::new();
-        for (id, w) in self.watchers.iter_mut() {
+        for (id, w) in self.watchers.iter() {
             if batch.revision < w.next {
                 continue;
             }
-            w.next = batch.revision + 1;
             let events = w.events(&batch.changes);
             if !events.is_empty() {
                 out.push((*id, events));
             }
+        }
+        if self.out.capacity() < out.len() {
+            // The client is not reading: nothing of this batch is delivered (the watchers stay where they were,
+            // to be caught up from history) and the broadcast is no longer held for it.
+            self.behind = true;
+            return true;
+        }
+        for w in self.watchers.values_mut() {
+            w.next = w.next.max(batch.revision + 1);
         }
         if !out.is_empty() {
             self.sent = self.sent.max(batch.revision);
@@ -238,6 +299,9 @@ impl Session {
     async fn notify_progress(&self) -> bool {
         let due: Vec<(i64, i64)> =
             self.watchers.iter().filter(|(_, w)| w.progress).map(|(id, w)| (*id, w.next - 1)).collect();
+        if self.behind || self.out.capacity() < due.len() {
+            return true; // a client that is not reading gets no notification to pile up
+        }
         for (id, revision) in due {
             if !self.send(pb::WatchResponse { header: self.header(revision), watch_id: id, ..Default::default() }).await
             {
@@ -311,8 +375,18 @@ impl Session {
         let every = self.service.progress_every;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let out = self.out.clone();
         loop {
             tokio::select! {
+                room = out.reserve(), if self.behind => {
+                    // The client read again: catch every watcher up from history.
+                    let Ok(room) = room else { return };
+                    drop(room);
+                    self.behind = false;
+                    if !self.catch_up_all().await {
+                        return;
+                    }
+                }
                 _ = progress.tick() => {
                     if !self.notify_progress().await {
                         return;
@@ -346,16 +420,10 @@ impl Session {
                     }
                     let alive = match batch {
                         Ok(b) if !b.resync => self.deliver(&b).await,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                            // Fell behind the broadcast, or the store was replaced by a snapshot: catch every
-                            // watcher up from history instead.
-                            let ids: Vec<i64> = self.watchers.keys().copied().collect();
-                            let mut ok = true;
-                            for id in ids {
-                                ok = ok && self.catch_up(id).await;
-                            }
-                            ok
-                        }
+                        // Fell behind the broadcast, or the store was replaced by a snapshot: catch every watcher up
+                        // from history instead (a session behind its client does so once the client reads).
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) if self.behind => true,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up_all().await,
                         Err(broadcast::error::RecvError::Closed) => false,
                     };
                     if !alive || !self.answer_progress().await {
@@ -392,7 +460,7 @@ impl WatchService {
         extensions: &tonic::Extensions,
         inbound: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin + Send + 'static,
     ) -> WatchStream {
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::channel(OUT);
         let live = self.events.subscribe();
         let token = crate::api::auth::token(metadata).map(str::to_string);
         let cert_user = crate::api::auth::cert_user(metadata, extensions).map(str::to_string);
@@ -407,6 +475,7 @@ impl WatchService {
             next_id: 0,
             sent: 0,
             progress_wanted: false,
+            behind: false,
         };
         tokio::spawn(session.run(inbound, live));
         Box::pin(ReceiverStream::new(rx))
