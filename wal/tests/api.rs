@@ -112,23 +112,37 @@ fn snapshot_marker_release_and_restated_state() {
     }
 }
 
+/// Runs `append(t, k)` for `k` in `0..per_thread` on each of `threads` threads at once.
+fn from_threads(threads: u64, per_thread: u64, append: impl Fn(u64, u64) + Sync) {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let append = &append;
+            s.spawn(move || (0..per_thread).for_each(|k| append(t, k)));
+        }
+    });
+}
+
+/// The distinct metadata records of the closed log in `dir`, and how many segments hold it.
+fn metadata_in(dir: &std::path::Path) -> (std::collections::HashSet<Vec<u8>>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let scan = wal::reader::scan(dir, |r| {
+        if let wal::record::Decoded::Metadata(m) = r {
+            seen.insert(m.clone());
+        }
+    })
+    .unwrap();
+    (seen, scan.segments.len())
+}
+
 #[test]
 fn many_threads_are_batched_and_every_append_survives() {
     for engine in ENGINES {
         let dir = tempfile::tempdir().unwrap();
         let wal = Arc::new(Wal::create(dir.path(), small(engine)).unwrap());
-        let threads = 32;
-        let per_thread = 200;
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let wal = Arc::clone(&wal);
-                s.spawn(move || {
-                    for k in 0..per_thread {
-                        let data = format!("t{t}-k{k}");
-                        wal.append(&[Record::Metadata(data.as_bytes())]).unwrap().wait().unwrap();
-                    }
-                });
-            }
+        let (threads, per_thread) = (32, 200);
+        from_threads(threads, per_thread, |t, k| {
+            let data = format!("t{t}-k{k}");
+            wal.append(&[Record::Metadata(data.as_bytes())]).unwrap().wait().unwrap();
         });
         let m = wal.metrics();
         let appends = m.appends.load(std::sync::atomic::Ordering::Relaxed);
@@ -138,14 +152,8 @@ fn many_threads_are_batched_and_every_append_survives() {
         assert_eq!(m.fsync.snapshot().count, batches, "one fdatasync per batch");
         drop(wal);
         // Every append is in the log exactly once.
-        let mut seen = std::collections::HashSet::new();
-        let scan = wal::reader::scan(dir.path(), |r| {
-            if let wal::record::Decoded::Metadata(m) = r {
-                seen.insert(m.clone());
-            }
-        })
-        .unwrap();
-        assert!(scan.segments.len() > 1);
+        let (seen, segments) = metadata_in(dir.path());
+        assert!(segments > 1);
         assert_eq!(seen.len() as u64, threads * per_thread);
     }
 }
@@ -233,42 +241,28 @@ fn append_durable_writes_on_the_appenders_thread_when_the_io_thread_is_idle() {
 }
 
 /// Appenders writing on their own threads and appenders handing off to the I/O thread, at once: every append is
-/// durable (a new segment restates the latest metadata, so a record may be seen twice), the I/O moves between them without a lost wake-up (a lost one would hang this test),
-/// and closing still stops the I/O thread.
+/// durable (a new segment restates the latest metadata, so a record may be seen twice), the I/O moves between them
+/// without a lost wake-up (a lost one would hang this test), and closing still stops the I/O thread.
 #[test]
 fn durable_and_handed_off_appends_mix_without_loss_or_hang() {
     for engine in ENGINES {
         let dir = tempfile::tempdir().unwrap();
         let wal = Arc::new(Wal::create(dir.path(), small(engine)).unwrap());
-        let threads = 16;
-        let per_thread = 150;
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let wal = Arc::clone(&wal);
-                s.spawn(move || {
-                    for k in 0..per_thread {
-                        let data = format!("t{t}-k{k}-{}", "x".repeat(40));
-                        let record = [Record::Metadata(data.as_bytes())];
-                        if (t + k) % 2 == 0 {
-                            wal.append_durable(&record).unwrap();
-                        } else {
-                            wal.append(&record).unwrap().wait().unwrap();
-                        }
-                    }
-                });
+        let (threads, per_thread) = (16, 150);
+        from_threads(threads, per_thread, |t, k| {
+            let data = format!("t{t}-k{k}-{}", "x".repeat(40));
+            let record = [Record::Metadata(data.as_bytes())];
+            if (t + k) % 2 == 0 {
+                wal.append_durable(&record).unwrap();
+            } else {
+                wal.append(&record).unwrap().wait().unwrap();
             }
         });
         let m = wal.metrics();
         assert_eq!(m.appends.load(std::sync::atomic::Ordering::Relaxed), threads * per_thread);
         Arc::try_unwrap(wal).unwrap().close().unwrap();
-        let mut seen = std::collections::HashSet::new();
-        let scan = wal::reader::scan(dir.path(), |r| {
-            if let wal::record::Decoded::Metadata(m) = r {
-                seen.insert(m.clone());
-            }
-        })
-        .unwrap();
-        assert!(scan.segments.len() > 1);
+        let (seen, segments) = metadata_in(dir.path());
+        assert!(segments > 1);
         assert_eq!(seen.len() as u64, threads * per_thread, "{engine:?}");
     }
 }

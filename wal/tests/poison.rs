@@ -37,6 +37,16 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The poisoned log in `dir` reopens with at least its first `acked` entries, each as appended.
+fn replays_acknowledged(dir: &std::path::Path, config: Config, acked: usize) {
+    let wal = Wal::open(dir, config).unwrap();
+    let r = wal.replay(RaftIndex(1)).unwrap();
+    assert!(r.entries.len() >= acked, "every acknowledged append is replayed: {} of {acked}", r.entries.len());
+    for e in &r.entries {
+        assert_eq!(e.data, payload(e.index.0));
+    }
+}
+
 /// One entry, waited for through a hand-off to the I/O thread or written on this thread (`append_durable`).
 fn append_one(wal: &Wal, durable: bool, i: u64, data: &[u8]) -> Result<(), Error> {
     let record = [Record::Entry { index: RaftIndex(i), term: Term(1), data }];
@@ -115,12 +125,7 @@ fn a_panic_of_the_io_thread_poisons_instead_of_leaving_appenders_parked() {
         let again = wal.append(&[Record::Entry { index: RaftIndex(11), term: Term(1), data: b"" }]);
         assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
         assert!(matches!(wal.close(), Err(Error::Poisoned(_))));
-        let wal = Wal::open(dir.path(), config).unwrap();
-        let r = wal.replay(RaftIndex(1)).unwrap();
-        assert!(r.entries.len() >= 10, "{engine:?}: every acknowledged append is replayed");
-        for e in &r.entries {
-            assert_eq!(e.data, payload(e.index.0));
-        }
+        replays_acknowledged(dir.path(), config, 10);
     }
 }
 
@@ -147,11 +152,6 @@ fn a_panic_while_an_appender_writes_poisons_and_returns_an_error() {
             assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
         }
         assert!(matches!(wal.close(), Err(Error::Poisoned(_))));
-        let wal = Wal::open(dir.path(), config).unwrap();
-        let r = wal.replay(RaftIndex(1)).unwrap();
-        assert!(r.entries.len() >= 10, "{engine:?}: every acknowledged append is replayed");
-        for e in &r.entries {
-            assert_eq!(e.data, payload(e.index.0));
-        }
+        replays_acknowledged(dir.path(), config, 10);
     }
 }

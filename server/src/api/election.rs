@@ -63,25 +63,6 @@ async fn resign(r: &Recipes, caller: &Caller, leader: &epb::LeaderKey) -> Result
     r.txn(caller, txn).await
 }
 
-/// Resigns a campaign that ends before it leads (the client went away, or a read or write failed).
-struct Abandon {
-    recipes: Recipes,
-    caller: Caller,
-    leader: Option<epb::LeaderKey>,
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        let Some(leader) = self.leader.take() else { return };
-        let (recipes, caller) = (self.recipes.clone(), self.caller.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = resign(&recipes, &caller, &leader).await;
-            });
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl Election for ElectionService {
     async fn campaign(
@@ -102,18 +83,23 @@ impl Election for ElectionService {
         let resp = r.txn(&caller, txn).await?;
         let mut leader =
             epb::LeaderKey { name: req.name.clone(), key, rev: resp.header.as_ref().map_or(0, |h| h.revision), lease };
-        let mut abandon = Abandon { recipes: r.clone(), caller: caller.clone(), leader: Some(leader.clone()) };
+        let mut differs = false;
         if !resp.succeeded {
             // This lease campaigned already: keep its place, with the value asked for now.
             let Some(kv) = recipes::txn_kvs(&resp, 0).first() else { return Err(Status::unknown(NOT_LEADER)) };
             leader.rev = kv.create_revision;
-            abandon.leader = Some(leader.clone());
-            if kv.value != req.value {
-                proclaim(r, &caller, &leader, &req.value).await?;
-            }
+            differs = kv.value != req.value;
+        }
+        // A campaign that goes away, or fails, before it leads resigns.
+        let (undo_r, undo_caller, undo_leader) = (r.clone(), caller.clone(), leader.clone());
+        let mut undo = recipes::Undo::new(async move {
+            let _ = resign(&undo_r, &undo_caller, &undo_leader).await;
+        });
+        if differs {
+            proclaim(r, &caller, &leader, &req.value).await?;
         }
         r.wait_deletes(&caller, &prefix, leader.rev - 1).await?;
-        abandon.leader = None;
+        undo.disarm();
         Ok(Response::new(epb::CampaignResponse { header: resp.header, leader: Some(leader) }))
     }
 

@@ -17,25 +17,6 @@ pub struct LockService {
     pub recipes: Recipes,
 }
 
-/// Deletes a waiter's key if its `Lock` ends without holding the lock (dropped or failed).
-struct Abandon {
-    recipes: Recipes,
-    caller: Caller,
-    key: Option<Vec<u8>>,
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        let (recipes, caller) = (self.recipes.clone(), self.caller.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = recipes.delete(&caller, &key).await;
-            });
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<lockpb::LockRequest>) -> Result<Response<lockpb::LockResponse>, Status> {
@@ -63,9 +44,13 @@ impl Lock for LockService {
         if holder.is_none_or(|rev| rev == my_rev) {
             return Ok(Response::new(lockpb::LockResponse { header, key }));
         }
-        let mut abandon = Abandon { recipes: r.clone(), caller: caller.clone(), key: Some(key.clone()) };
+        // A waiter that goes away, or fails, deletes its key.
+        let (undo_r, undo_caller, undo_key) = (r.clone(), caller.clone(), key.clone());
+        let mut undo = recipes::Undo::new(async move {
+            let _ = undo_r.delete(&undo_caller, &undo_key).await;
+        });
         let header = r.wait_deletes(&caller, &prefix, my_rev - 1).await?;
-        abandon.key = None;
+        undo.disarm();
         Ok(Response::new(lockpb::LockResponse { header, key }))
     }
 

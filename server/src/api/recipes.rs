@@ -42,6 +42,34 @@ impl Caller {
     }
 }
 
+/// Work to run if a call ends before it holds what it waited for: the client went away (the call's future is
+/// dropped) or a read or write failed. Spawned on the runtime when dropped armed; [`Undo::disarm`] once held.
+pub struct Undo(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>);
+
+impl std::fmt::Debug for Undo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Undo").field("armed", &self.0.is_some()).finish()
+    }
+}
+
+impl Undo {
+    pub fn new(work: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Undo(Some(Box::pin(work)))
+    }
+
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let (Some(work), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(work);
+        }
+    }
+}
+
 /// The services the recipes run on, and the committed changes they wait on.
 #[derive(Debug, Clone)]
 pub struct Recipes {
