@@ -367,10 +367,7 @@ impl Handles {
             limits: crate::api::gateway::Limits::new(h.config.max_concurrent_streams, max),
             perms: h.auth.clone(),
         };
-        let mut routes = routes;
-        let router = std::mem::take(routes.axum_router_mut());
-        *routes.axum_router_mut() = router.merge(crate::api::gateway::router(gateway));
-        routes
+        tonic::service::Routes::from(routes.into_axum_router().merge(crate::api::gateway::router(gateway)))
             .add_service(LockServer::new(lock).max_decoding_message_size(max))
             .add_service(ElectionServer::new(election).max_decoding_message_size(max))
             .add_service(KvServer::new(kv).max_decoding_message_size(max))

@@ -35,6 +35,20 @@ pub fn admin_only(path: &str) -> bool {
     !CHECKED_SERVICES.iter().any(|s| path.starts_with(s)) && !OPEN.contains(&path)
 }
 
+/// Refuses a call to `path` that only root may make when authentication is on and the caller (named by `md` and
+/// `extensions`) is not root; every other call passes. The layer below and the JSON gateway both check with it.
+pub fn check(
+    auth: &Auth,
+    md: &tonic::metadata::MetadataMap,
+    extensions: &tonic::Extensions,
+    path: &str,
+) -> Result<(), crate::error::Error> {
+    if !auth.current().enabled() || !admin_only(path) {
+        return Ok(());
+    }
+    crate::api::auth::caller_of(auth, md, extensions).and_then(|caller| auth.current().admin_permitted(&caller))
+}
+
 /// Wraps the services with the admin check.
 #[derive(Debug, Clone)]
 pub struct AdminGateLayer {
@@ -76,9 +90,7 @@ where
             return Box::pin(self.inner.call(req));
         }
         let metadata = tonic::metadata::MetadataMap::from_headers(req.headers().clone());
-        let refused = crate::api::auth::caller_of(&self.auth, &metadata, req.extensions())
-            .and_then(|caller| self.auth.current().admin_permitted(&caller));
-        match refused {
+        match check(&self.auth, &metadata, req.extensions(), req.uri().path()) {
             Ok(()) => Box::pin(self.inner.call(req)),
             Err(e) => Box::pin(async move { Ok(tonic::Status::from(e).into_http()) }),
         }

@@ -123,12 +123,10 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// Invariant 4.
 pub fn error_response(status: &Status) -> Response {
-    // In grpc-gateway's order: error, message, code.
-    let message = serde_json::Value::from(status.message()).to_string();
-    let body = format!(r#"{{"error":{message},"message":{message},"code":{}}}"#, status.code() as i32);
-    json_response(http_status(status.code()), body.into_bytes())
+    json_response(http_status(status.code()), error_text(status).into_bytes())
 }
 
+/// grpc-gateway's error object, in its order: error, message, code.
 /// The metadata of the relayed call (invariant 1).
 fn metadata(headers: &HeaderMap) -> MetadataMap {
     let mut md = MetadataMap::new();
@@ -141,12 +139,7 @@ fn metadata(headers: &HeaderMap) -> MetadataMap {
 
 /// Invariant 2: a call only root may make under authentication, refused as the admin gate refuses it.
 fn admin_check(perms: &crate::apply::perms::Auth, md: &MetadataMap, path: &str) -> Result<(), Status> {
-    if !perms.current().enabled() || !crate::api::admin_gate::admin_only(path) {
-        return Ok(());
-    }
-    crate::api::auth::caller_of(perms, md, &tonic::Extensions::default())
-        .and_then(|caller| perms.current().admin_permitted(&caller))
-        .map_err(Status::from)
+    crate::api::admin_gate::check(perms, md, &tonic::Extensions::default(), path).map_err(Status::from)
 }
 
 /// Decodes the body (invariant 3: the body extractor is bounded by the router's limit).
@@ -162,7 +155,7 @@ async fn unary<Req, Resp, Fut>(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     limits: &Limits,
-    admin: Option<(&crate::apply::perms::Auth, &str)>,
+    (perms, path): (&crate::apply::perms::Auth, &str),
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
 ) -> Response
 where
@@ -178,12 +171,9 @@ where
     if msg.encoded_len() > limits.max_message {
         return error_response(&crate::api::recv_limit::too_large(msg.encoded_len(), limits.max_message));
     }
-    let streams = std::sync::Arc::clone(&limits.streams);
-    let Ok(_permit) = streams.acquire_owned().await else { return error_response(&Status::unavailable("stopping")) };
+    let Ok(_permit) = limits.streams.acquire().await else { return error_response(&Status::unavailable("stopping")) };
     let md = metadata(&headers);
-    if let Some((perms, path)) = admin
-        && let Err(refused) = admin_check(perms, &md, path)
-    {
+    if let Err(refused) = admin_check(perms, &md, path) {
         return error_response(&refused);
     }
     match call(tonic::Request::from_parts(md, tonic::Extensions::default(), msg)).await {
@@ -203,24 +193,23 @@ fn stream_body<T: serde::Serialize + Send + 'static>(
     answers: Answers<T>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response {
-    // The call counts against the limit until its answers end (invariant 5).
-    let lines = answers.map(move |answer| {
+    // The call counts against the limit until its answers end (invariant 5). An error is the last line, as in
+    // grpc-gateway.
+    let mut failed = false;
+    let lines = answers.map_while(move |answer| {
         let _held = &permit;
-        let line = match answer {
-            Ok(msg) => match serde_json::to_string(&msg) {
-                Ok(json) => format!("{{\"result\":{json}}}\n"),
-                Err(e) => error_text(&Status::internal(e.to_string())),
-            },
-            Err(status) => error_text(&status),
+        if failed {
+            return None;
+        }
+        let line = match answer.and_then(|msg| serde_json::to_string(&msg).map_err(|e| Status::internal(e.to_string())))
+        {
+            Ok(json) => format!("{{\"result\":{json}}}\n"),
+            Err(status) => {
+                failed = true;
+                error_text(&status)
+            }
         };
-        Ok::<_, std::convert::Infallible>(Bytes::from(line))
-    });
-    // An error ends the stream, as in grpc-gateway.
-    let mut ended = false;
-    let lines = lines.take_while(move |line| {
-        let go = !ended;
-        ended = ended || line.as_ref().is_ok_and(|b| b.starts_with(b"{\"error\""));
-        go
+        Some(Ok::<_, std::convert::Infallible>(Bytes::from(line)))
     });
     with_cors(
         (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], axum::body::Body::from_stream(lines))
@@ -338,8 +327,7 @@ macro_rules! route {
             $router = $router.route(
                 &format!("{prefix}{}", $path),
                 post(move |headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>| async move {
-                    let admin = Some((&s.perms, $grpc));
-                    unary(headers, body, &s.limits, admin, |r| async { $trait::$method(&s.$field, r).await }).await
+                    unary(headers, body, &s.limits, (&s.perms, $grpc), |r| async { $trait::$method(&s.$field, r).await }).await
                 }),
             );
         }
