@@ -345,3 +345,63 @@ fn a_watch_client_that_stops_reading_holds_bounded_memory() {
     assert!(after < before + 48, "the member's heap grew {before} -> {after} MiB with a watcher that reads nothing");
     drop(hung);
 }
+
+/// Slow-loris uploads: 100 connections that send a put's headers a byte a second, and 100 that send a body a
+/// byte a second. The member keeps answering other clients at once, its heap stays small, and each slow body is
+/// answered with grpc-gateway's error shape (code DeadlineExceeded, HTTP 504) once the body deadline (30 s) has
+/// passed. Before the deadline, a slow body was waited for as long as it dripped (this test saw no answer).
+#[test]
+fn slow_uploads_hold_little_and_get_the_error_shape() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path(), free_port(), free_port());
+    let addr = m.endpoint.trim_start_matches("http://").to_string();
+    let before = status_mib(m.child.id(), "RssAnon:");
+    let connect = |first: &str| {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(first.as_bytes()).unwrap();
+        c
+    };
+    let header = format!("POST /v3/kv/put HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 4000\r\n\r\n");
+    let bodies: Vec<_> = (0..100).map(|_| connect(&header)).collect();
+    let heads: Vec<_> = (0..100).map(|_| connect("POST /v3/kv/put HTTP/1.1\r\nX-Slow: ")).collect();
+    // Each slow body's answer, read as soon as it comes.
+    let answers: Vec<_> = bodies
+        .iter()
+        .map(|c| {
+            let mut r = c.try_clone().unwrap();
+            std::thread::spawn(move || {
+                r.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                let mut got = Vec::new();
+                let _ = r.read_to_end(&mut got);
+                String::from_utf8_lossy(&got).to_string()
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(40) && !answers.iter().all(|a| a.is_finished()) {
+        for mut c in bodies.iter().chain(&heads) {
+            let _ = c.write_all(b"a");
+        }
+        let t = Instant::now();
+        let (status, v) = post(&m.endpoint, "/v3/kv/put", r#"{"key": "Zm9v", "value": "YmFy"}"#, None);
+        assert_eq!(status, 200, "a put among slow uploads: {v}");
+        assert!(t.elapsed() < Duration::from_secs(2), "a put among slow uploads took {:?}", t.elapsed());
+        served += 1;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let after = status_mib(m.child.id(), "RssAnon:");
+    eprintln!("{served} puts served in {:?}; heap before {before} MiB, after {after} MiB", started.elapsed());
+    assert!(after < before + 16, "200 slow uploads grew the member's heap {before} -> {after} MiB");
+    for a in answers {
+        let answer = a.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 504"), "a slow body's answer: {answer:?}");
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+        assert_eq!(v["code"], 4, "{v}");
+        assert_eq!(v["error"], v["message"], "{v}");
+    }
+    drop(heads);
+}

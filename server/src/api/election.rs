@@ -29,10 +29,6 @@ pub struct ElectionService {
     pub recipes: Recipes,
 }
 
-fn prefix_of(name: &[u8]) -> Vec<u8> {
-    [name, b"/"].concat()
-}
-
 /// Puts `value` on the leader's key if it is still the key created at `rev` (clientv3's `Proclaim`).
 async fn proclaim(
     r: &Recipes,
@@ -73,7 +69,7 @@ impl Election for ElectionService {
         let req = request.into_inner();
         let r = &self.recipes;
         let lease = r.session_lease(&caller, req.lease).await?;
-        let prefix = prefix_of(&req.name);
+        let prefix = recipes::prefix_of(&req.name);
         let key = recipes::contender_key(&prefix, lease);
         let txn = pb::TxnRequest {
             compare: vec![recipes::created_at(&key, 0)],
@@ -116,7 +112,7 @@ impl Election for ElectionService {
 
     async fn leader(&self, request: Request<epb::LeaderRequest>) -> Result<Response<epb::LeaderResponse>, Status> {
         let caller = Caller::of(&request);
-        let prefix = prefix_of(&request.into_inner().name);
+        let prefix = recipes::prefix_of(&request.into_inner().name);
         let resp = self.recipes.range(&caller, recipes::first_created(&prefix)).await?;
         let kv = resp.kvs.into_iter().next().ok_or_else(|| Status::unknown(NO_LEADER))?;
         Ok(Response::new(epb::LeaderResponse { header: resp.header, kv: Some(kv) }))
@@ -126,7 +122,7 @@ impl Election for ElectionService {
 
     async fn observe(&self, request: Request<epb::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
         let caller = Caller::of(&request);
-        let prefix = prefix_of(&request.into_inner().name);
+        let prefix = recipes::prefix_of(&request.into_inner().name);
         let (tx, rx) = tokio::sync::mpsc::channel(OBSERVE_BUFFER);
         let r = self.recipes.clone();
         tokio::spawn(async move {

@@ -13,6 +13,10 @@
 //! 5. A listener's gateway has at most `--max-concurrent-streams` calls in progress, streams included, as etcd's
 //!    gateway does over its one gRPC connection to the server: a call beyond that waits for one to end (the
 //!    client's own timeout ends the wait). This also bounds what the gateway's clients can hold of the server.
+//! 6. The body of a unary or server-streaming call arrives in full within [`BODY_DEADLINE`] or is answered with
+//!    code DeadlineExceeded (HTTP 504), before the call takes a place under invariant 5: a client that uploads
+//!    slowly (slow loris) holds its connection and at most one body's bytes for that long, and no place of
+//!    anyone else's.
 //!
 //! Streams answer as grpc-gateway does: `200` at once, then one `{"result": …}` line per message, flushed as it
 //! comes; an error after that is one last `{"error": …, "message": …, "code": N}`. A bidirectional stream (Watch,
@@ -59,6 +63,10 @@ pub struct Services {
     /// Who may make the admin calls (invariant 2).
     pub perms: crate::apply::perms::Auth,
 }
+
+/// How long the body of a unary or server-streaming call may take to arrive (invariant 6). A message at the
+/// receive limit (about 2 MiB of JSON) arrives in that time at 70 KB/s.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What bounds the gateway's calls.
 #[derive(Debug, Clone)]
@@ -142,7 +150,20 @@ fn admin_check(perms: &crate::apply::perms::Auth, md: &MetadataMap, path: &str) 
     crate::api::admin_gate::check(perms, md, &tonic::Extensions::default(), path).map_err(Status::from)
 }
 
-/// Decodes the body (invariant 3: the body extractor is bounded by the router's limit).
+/// Reads a whole body: at most [`Limits::max_body`] bytes (invariant 3), within [`BODY_DEADLINE`] (invariant 6).
+async fn read_body(body: axum::body::Body, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, Status> {
+    match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, limits.max_body())).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        // Over the limit, or the client went away mid-body (then nobody reads the answer).
+        Ok(Err(_)) => Err(limits.too_large(headers)),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "request body not received in full within {} s",
+            BODY_DEADLINE.as_secs()
+        ))),
+    }
+}
+
+/// Decodes the body.
 fn decode<Req: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<Req, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Req::default());
@@ -153,7 +174,7 @@ fn decode<Req: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<Req
 /// One unary call: JSON in, the service's answer (or its error) out.
 async fn unary<Req, Resp, Fut>(
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
     limits: &Limits,
     (perms, path): (&crate::apply::perms::Auth, &str),
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
@@ -163,7 +184,7 @@ where
     Resp: serde::Serialize,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let msg = match body.map_err(|_| limits.too_large(&headers)).and_then(|b| decode::<Req>(&b)) {
+    let msg = match read_body(body, &headers, limits).await.and_then(|b| decode::<Req>(&b)) {
         Ok(m) => m,
         Err(s) => return error_response(&s),
     };
@@ -299,8 +320,8 @@ where
 /// A server stream: one request from the body, then the service's answers.
 async fn server_stream<Req, Resp, Fut>(
     headers: HeaderMap,
-    body: Bytes,
-    streams: std::sync::Arc<tokio::sync::Semaphore>,
+    body: axum::body::Body,
+    limits: &Limits,
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
 ) -> Response
 where
@@ -308,11 +329,13 @@ where
     Resp: serde::Serialize + Send + 'static,
     Fut: Future<Output = Result<tonic::Response<Answers<Resp>>, Status>>,
 {
-    let msg = match decode::<Req>(&body) {
+    let msg = match read_body(body, &headers, limits).await.and_then(|b| decode::<Req>(&b)) {
         Ok(m) => m,
         Err(s) => return error_response(&s),
     };
-    let Ok(permit) = streams.acquire_owned().await else { return error_response(&Status::unavailable("stopping")) };
+    let Ok(permit) = std::sync::Arc::clone(&limits.streams).acquire_owned().await else {
+        return error_response(&Status::unavailable("stopping"));
+    };
     match call(tonic::Request::from_parts(metadata(&headers), tonic::Extensions::default(), msg)).await {
         Ok(answers) => stream_body(answers.into_inner(), permit),
         Err(s) => error_response(&s),
@@ -326,8 +349,11 @@ macro_rules! route {
             let s = $s.clone();
             $router = $router.route(
                 &format!("{prefix}{}", $path),
-                post(move |headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>| async move {
-                    unary(headers, body, &s.limits, (&s.perms, $grpc), |r| async { $trait::$method(&s.$field, r).await }).await
+                post(move |headers: HeaderMap, body: axum::body::Body| async move {
+                    unary(headers, body, &s.limits, (&s.perms, $grpc), |r| async {
+                        $trait::$method(&s.$field, r).await
+                    })
+                    .await
                 }),
             );
         }
@@ -409,22 +435,22 @@ pub fn router(s: Services) -> axum::Router {
                 bidi(&headers, body, l.1, max_body, false, |_, inbound| l.0.keep_alive(inbound)).await
             }),
         );
-        let e = (s.election.clone(), std::sync::Arc::clone(&s.limits.streams));
+        let e = (s.election.clone(), s.limits.clone());
         r = r.route(
             &format!("{prefix}election/observe"),
-            post(move |headers: HeaderMap, body: Bytes| async move {
-                server_stream(headers, body, e.1, |req| async move { Election::observe(&e.0, req).await }).await
+            post(move |headers: HeaderMap, body: axum::body::Body| async move {
+                server_stream(headers, body, &e.1, |req| async move { Election::observe(&e.0, req).await }).await
             }),
         );
         let m = s.clone();
         r = r.route(
             &format!("{prefix}maintenance/snapshot"),
-            post(move |headers: HeaderMap, body: Bytes| async move {
+            post(move |headers: HeaderMap, body: axum::body::Body| async move {
                 if let Err(refused) = admin_check(&m.perms, &metadata(&headers), "/etcdserverpb.Maintenance/Snapshot") {
                     return error_response(&refused);
                 }
-                let streams = std::sync::Arc::clone(&m.limits.streams);
-                server_stream(headers, body, streams, |req| async move {
+                let limits = m.limits.clone();
+                server_stream(headers, body, &limits, |req| async move {
                     let answers = Maintenance::snapshot(&m.maintenance, req).await?;
                     Ok(answers.map(|a| Box::pin(a) as Answers<crate::proto::etcdserverpb::SnapshotResponse>))
                 })
@@ -432,5 +458,5 @@ pub fn router(s: Services) -> axum::Router {
             }),
         );
     }
-    r.layer(axum::extract::DefaultBodyLimit::max(max_body))
+    r
 }

@@ -24,7 +24,7 @@ impl Lock for LockService {
         let req = request.into_inner();
         let r = &self.recipes;
         let lease = r.session_lease(&caller, req.lease).await?;
-        let prefix = [&req.name[..], b"/"].concat();
+        let prefix = recipes::prefix_of(&req.name);
         let key = recipes::contender_key(&prefix, lease);
         // Put the key unless this lease has one already (locking twice with one lease is one acquisition), and
         // read the holder in the same transaction.

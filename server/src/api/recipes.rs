@@ -78,6 +78,11 @@ pub struct Recipes {
     pub events: broadcast::Sender<Arc<Batch>>,
 }
 
+/// The prefix under which a lock's or an election's contenders put their keys: its name and a slash.
+pub fn prefix_of(name: &[u8]) -> Vec<u8> {
+    [name, b"/"].concat()
+}
+
 /// The key a contender with `lease` puts under `prefix` (clientv3: `fmt.Sprintf("%s%x", pfx, lease)`).
 pub fn contender_key(prefix: &[u8], lease: i64) -> Vec<u8> {
     [prefix, format!("{lease:x}").as_bytes()].concat()
@@ -192,7 +197,7 @@ impl Recipes {
     ) -> Result<Option<pb::ResponseHeader>, Status> {
         loop {
             // Invariant 2: subscribed before the read.
-            let mut changes = self.events.subscribe();
+            let mut changes = self.subscribe();
             let resp = self.range(caller, last_created(prefix, max_create_revision)).await?;
             let Some(kv) = resp.kvs.first() else { return Ok(resp.header) };
             let read_at = resp.header.as_ref().map_or(0, |h| h.revision);
