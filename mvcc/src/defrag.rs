@@ -226,6 +226,7 @@ impl Db {
         let page = self.shared.pager.page_size() as u64;
         let mut report = DefragReport { file_before: self.stats().file_size, ..DefragReport::default() };
         let (mut smallest, mut idle, mut wide) = (u64::MAX, 0, false);
+        crate::failpoints::DEFRAG_BEFORE_COPY.eval();
         report.outcome = loop {
             if stop.load(Ordering::Relaxed) {
                 break DefragOutcome::Stopped;
@@ -282,6 +283,7 @@ impl Db {
                 }
             }
         };
+        crate::failpoints::DEFRAG_BEFORE_RENAME.eval();
         self.shrink()?;
         let stats = self.stats();
         report.file_after = stats.file_size;

@@ -16,6 +16,7 @@ pub mod btree;
 mod db;
 mod defrag;
 mod error;
+pub mod failpoints;
 pub mod kv;
 pub mod page;
 pub mod revision;

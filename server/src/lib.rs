@@ -23,6 +23,7 @@ pub mod backup;
 pub mod config;
 pub mod consensus;
 pub mod error;
+pub mod failpoints;
 pub mod logging;
 pub mod metrics;
 pub mod proposals;

@@ -101,6 +101,10 @@ fn main() -> ExitCode {
         }
     };
     return_freed_memory();
+    if let Err(e) = server::api::failpoint_http::start_from_env() {
+        println!("{e}");
+        return ExitCode::from(1);
+    }
     match server::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

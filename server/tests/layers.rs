@@ -30,7 +30,7 @@ fn layer_of(module: &str) -> Option<(&'static str, u32)> {
         "consensus" => ("consensus", 3),
         "apply" => ("apply", 2),
         "tools" => ("tools", 0),
-        "error" | "proto" | "request" | "config" | "logging" => ("base", 0),
+        "error" | "proto" | "request" | "config" | "logging" | "failpoints" => ("base", 0),
         _ => return None,
     })
 }

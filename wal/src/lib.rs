@@ -32,6 +32,7 @@ mod batch;
 mod completion;
 mod engine;
 mod error;
+pub mod failpoints;
 mod fs;
 mod group_commit;
 mod metrics;

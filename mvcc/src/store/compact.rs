@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::ops::Bound;
 
 use crate::error::{Error, Result};
+use crate::failpoints as fp;
 use crate::revision::Revision;
 use crate::store::{FINISHED_COMPACT, SCHEDULED_COMPACT, Store, lock_read, lock_write};
 
@@ -34,7 +35,9 @@ impl Store {
         }
         let mut w = self.db.write()?;
         w.put(self.meta, SCHEDULED_COMPACT, &rev.to_le_bytes())?;
+        fp::COMPACT_BEFORE_COMMIT_SCHEDULED.eval();
         w.commit_durable()?;
+        fp::COMPACT_AFTER_COMMIT_SCHEDULED.eval();
         self.compact_resume(rev)
     }
 
@@ -76,7 +79,9 @@ impl Store {
                 for r in &batch {
                     w.delete(self.key, &r.encode())?;
                 }
+                fp::COMPACT_BEFORE_COMMIT_BATCH.eval();
                 w.commit()?;
+                fp::COMPACT_AFTER_COMMIT_BATCH.eval();
             }
             match next {
                 Some(n) => from = n,
@@ -85,6 +90,9 @@ impl Store {
         }
         let mut w = self.db.write()?;
         w.put(self.meta, FINISHED_COMPACT, &rev.to_le_bytes())?;
-        w.commit_durable()
+        fp::COMPACT_BEFORE_SET_FINISHED.eval();
+        w.commit_durable()?;
+        fp::COMPACT_AFTER_SET_FINISHED.eval();
+        Ok(())
     }
 }

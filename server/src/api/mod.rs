@@ -17,6 +17,7 @@ pub mod compactor;
 pub mod convert;
 pub mod corrupt;
 pub mod election;
+pub mod failpoint_http;
 pub mod gateway;
 pub mod grpc_metrics;
 pub mod http;

@@ -115,6 +115,9 @@ impl Session {
     }
 
     async fn send(&self, r: pb::WatchResponse) -> bool {
+        if let Some(failpoint::Fired::Sleep(d)) = crate::failpoints::BEFORE_SEND_WATCH_RESPONSE.eval_deferred() {
+            tokio::time::sleep(d).await;
+        }
         self.out.send(Ok(r)).await.is_ok()
     }
 

@@ -35,6 +35,7 @@ use crate::consensus::conf::ConfChanges;
 use crate::consensus::leadership::{Held, HeldProposals, Release};
 use crate::consensus::log::RaftLog;
 use crate::error::Error;
+use crate::failpoints as fp;
 use crate::request::RequestId;
 
 /// What the rest of the server asks of the Raft thread.
@@ -349,9 +350,13 @@ impl RaftNode {
     fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), Error> {
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
         let (done, outcome) = std::sync::mpsc::channel();
+        fp::RAFT_BEFORE_APPLY_SNAP.eval();
         self.apply.send(ApplyMsg::Snapshot { index, term, done }).map_err(|_| Error::Stopped)?;
         outcome.recv().map_err(|_| Error::Stopped)??;
+        fp::RAFT_AFTER_APPLY_SNAP.eval();
+        fp::RAFT_BEFORE_SAVE_SNAP.eval();
         self.log.install(snap)?;
+        fp::RAFT_AFTER_SAVE_SNAP.eval();
         self.conf.on_snapshot(index, &mut self.transport);
         crate::logging::log("info", "installed database snapshot", &[("index", index.to_string())]);
         Ok(())
@@ -361,6 +366,9 @@ impl RaftNode {
     /// them in the registry.
     fn apply_conf_changes(&mut self, entries: &[Entry]) -> Result<(), Error> {
         for e in entries {
+            if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
+                fp::BEFORE_APPLY_ONE_CONF_CHANGE.eval();
+            }
             let node = &mut self.node;
             let applied =
                 self.conf.on_committed(e, |cc| node.apply_conf_change(cc), &mut self.transport, &self.status)?;
@@ -424,6 +432,10 @@ impl RaftNode {
         }
         self.publish_status();
         let mut ready = self.node.ready();
+        let leader = self.node.raft.state == raft::StateRole::Leader;
+        if leader {
+            fp::RAFT_BEFORE_LEADER_SEND.eval();
+        }
         // The leader's appends go out before (and while) it writes them locally.
         self.transport.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
@@ -437,8 +449,13 @@ impl RaftNode {
         for rs in ready.take_read_states() {
             self.reads.answer(&rs.request_ctx, rs.index);
         }
+        fp::RAFT_BEFORE_SAVE.eval();
         let took = self.log.persist(ready.entries(), ready.hs().cloned())?;
+        fp::RAFT_AFTER_SAVE.eval();
         self.check_disk(took);
+        if !leader {
+            fp::RAFT_BEFORE_FOLLOWER_SEND.eval();
+        }
         // Votes and append responses only once what they promise is durable.
         self.transport.send(ready.take_persisted_messages());
         let mut light = self.node.advance(ready);

@@ -70,9 +70,12 @@ impl Engine for SyncEngine {
 
     fn submit(&mut self, batch: Batch) -> Result<()> {
         write_batch(&batch).map_err(|e| Error::io("write", batch.path.as_path(), e))?;
+        crate::failpoints::WAL_BEFORE_FDATASYNC.eval();
         let t = Instant::now();
         crate::fs::sync_data(&batch.file, &batch.path)?;
-        self.done = Some(Done { fsync: t.elapsed(), batch });
+        let fsync = t.elapsed();
+        crate::failpoints::WAL_AFTER_FDATASYNC.eval();
+        self.done = Some(Done { fsync, batch });
         Ok(())
     }
 

@@ -210,6 +210,7 @@ impl Engine for UringEngine {
 
     fn submit(&mut self, batch: Batch) -> Result<()> {
         debug_assert!(batch.chunks.len() <= MAX_CHUNKS && self.in_flight.len() < DEPTH);
+        crate::failpoints::WAL_BEFORE_FDATASYNC.eval();
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let fd = types::Fd(batch.file.as_raw_fd());
@@ -256,6 +257,7 @@ impl Engine for UringEngine {
             while self.in_flight.front().is_some_and(|f| f.writes_left == 0 && f.fsync_done.is_some()) {
                 let Some(f) = self.in_flight.pop_front() else { break };
                 let fsync = f.fsync_done.map_or(Duration::ZERO, |t| t.saturating_duration_since(f.last_write_seen));
+                crate::failpoints::WAL_AFTER_FDATASYNC.eval();
                 done.push(Done { batch: f.batch, fsync });
             }
             if !done.is_empty() || woke {
