@@ -62,11 +62,15 @@ pub struct DbConfig {
     /// Page size for a new file (existing files keep theirs).
     pub page_size: usize,
     pub sync: SyncPolicy,
+    /// Told how long each commit took, from its start to its data being written (and synced, if it syncs), for
+    /// the server's `etcd_disk_backend_commit_duration_seconds`. Runs on the committing thread, the writer lock
+    /// held: it must only record.
+    pub on_commit: Option<fn(Duration)>,
 }
 
 impl Default for DbConfig {
     fn default() -> Self {
-        DbConfig { page_size: 4096, sync: SyncPolicy::default() }
+        DbConfig { page_size: 4096, sync: SyncPolicy::default(), on_commit: None }
     }
 }
 
@@ -100,6 +104,7 @@ pub(crate) struct Shared {
     readers: Mutex<BTreeMap<TxnId, usize>>,
     pub(crate) writer: FairMutex<Writer>,
     policy: SyncPolicy,
+    on_commit: Option<fn(Duration)>,
     /// `Stats::in_use` as of the last commit or release, readable without the writer lock (quota checks).
     in_use: AtomicU64,
 }
@@ -187,6 +192,7 @@ impl Db {
                     poisoned: None,
                 }),
                 policy: config.sync,
+                on_commit: config.on_commit,
                 in_use,
             }),
         };
@@ -738,6 +744,7 @@ impl<'a> WriteTxn<'a> {
     /// The commit protocol, steps numbered; see the module header.
     fn commit_with(mut self, force_sync: bool) -> Result<()> {
         crate::failpoints::BEFORE_COMMIT.eval();
+        let started = Instant::now();
         let shared = Arc::clone(&self.db.shared);
         let Some(mut w) = self.w.take() else { unreachable!("a live WriteTxn holds the writer lock") };
         let pager = &shared.pager;
@@ -782,6 +789,9 @@ impl<'a> WriteTxn<'a> {
         let policy = shared.policy;
         if force_sync || w.unsynced >= policy.max_commits || first.elapsed() >= policy.max_delay {
             sync_meta(&shared, &mut w)?;
+        }
+        if let Some(observe) = shared.on_commit {
+            observe(started.elapsed());
         }
         crate::failpoints::AFTER_COMMIT.eval();
         // 4. Publish to readers, then release pages no reader or durable meta can reach.

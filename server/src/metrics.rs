@@ -1,17 +1,31 @@
-//! The series the server counts as it works, in a `prometheus` registry of its own (one per server, no globals),
-//! appended to `/metrics` after the series read from the member's state (`api::http`). Names, types and labels are
-//! etcd 3.4's, so its dashboards and tests read them:
+//! The series the server counts as it works, in a `prometheus` registry of its own (one per server), appended to
+//! `/metrics` after the series read from the member's state (`api::http`). Names, types, labels, buckets and help
+//! texts are etcd 3.4's, so its dashboards, alerts and tests read them:
 //! - mvcc: `etcd_mvcc_range_total`, `etcd_mvcc_put_total`, `etcd_mvcc_delete_total`, `etcd_mvcc_txn_total` (as
 //!   etcd counts them: one per Range, Put and DeleteRange executed, a Txn's included; `txn_total` counts the
 //!   requests that executed more than one), `etcd_debugging_mvcc_keys_total` (live keys);
-//! - gRPC (go-grpc-prometheus's): `grpc_server_started_total` and `grpc_server_handled_total` by method, service,
-//!   type and, for handled, the status code; a stream the client abandons counts as `Canceled` (see
-//!   `api::grpc_metrics`).
+//! - gRPC (go-grpc-prometheus's): `grpc_server_started_total`, `grpc_server_handled_total` (with the status code),
+//!   `grpc_server_msg_received_total` and `grpc_server_msg_sent_total`, by method, service and type (see
+//!   `api::grpc_metrics`); `etcd_network_client_grpc_{received,sent}_bytes_total`;
+//! - disk: `etcd_disk_backend_commit_duration_seconds` (every commit of the store's file, see [`observe_commit`]),
+//!   `etcd_disk_backend_defrag_duration_seconds`, `etcd_disk_defrag_inflight`,
+//!   `etcd_disk_backend_snapshot_duration_seconds`;
+//! - server: `etcd_server_proposals_failed_total`, `etcd_server_health_success` / `_failures`;
+//! - leases: `etcd_debugging_lease_{granted,renewed,revoked}_total`, `etcd_debugging_lease_ttl_total`,
+//!   `etcd_debugging_server_lease_expired_total`;
+//! - the process (the `prometheus` crate's process collector): `process_cpu_seconds_total`,
+//!   `process_resident_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds`, …; and
+//!   etcd's own `os_fd_used` and `os_fd_limit`.
 //!
 //! **Threading**: every series is atomics; recording takes no lock (the label vectors' handles are resolved on
-//! each call through a read-mostly map, which the gRPC layer does once per call, not per message).
+//! each call through a read-mostly map, which the gRPC layer does once per call, not per message). The backend's
+//! commit histogram is process-wide ([`observe_commit`] is a plain function the store calls on its writer thread);
+//! every other series belongs to one server.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets};
 
 use crate::apply::Outcome;
 
@@ -26,6 +40,146 @@ pub struct Metrics {
     pub keys: IntGauge,
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
+    pub grpc_msg_received: IntCounterVec,
+    pub grpc_msg_sent: IntCounterVec,
+    pub client_received_bytes: IntCounter,
+    pub client_sent_bytes: IntCounter,
+    pub defrag: Histogram,
+    pub defrag_inflight: IntGauge,
+    pub snapshot: Histogram,
+    pub proposals_failed: IntCounter,
+    pub health_success: IntCounter,
+    pub health_failures: IntCounter,
+    pub lease_granted: IntCounter,
+    pub lease_renewed: IntCounter,
+    pub lease_revoked: IntCounter,
+    pub lease_expired: IntCounter,
+    pub lease_ttl: Histogram,
+    pub peers: PeerMetrics,
+}
+
+/// etcd's peer network series (rafthttp's), by the other member's id in hex as etcd names it.
+#[derive(Debug, Clone)]
+pub struct PeerMetrics {
+    /// This member's id, once known (the `Local` label).
+    pub local: u64,
+    pub sent_bytes: IntCounterVec,
+    pub received_bytes: IntCounterVec,
+    pub sent_failures: IntCounterVec,
+    pub active: prometheus::IntGaugeVec,
+    pub disconnected: IntCounterVec,
+}
+
+/// One peer's series, resolved once for its writer thread.
+#[derive(Debug, Clone)]
+pub struct PeerHandles {
+    pub sent_bytes: IntCounter,
+    pub sent_failures: IntCounter,
+    pub active: IntGauge,
+    pub disconnected: IntCounter,
+}
+
+impl PeerMetrics {
+    fn new(r: &Registry) -> Self {
+        let active = prometheus::IntGaugeVec::new(
+            Opts::new("etcd_network_active_peers", "The current number of active peer connections."),
+            &["Local", "Remote"],
+        )
+        .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
+        let _ = r.register(Box::new(active.clone()));
+        PeerMetrics {
+            local: 0,
+            sent_bytes: counter_vec(
+                r,
+                "etcd_network_peer_sent_bytes_total",
+                "The total number of bytes sent to peers.",
+                &["To"],
+            ),
+            received_bytes: counter_vec(
+                r,
+                "etcd_network_peer_received_bytes_total",
+                "The total number of bytes received from peers.",
+                &["From"],
+            ),
+            sent_failures: counter_vec(
+                r,
+                "etcd_network_peer_sent_failures_total",
+                "The total number of send failures from peers.",
+                &["To"],
+            ),
+            active,
+            disconnected: counter_vec(
+                r,
+                "etcd_network_disconnected_peers_total",
+                "The total number of disconnected peers.",
+                &["Local", "Remote"],
+            ),
+        }
+    }
+
+    /// The series of the peer `id`, for this member (`with_local`).
+    pub fn peer(&self, id: u64) -> PeerHandles {
+        let (local, remote) = (format!("{:x}", self.local), format!("{id:x}"));
+        PeerHandles {
+            sent_bytes: self.sent_bytes.with_label_values(&[&remote]),
+            sent_failures: self.sent_failures.with_label_values(&[&remote]),
+            active: self.active.with_label_values(&[&local, &remote]),
+            disconnected: self.disconnected.with_label_values(&[&local, &remote]),
+        }
+    }
+
+    /// The same series, labelled for member `local`.
+    pub fn with_local(&self, local: u64) -> Self {
+        PeerMetrics { local, ..self.clone() }
+    }
+}
+
+/// Buckets `start * factor^i`, `i` in `0..n` (as etcd's `prometheus.ExponentialBuckets`).
+fn buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
+    exponential_buckets(start, factor, n).unwrap_or_else(|e| unreachable!("valid buckets: {e}"))
+}
+
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| unreachable!("a valid metric name {name}: {e}"))
+}
+
+fn registered_histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = histogram(name, help, buckets);
+    let _ = registry.register(Box::new(h.clone()));
+    h
+}
+
+/// `etcd_disk_backend_commit_duration_seconds`, for every store this process opens.
+static BACKEND_COMMIT: LazyLock<Histogram> = LazyLock::new(|| {
+    let help = "The latency distributions of commit called by backend.";
+    histogram("etcd_disk_backend_commit_duration_seconds", help, buckets(0.001, 2.0, 14))
+});
+
+/// Records one commit of the store's file (`mvcc::DbConfig::on_commit`).
+pub fn observe_commit(took: Duration) {
+    BACKEND_COMMIT.observe(took.as_secs_f64());
+}
+
+/// The number of open file descriptors and their limit (etcd's `os_fd_used`, `os_fd_limit`).
+fn fds() -> (f64, f64) {
+    let used = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as f64;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given, which lives for the call.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (used, if ok { limit.rlim_cur as f64 } else { 0.0 })
+}
+
+fn register_process(registry: &Registry) {
+    let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+    for (name, help, pick) in [
+        ("os_fd_used", "The number of used file descriptors.", (|| fds().0) as fn() -> f64),
+        ("os_fd_limit", "The file descriptor limit.", || fds().1),
+    ] {
+        if let Ok(g) = prometheus::PullingGauge::new(name, help, Box::new(pick)) {
+            let _ = registry.register(Box::new(g));
+        }
+    }
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -48,6 +202,15 @@ impl Default for Metrics {
             .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
         let _ = registry.register(Box::new(keys.clone()));
         let grpc = ["grpc_method", "grpc_service", "grpc_type"];
+        register_process(&registry);
+        let _ = registry.register(Box::new(BACKEND_COMMIT.clone()));
+        let defrag_inflight = IntGauge::new(
+            "etcd_disk_defrag_inflight",
+            "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+        )
+        .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
+        let _ = registry.register(Box::new(defrag_inflight.clone()));
+        let r = &registry;
         Metrics {
             range: counter(&registry, "etcd_mvcc_range_total", "Total number of ranges seen by this member."),
             put: counter(&registry, "etcd_mvcc_put_total", "Total number of puts seen by this member."),
@@ -66,6 +229,67 @@ impl Default for Metrics {
                 "Total number of RPCs completed on the server, regardless of success or failure.",
                 &["grpc_code", "grpc_method", "grpc_service", "grpc_type"],
             ),
+            grpc_msg_received: counter_vec(
+                r,
+                "grpc_server_msg_received_total",
+                "Total number of RPC stream messages received on the server.",
+                &grpc,
+            ),
+            grpc_msg_sent: counter_vec(
+                r,
+                "grpc_server_msg_sent_total",
+                "Total number of gRPC stream messages sent by the server.",
+                &grpc,
+            ),
+            client_received_bytes: counter(
+                r,
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            ),
+            client_sent_bytes: counter(
+                r,
+                "etcd_network_client_grpc_sent_bytes_total",
+                "The total number of bytes sent to grpc clients.",
+            ),
+            defrag: registered_histogram(
+                r,
+                "etcd_disk_backend_defrag_duration_seconds",
+                "The latency distribution of backend defragmentation.",
+                buckets(0.1, 2.0, 13),
+            ),
+            defrag_inflight,
+            snapshot: registered_histogram(
+                r,
+                "etcd_disk_backend_snapshot_duration_seconds",
+                "The latency distribution of backend snapshots.",
+                buckets(0.01, 2.0, 17),
+            ),
+            proposals_failed: counter(
+                r,
+                "etcd_server_proposals_failed_total",
+                "The total number of failed proposals seen.",
+            ),
+            health_success: counter(r, "etcd_server_health_success", "The total number of successful health checks"),
+            health_failures: counter(r, "etcd_server_health_failures", "The total number of failed health checks"),
+            lease_granted: counter(r, "etcd_debugging_lease_granted_total", "The total number of granted leases."),
+            lease_renewed: counter(
+                r,
+                "etcd_debugging_lease_renewed_total",
+                "The number of renewed leases seen by the leader.",
+            ),
+            lease_revoked: counter(r, "etcd_debugging_lease_revoked_total", "The total number of revoked leases."),
+            lease_expired: counter(
+                r,
+                "etcd_debugging_server_lease_expired_total",
+                "The total number of expired leases.",
+            ),
+            lease_ttl: registered_histogram(
+                r,
+                "etcd_debugging_lease_ttl_total",
+                "Bucketed histogram of lease TTLs.",
+                buckets(1.0, 2.0, 24),
+            ),
+            peers: PeerMetrics::new(r),
             registry,
         }
     }

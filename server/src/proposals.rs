@@ -66,6 +66,8 @@ pub struct Proposer {
     status: Arc<RaftStatus>,
     max_request_bytes: u64,
     timeout: Duration,
+    /// Proposals Raft refused or that timed out (`etcd_server_proposals_failed_total`).
+    failed: prometheus::IntCounter,
 }
 
 impl Proposer {
@@ -76,7 +78,14 @@ impl Proposer {
         status: Arc<RaftStatus>,
         max_request_bytes: u64,
     ) -> Self {
-        Proposer { registry, raft, applied, status, max_request_bytes, timeout: REQUEST_TIMEOUT }
+        let failed = prometheus::IntCounter::new("unregistered", "-").unwrap_or_else(|e| unreachable!("{e}"));
+        Proposer { registry, raft, applied, status, max_request_bytes, timeout: REQUEST_TIMEOUT, failed }
+    }
+
+    /// Counts failed proposals on `failed` (the server's `etcd_server_proposals_failed_total`).
+    pub fn counting_failures(mut self, failed: prometheus::IntCounter) -> Self {
+        self.failed = failed;
+        self
     }
 
     /// Proposes `op`, made by `caller`, through Raft and waits for its result. The request stays the caller's
@@ -103,13 +112,18 @@ impl Proposer {
         let lags = apply_lags(committed, *self.applied.borrow());
         if let Err(e) = if lags { Err(Error::TooManyRequests) } else { self.raft.offer(msg) } {
             self.registry.cancel(id);
+            self.failed.inc();
             return Err(e);
         }
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Stopped),
+            Ok(Err(_)) => {
+                self.failed.inc();
+                Err(Error::Stopped)
+            }
             Err(_) => {
                 self.registry.cancel(id);
+                self.failed.inc();
                 Err(Error::Timeout)
             }
         }

@@ -70,7 +70,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         max_commits: config.backend_batch_limit.map_or(10_000, |l| u32::try_from(l).unwrap_or(u32::MAX)),
         max_delay: config.backend_batch_interval.unwrap_or(Duration::from_millis(100)),
     };
-    let config_store = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..StoreConfig::default() };
+    let db = DbConfig { sync, on_commit: Some(crate::metrics::observe_commit), ..DbConfig::default() };
+    let config_store = StoreConfig { db, ..StoreConfig::default() };
     let stores = Arc::new(
         crate::apply::store::StoreSlot::open(member_dir.join("snap").join("db"), config_store).map_err(Error::from)?,
     );
@@ -118,11 +119,12 @@ pub fn run(config: Config) -> Result<(), Error> {
     let proposals = Arc::new(Proposals::new(me));
     let (applied_tx, applied_rx) = watch::channel(store.applied().0);
     let (apply_tx, apply_rx) = sync_channel::<crate::apply::ApplyMsg>(crate::consensus::node::APPLY_QUEUE);
-    let lessor = Leases::new(crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?);
-    let alarms = crate::apply::alarm::Alarms::default();
-    alarms.load(&store)?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     metrics.count_keys(&store)?;
+    let loaded = crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?;
+    let lessor = Leases::new(loaded, metrics.lease_renewed.clone());
+    let alarms = crate::apply::alarm::Alarms::default();
+    alarms.load(&store)?;
     let jwt = match config.auth_token.split_once(',') {
         _ if config.auth_token == "simple" => None,
         Some(("jwt", options)) => Some(
@@ -172,12 +174,18 @@ pub fn run(config: Config) -> Result<(), Error> {
         activity: Arc::clone(&activity),
         cluster: Arc::clone(&cluster),
         tls: peer_tls.as_ref().map(|t| Arc::clone(&t.server)),
+        received_bytes: metrics.peers.received_bytes.clone(),
     };
     for url in &config.listen_peer_urls {
         crate::consensus::transport::listen(&crate::consensus::conn::PeerAddr::of(url), shared.clone())?;
     }
-    let transport =
-        crate::consensus::transport::Transport::new(dialer.clone(), &peers, Arc::clone(&stores), raft_tx.clone())?;
+    let transport = crate::consensus::transport::Transport::new(
+        dialer.clone(),
+        &peers,
+        Arc::clone(&stores),
+        raft_tx.clone(),
+        metrics.peers.with_local(me),
+    )?;
     let status = Arc::new(RaftStatus::default());
     let start = Start {
         id: me,
@@ -220,7 +228,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         applied_rx.clone(),
         Arc::clone(&status),
         config.max_request_bytes,
-    );
+    )
+    .counting_failures(metrics.proposals_failed.clone());
     let quota = crate::api::quota::Quota {
         stores: Arc::clone(&stores),
         proposer: proposer.clone(),
@@ -317,6 +326,7 @@ impl Handles {
             stopping: Arc::clone(&h.stopping),
             proposer: h.proposer.clone(),
             alarms: h.alarms.clone(),
+            metrics: Arc::clone(&h.metrics),
         };
         let cluster = crate::api::cluster::ClusterService {
             proposer: h.proposer.clone(),
@@ -390,12 +400,18 @@ async fn serve(
     let mut listeners = Vec::new();
     let client = h.config.listen_client_urls.iter().map(|u| (u, true));
     let http_only = h.config.listen_metrics_urls.iter().chain(&h.config.listen_client_http_urls).map(|u| (u, false));
+    // The gRPC listeners' bytes are the clients' (the metrics-only listeners' scrapes are not).
+    let bytes = crate::api::client_conn::ClientBytes {
+        received: h.metrics.client_received_bytes.clone(),
+        sent: h.metrics.client_sent_bytes.clone(),
+    };
+    let counted = |grpc: bool| grpc.then(|| bytes.clone());
     for (url, grpc) in client.chain(http_only) {
         if let Some(path) = &url.unix {
             crate::consensus::conn::remove_stale_socket(path, &url.text)?;
             let l = tokio::net::UnixListener::bind(path).map_err(Error::io(format!("listen {}", url.text)))?;
             let l = crate::api::client_tls::ClientListener::Unix(l);
-            listeners.push((url.clone(), crate::api::client_tls::incoming(l), grpc));
+            listeners.push((url.clone(), crate::api::client_tls::incoming(l, counted(grpc)), grpc));
             continue;
         }
         match by_addr.iter_mut().find(|(a, g, _)| *a == url.addr && *g == grpc) {
@@ -409,7 +425,7 @@ async fn serve(
         let plain = urls.iter().any(|u| !u.tls);
         let tls = if urls.iter().any(|u| u.tls) { h.client_tls.clone() } else { None };
         let l = crate::api::client_tls::ClientListener::Tcp { listener: l, plain, tls };
-        listeners.push((urls[0].clone(), crate::api::client_tls::incoming(l), grpc));
+        listeners.push((urls[0].clone(), crate::api::client_tls::incoming(l, counted(grpc)), grpc));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -451,8 +467,13 @@ async fn serve(
         }));
     }
     let election = Duration::from_millis(h.config.election_ms);
-    let tasks_leases =
-        crate::api::tasks::expire_leases(h.proposer.clone(), h.cluster.clone(), h.leases.clone(), election);
+    let tasks_leases = crate::api::tasks::expire_leases(
+        h.proposer.clone(),
+        h.cluster.clone(),
+        h.leases.clone(),
+        election,
+        h.metrics.lease_expired.clone(),
+    );
     let expiry = tokio::spawn(tasks_leases);
     let me = crate::proto::etcdserverpb::Member {
         id: h.cluster.member,

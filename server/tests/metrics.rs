@@ -32,7 +32,13 @@ fn metrics_and_health() {
         assert_eq!(value(&text, "etcd_server_is_leader"), 1.0);
         assert!(value(&text, "etcd_server_leader_changes_seen_total") >= 1.0);
         assert_eq!(value(&text, "etcd_debugging_mvcc_current_revision"), 21.0);
-        assert_eq!(value(&text, "etcd_server_proposals_pending"), 0.0, "every answered request left the table");
+        // The member's own proposals (publishing itself, the cluster version) may be under way at start on a busy
+        // machine: the table drains.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while value(&get(addr, "/metrics").1, "etcd_server_proposals_pending") != 0.0 {
+            assert!(std::time::Instant::now() < deadline, "proposals still pending: {text}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let applied = value(&text, "etcd_server_proposals_applied_total");
         assert!(applied >= 21.0 && applied <= value(&text, "etcd_server_proposals_committed_total"));
         let fsyncs = value(&text, "etcd_disk_wal_fsync_duration_seconds_count");

@@ -83,11 +83,31 @@ pub struct ClientConn {
     any_authority: bool,
     /// This flush's writes have yielded once (see the module header); cleared when a flush completes.
     write_yielded: bool,
+    /// Bytes read and written (`etcd_network_client_grpc_{received,sent}_bytes_total`).
+    bytes: Option<ClientBytes>,
 }
 
 impl ClientConn {
     /// Wraps an accepted connection. Nagle's algorithm is switched off, as Go's servers do by default: a small
     /// response held back until the client's delayed ACK (40 ms) arrives would stall every request behind it.
+    /// Counts the connection's bytes on `bytes`.
+    pub fn counting(mut self, bytes: Option<ClientBytes>) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    fn received(&self, n: usize) {
+        if let Some(b) = &self.bytes {
+            b.received.inc_by(n as u64);
+        }
+    }
+
+    fn sent(&self, written: &Poll<io::Result<usize>>) {
+        if let (Some(b), Poll::Ready(Ok(n))) = (&self.bytes, written) {
+            b.sent.inc_by(*n as u64);
+        }
+    }
+
     pub fn new(inner: ClientIo) -> Self {
         if let Some(tcp) = inner.tcp() {
             let _ = tcp.set_nodelay(true);
@@ -102,6 +122,7 @@ impl ClientConn {
             out_at: 0,
             block: None,
             write_yielded: false,
+            bytes: None,
         }
     }
 
@@ -354,7 +375,10 @@ impl AsyncRead for ClientConn {
                 return Poll::Ready(Ok(()));
             }
             if this.mode == Mode::Pass {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
+                let before = buf.filled().len();
+                let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+                this.received(buf.filled().len() - before);
+                return polled;
             }
             let mut chunk = [0u8; 16 * 1024];
             let mut rb = ReadBuf::new(&mut chunk);
@@ -368,6 +392,7 @@ impl AsyncRead for ClientConn {
                     this.mode = Mode::Pass;
                 }
                 Poll::Ready(Ok(())) => {
+                    this.received(rb.filled().len());
                     this.raw.extend_from_slice(rb.filled());
                     this.process();
                 }
@@ -380,7 +405,9 @@ impl AsyncRead for ClientConn {
 impl AsyncWrite for ClientConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         std::task::ready!(self.yield_before_write(cx));
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.sent(&written);
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -399,12 +426,21 @@ impl AsyncWrite for ClientConn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.yield_before_write(cx));
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.sent(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
+}
+
+/// The counters of client connections' bytes (all of a listener's connections share them).
+#[derive(Debug, Clone)]
+pub struct ClientBytes {
+    pub received: prometheus::IntCounter,
+    pub sent: prometheus::IntCounter,
 }
 
 /// What every request of a client connection carries in its extensions: the addresses, and the common name of the

@@ -155,8 +155,10 @@ impl ClientListener {
 
 /// Accepts connections from `listener`, each made ready (its TLS handshake, if any) in a task of its own. The
 /// stream ends when the receiver is dropped.
+/// `bytes`, if given, counts every connection's bytes.
 pub fn incoming(
     listener: ClientListener,
+    bytes: Option<crate::api::client_conn::ClientBytes>,
 ) -> tonic::codegen::tokio_stream::wrappers::ReceiverStream<io::Result<ClientConn>> {
     let (tx, rx) = mpsc::channel(64);
     let (plain, tls) = match &listener {
@@ -170,14 +172,14 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let Ok(conn) = conn else { continue };
-            let (tx, tls) = (tx.clone(), tls.clone());
+            let (tx, tls, bytes) = (tx.clone(), tls.clone(), bytes.clone());
             tokio::spawn(async move {
                 let io = match conn {
                     Accepted::Unix(c) => Some(ClientIo::Unix(c)),
                     Accepted::Tcp(c) => handshake(c, plain, tls).await,
                 };
                 if let Some(io) = io {
-                    let _ = tx.send(Ok(ClientConn::new(io))).await;
+                    let _ = tx.send(Ok(ClientConn::new(io).counting(bytes))).await;
                 }
             });
         }

@@ -1,15 +1,20 @@
-//! go-grpc-prometheus's server series for every gRPC call: `grpc_server_started_total` when the call arrives, and
-//! `grpc_server_handled_total` with its status code when it ends (see `metrics`). A tower layer in front of the
-//! services; requests that are not gRPC (`/metrics`, `/health`) pass uncounted.
+//! go-grpc-prometheus's server series for every gRPC call: `grpc_server_started_total` when the call arrives,
+//! `grpc_server_handled_total` with its status code when it ends, and `grpc_server_msg_received_total` /
+//! `grpc_server_msg_sent_total` per message (see `metrics`). A tower layer in front of the services; requests that
+//! are not gRPC (`/metrics`, `/health`) pass uncounted.
 //!
 //! **When a call ends**: a trailers-only answer (an error before any message) at once; a unary call answered with
 //! a message counts as OK then too (its handler succeeded, as go-grpc-prometheus's interceptor sees it); a stream
 //! when its body yields its trailers (`grpc-status`). A stream body dropped before its trailers (the client
 //! cancelled, or hung up) counts as `Canceled`, as grpc-go counts a cancelled stream.
 //!
+//! **Messages**: a unary or server-streaming call has received one message when it starts; a unary call answered
+//! with a message has sent one. A stream's messages are counted from its bodies' bytes by their gRPC framing
+//! ([`Framing`]), so a data frame holding several messages, or part of one, counts right.
+//!
 //! **Cost**: etcd's methods are known in advance: their series handles are resolved once, when the layer is built
-//! (as go-grpc-prometheus registers every method at 0), so a call costs a map lookup and two atomic additions, and
-//! a unary call's body is not wrapped.
+//! (as go-grpc-prometheus registers every method at 0), so a unary call costs a map lookup and four atomic
+//! additions, and its bodies are not wrapped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -61,6 +66,55 @@ struct Known {
     call: Call,
     started: prometheus::IntCounter,
     ok: prometheus::IntCounter,
+    received: prometheus::IntCounter,
+    sent: prometheus::IntCounter,
+}
+
+impl Known {
+    /// The call's series handles, resolved now.
+    fn resolve(metrics: &Metrics, call: Call) -> Known {
+        let labels = [call.method.as_str(), call.service.as_str(), call.kind];
+        let started = metrics.grpc_started.with_label_values(&labels);
+        let received = metrics.grpc_msg_received.with_label_values(&labels);
+        let sent = metrics.grpc_msg_sent.with_label_values(&labels);
+        let ok = metrics.grpc_handled.with_label_values(&["OK", labels[0], labels[1], labels[2]]);
+        Known { call, started, ok, received, sent }
+    }
+}
+
+/// Counts the gRPC messages in a stream of bytes (each framed as a flag byte, a 4-byte big-endian length and the
+/// message), whatever the HTTP/2 data frames cut them into.
+#[derive(Debug, Default)]
+struct Framing {
+    /// Bytes of the current message's body still to come.
+    skip: usize,
+    /// The prefix of the next message's header seen so far.
+    header: [u8; 5],
+    have: usize,
+}
+
+impl Framing {
+    /// The number of messages that begin in `data`.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut messages = 0;
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                (self.skip, data) = (self.skip - n, &data[n..]);
+                continue;
+            }
+            let n = (5 - self.have).min(data.len());
+            self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
+            (self.have, data) = (self.have + n, &data[n..]);
+            if self.have == 5 {
+                messages += 1;
+                self.have = 0;
+                self.skip =
+                    u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
+            }
+        }
+        messages
+    }
 }
 
 /// Wraps the services with the gRPC series.
@@ -78,9 +132,7 @@ impl GrpcMetricsLayer {
             for method in *methods {
                 let kind = kind(&format!("/{service}/{method}"));
                 let call = Call { method: Label::Known(method), service: Label::Known(service), kind };
-                let started = metrics.grpc_started.with_label_values(&[*method, service, call.kind]);
-                let ok = metrics.grpc_handled.with_label_values(&["OK", method, service, call.kind]);
-                known.insert(format!("/{service}/{method}"), Arc::new(Known { call, started, ok }));
+                known.insert(format!("/{service}/{method}"), Arc::new(Known::resolve(&metrics, call)));
             }
         }
         GrpcMetricsLayer { metrics, known: Arc::new(known) }
@@ -185,10 +237,6 @@ impl Call {
         })
     }
 
-    fn started(&self, m: &Metrics) {
-        m.grpc_started.with_label_values(&[self.method.as_str(), self.service.as_str(), self.kind]).inc();
-    }
-
     fn handled(&self, m: &Metrics, code: tonic::Code) {
         let labels = [code_name(code), self.method.as_str(), self.service.as_str(), self.kind];
         m.grpc_handled.with_label_values(&labels).inc();
@@ -213,41 +261,55 @@ where
             return Box::pin(self.inner.call(req));
         }
         let metrics = Arc::clone(&self.layer.metrics);
-        let k = self.layer.known.get(req.uri().path()).cloned();
-        let call = k.as_ref().map(|k| k.call.clone()).or_else(|| Call::other(req.uri().path()));
-        match (&k, &call) {
-            (Some(k), _) => k.started.inc(),
-            (None, Some(c)) => c.started(&metrics),
-            (None, None) => {}
-        }
+        let path = req.uri().path();
+        let Some(k) = self
+            .layer
+            .known
+            .get(path)
+            .cloned()
+            .or_else(|| Some(Arc::new(Known::resolve(&metrics, Call::other(path)?))))
+        else {
+            return Box::pin(self.inner.call(req));
+        };
+        k.started.inc();
+        // A unary or server-streaming call carries one request; a bidirectional stream's are counted as they come.
+        let req = if k.call.kind == "bidi_stream" {
+            let (parts, body) = req.into_parts();
+            let body =
+                Body::new(Counted { body, framing: Framing::default(), messages: k.received.clone(), end: None });
+            http::Request::from_parts(parts, body)
+        } else {
+            k.received.inc();
+            req
+        };
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
-            let Some(call) = call else { return Ok(response) };
             if let Some(code) = status_of(response.headers()) {
-                call.handled(&metrics, code);
+                k.call.handled(&metrics, code);
                 return Ok(response);
             }
-            if call.kind == "unary" {
-                match k {
-                    Some(k) => k.ok.inc(),
-                    None => call.handled(&metrics, tonic::Code::Ok),
-                }
+            if k.call.kind == "unary" {
+                k.sent.inc();
+                k.ok.inc();
                 return Ok(response);
             }
             let (parts, body) = response.into_parts();
-            let body = Body::new(Counted { body, call: Some(call), metrics });
+            let sent = k.sent.clone();
+            let body =
+                Body::new(Counted { body, framing: Framing::default(), messages: sent, end: Some((k, metrics)) });
             Ok(http::Response::from_parts(parts, body))
         })
     }
 }
 
-/// A response body that records its call's end.
+/// A stream body whose gRPC messages are counted; a response's also records its call's end.
 struct Counted {
     body: Body,
-    /// Taken when the end is recorded.
-    call: Option<Call>,
-    metrics: Arc<Metrics>,
+    framing: Framing,
+    messages: prometheus::IntCounter,
+    /// The call whose end this body records (taken when recorded); none for a request's body.
+    end: Option<(Arc<Known>, Arc<Metrics>)>,
 }
 
 impl http_body::Body for Counted {
@@ -260,15 +322,21 @@ impl http_body::Body for Counted {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         let code = match &polled {
-            Poll::Ready(Some(Ok(frame))) => frame.trailers_ref().map(|t| status_of(t).unwrap_or(tonic::Code::Ok)),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = self.framing.feed(data);
+                    self.messages.inc_by(n);
+                }
+                frame.trailers_ref().map(|t| status_of(t).unwrap_or(tonic::Code::Ok))
+            }
             Poll::Ready(Some(Err(status))) => Some(status.code()),
             Poll::Ready(None) => Some(tonic::Code::Ok),
             Poll::Pending => None,
         };
         if let Some(code) = code
-            && let Some(call) = self.call.take()
+            && let Some((k, metrics)) = self.end.take()
         {
-            call.handled(&self.metrics, code);
+            k.call.handled(&metrics, code);
         }
         polled
     }
@@ -284,8 +352,8 @@ impl http_body::Body for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            call.handled(&self.metrics, tonic::Code::Cancelled);
+        if let Some((k, metrics)) = self.end.take() {
+            k.call.handled(&metrics, tonic::Code::Cancelled);
         }
     }
 }
@@ -300,5 +368,16 @@ mod tests {
         assert_eq!(kind("/etcdserverpb.KV/Put"), "unary");
         assert_eq!(kind("/etcdserverpb.Maintenance/Snapshot"), "server_stream");
         assert_eq!(code_name(tonic::Code::Cancelled), "Canceled");
+    }
+
+    #[test]
+    fn messages_are_counted_across_frames() {
+        let frame = |len: u32| [&[0u8][..], &len.to_be_bytes(), &vec![7u8; len as usize]].concat();
+        let stream = [frame(3), frame(0), frame(70_000), frame(1)].concat();
+        for cut in [1, 2, 4, 5, 6, 1000, stream.len()] {
+            let mut f = Framing::default();
+            let n: u64 = stream.chunks(cut).map(|c| f.feed(c)).sum();
+            assert_eq!(n, 4, "cut every {cut} bytes");
+        }
     }
 }

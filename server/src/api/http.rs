@@ -68,6 +68,7 @@ fn health(probe: &Probe, query: &str) -> impl IntoResponse + use<> {
     let alarmed =
         probe.alarms.list(0).iter().any(|a| !excluded.contains(&crate::apply::alarm::name(a.alarm).unwrap_or("")));
     let ok = !alarmed && probe.cluster.status.leader.load(Relaxed) != 0;
+    if ok { &probe.metrics.health_success } else { &probe.metrics.health_failures }.inc();
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], format!("{{\"health\":\"{ok}\"}}"))
 }

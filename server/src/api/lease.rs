@@ -79,6 +79,8 @@ impl LeaseService {
                 let ttl = this.leases.lock().renew(req.id, std::time::Instant::now()).unwrap_or(0);
                 if ttl > 0 && this.status.leader.load(Ordering::Relaxed) != this.headers.member {
                     let _ = this.raft.offer(Msg::RenewLeases(vec![req.id]));
+                } else if ttl > 0 {
+                    this.leases.renewed_by_leader();
                 }
                 let header = this.headers.now();
                 if tx.send(Ok(pb::LeaseKeepAliveResponse { header, id: req.id, ttl })).await.is_err() {

@@ -34,6 +34,8 @@ pub struct MaintenanceService {
     pub proposer: crate::proposals::Proposer,
     /// The raised alarms, which Status reports among its errors.
     pub alarms: crate::apply::alarm::Alarms,
+    /// Defragmentation and snapshot durations.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl MaintenanceService {
@@ -87,10 +89,11 @@ impl Maintenance for MaintenanceService {
         let log = crate::logging::log;
         log("info", "defragmenting", &[("current-db-size-bytes", store.db().stats().file_size.to_string())]);
         let started = std::time::Instant::now();
-        let r = tokio::task::spawn_blocking(move || store.db().defrag(mvcc::DefragConfig::default(), &stopping))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Error::from)?;
+        self.metrics.defrag_inflight.set(1);
+        let r = tokio::task::spawn_blocking(move || store.db().defrag(mvcc::DefragConfig::default(), &stopping)).await;
+        self.metrics.defrag_inflight.set(0);
+        self.metrics.defrag.observe(started.elapsed().as_secs_f64());
+        let r = r.map_err(|e| Status::internal(e.to_string()))?.map_err(Error::from)?;
         let fields = [
             ("current-db-size-bytes-diff", (r.file_after as i64 - r.file_before as i64).to_string()),
             ("current-db-size-bytes", r.file_after.to_string()),
@@ -133,7 +136,9 @@ impl Maintenance for MaintenanceService {
     /// Streams the store as an etcd 3.4 snapshot file (see `backup`): `etcdctl snapshot save` keeps it,
     /// `snapshot status` and `snapshot restore` read it, and etcd starts from what restore makes.
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Ok(Response::new(crate::backup::stream::snapshot(self.stores.get(), self.header())))
+        let histogram = self.metrics.snapshot.clone();
+        let took = move |d: std::time::Duration| histogram.observe(d.as_secs_f64());
+        Ok(Response::new(crate::backup::stream::snapshot(self.stores.get(), self.header(), took)))
     }
 
     /// etcd's rules: only the leader moves leadership, only to a voting member, and the call returns once the

@@ -52,7 +52,14 @@ pub async fn publish(proposer: Proposer, cluster: ClusterView, me: pb::Member, r
 /// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see
 /// `apply::lease`). On becoming leader, every lease first gets a full TTL again (plus `election`): the old
 /// leader's renewals were not seen here.
-pub async fn expire_leases(proposer: Proposer, cluster: ClusterView, leases: Leases, election: Duration) {
+/// `expired` counts the revocations that went through (`etcd_debugging_server_lease_expired_total`).
+pub async fn expire_leases(
+    proposer: Proposer,
+    cluster: ClusterView,
+    leases: Leases,
+    election: Duration,
+    expired: prometheus::IntCounter,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut leading = false;
     loop {
@@ -67,15 +74,16 @@ pub async fn expire_leases(proposer: Proposer, cluster: ClusterView, leases: Lea
             leases.lock().promote(since, election);
             continue;
         }
-        let expired = leases.lock().take_expired(Instant::now());
-        for id in expired {
-            let (proposer, leases) = (proposer.clone(), leases.clone());
+        let due = leases.lock().take_expired(Instant::now());
+        for id in due {
+            let (proposer, leases, expired) = (proposer.clone(), leases.clone(), expired.clone());
             tokio::spawn(async move {
                 match proposer
                     .propose(&crate::request::Caller::member(), &Op::LeaseRevoke(pb::LeaseRevokeRequest { id }))
                     .await
                 {
-                    Ok(_) | Err(Error::LeaseNotFound) => {}
+                    Ok(_) => expired.inc(),
+                    Err(Error::LeaseNotFound) => {}
                     Err(_) => leases.lock().retry(id),
                 }
             });

@@ -68,16 +68,25 @@ struct Lease {
 
 /// The lessor as the apply thread, the lease services and the leader's expiry task share it.
 #[derive(Debug, Clone)]
-pub struct Leases(std::sync::Arc<std::sync::Mutex<Lessor>>);
+pub struct Leases {
+    lessor: std::sync::Arc<std::sync::Mutex<Lessor>>,
+    /// Renewals this member saw while leading (`etcd_debugging_lease_renewed_total`), shared by every clone.
+    renewed: prometheus::IntCounter,
+}
 
 impl Leases {
-    pub fn new(lessor: Lessor) -> Self {
-        Leases(std::sync::Arc::new(std::sync::Mutex::new(lessor)))
+    pub fn new(lessor: Lessor, renewed: prometheus::IntCounter) -> Self {
+        Leases { lessor: std::sync::Arc::new(std::sync::Mutex::new(lessor)), renewed }
     }
 
     /// The lessor, locked (a panic while it was held leaves it as it was: every change is one step).
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Lessor> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.lessor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a renewal the leader took (from a client, or forwarded by a follower).
+    pub fn renewed_by_leader(&self) {
+        self.renewed.inc();
     }
 }
 

@@ -553,6 +553,8 @@ impl Apply {
                 w.set_applied(index, term);
                 let revision = w.commit()?;
                 self.lessor().grant(g.id, g.ttl, std::time::Instant::now());
+                self.metrics.lease_granted.inc();
+                self.metrics.lease_ttl.observe(g.ttl as f64);
                 Ok(Ok(Response { revision, term, outcome: Outcome::LeaseGrant { id: g.id, ttl: g.ttl } }))
             }
             Op::LeaseRevoke(r) => {
@@ -571,6 +573,7 @@ impl Apply {
                 let revision = w.commit()?;
                 self.metrics.changes(&changes);
                 self.lessor().revoke(r.id);
+                self.metrics.lease_revoked.inc();
                 if !changes.is_empty() {
                     let _ = self.events.send(Arc::new(Batch { revision, term, changes, resync: false }));
                 }

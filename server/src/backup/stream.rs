@@ -22,15 +22,25 @@ const CHUNK: usize = 64 << 10;
 pub type Stream = tonic::codegen::tokio_stream::wrappers::ReceiverStream<Result<SnapshotResponse, Status>>;
 
 /// Starts exporting `store` and returns the stream of its messages; `header` goes with the first one.
-pub fn snapshot(store: Arc<mvcc::Store>, header: Option<ResponseHeader>) -> Stream {
+/// `took` is told how long a snapshot that was sent in full took (etcd's backend snapshot duration).
+pub fn snapshot(
+    store: Arc<mvcc::Store>,
+    header: Option<ResponseHeader>,
+    took: impl FnOnce(std::time::Duration) + Send + 'static,
+) -> Stream {
     let (tx, rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let total = Arc::new(AtomicU64::new(0));
         let size = Arc::clone(&total);
         let mut out = Chunks { tx, buf: Vec::with_capacity(CHUNK), sent: 0, total, sha: sha2::Sha256::new(), header };
         let written = super::export::write(&store, &mut out, move |n| size.store(n + 32, Ordering::Relaxed));
         match written {
-            Ok(_) => out.finish(),
+            Ok(_) => {
+                if out.finish().is_ok() {
+                    took(started.elapsed());
+                }
+            }
             Err(e) => {
                 let _ = out.tx.blocking_send(Err(Status::internal(format!("snapshot: {e}"))));
             }
@@ -62,13 +72,14 @@ impl Chunks {
     }
 
     /// The last of the file, then its SHA-256.
-    fn finish(mut self) {
+    /// Sends what is left and the digest; an error if the client went away.
+    fn finish(mut self) -> std::io::Result<()> {
         let rest = std::mem::take(&mut self.buf);
-        if !rest.is_empty() && self.send(rest).is_err() {
-            return;
+        if !rest.is_empty() {
+            self.send(rest)?;
         }
         let digest = std::mem::take(&mut self.sha).finalize().to_vec();
-        let _ = self.send(digest);
+        self.send(digest)
     }
 }
 

@@ -176,6 +176,9 @@ pub struct Transport {
     raft: crate::consensus::node::RaftQueue,
     /// Peers a snapshot is being sent to.
     sending: Arc<Mutex<HashSet<u64>>>,
+    metrics: crate::metrics::PeerMetrics,
+    /// Each peer's series (`etcd_network_peer_*`).
+    handles: HashMap<u64, crate::metrics::PeerHandles>,
 }
 
 impl Transport {
@@ -185,9 +188,11 @@ impl Transport {
         peers: &HashMap<u64, PeerAddr>,
         stores: Arc<StoreSlot>,
         raft: crate::consensus::node::RaftQueue,
+        metrics: crate::metrics::PeerMetrics,
     ) -> Result<Self, Error> {
-        let mut t =
-            Transport { dialer, peers: HashMap::new(), addrs: HashMap::new(), stores, raft, sending: Arc::default() };
+        let (peers_map, addrs, handles) = (HashMap::new(), HashMap::new(), HashMap::new());
+        let sending = Arc::default();
+        let mut t = Transport { dialer, peers: peers_map, addrs, stores, raft, sending, metrics, handles };
         for (&id, addr) in peers {
             t.set_peer(id, addr.clone())?;
         }
@@ -202,9 +207,11 @@ impl Transport {
         let (tx, rx) = sync_channel(QUEUE);
         let dialer = self.dialer.clone();
         let to = addr.clone();
+        let handles = self.metrics.peer(id);
+        self.handles.insert(id, handles.clone());
         std::thread::Builder::new()
             .name(format!("peer-{id:x}"))
-            .spawn(move || writer(dialer, to, rx))
+            .spawn(move || writer(dialer, to, rx, handles))
             .map_err(Error::io("start a peer thread"))?;
         // Replacing the queue drops the old one's sender, which ends the old writer.
         self.peers.insert(id, tx);
@@ -220,6 +227,7 @@ impl Transport {
     /// Stops sending to `id` (a removed member).
     pub fn remove_peer(&mut self, id: u64) {
         self.peers.remove(&id);
+        self.handles.remove(&id);
         self.addrs.remove(&id);
     }
 
@@ -236,7 +244,11 @@ impl Transport {
                 continue;
             }
             // A full queue or a stopped writer drops the message; Raft resends.
-            let _ = q.try_send(frame);
+            if q.try_send(frame).is_err()
+                && let Some(h) = self.handles.get(&m.to)
+            {
+                h.sent_failures.inc();
+            }
         }
     }
 
@@ -294,8 +306,15 @@ impl DialLog {
 }
 
 /// Owns the connection to one peer: dials, writes every queued frame, redials after an error.
-fn writer(dialer: Dialer, addr: PeerAddr, rx: Receiver<Vec<u8>>) {
+fn writer(dialer: Dialer, addr: PeerAddr, rx: Receiver<Vec<u8>>, metrics: crate::metrics::PeerHandles) {
     let mut conn: Option<BufWriter<PeerConn>> = None;
+    // A connection that ends counts as a disconnection (etcd's `etcd_network_disconnected_peers_total`).
+    let lost = |conn: &mut Option<BufWriter<PeerConn>>| {
+        if conn.take().is_some() {
+            metrics.active.set(0);
+            metrics.disconnected.inc();
+        }
+    };
     let mut dial_log = DialLog::default();
     while let Ok(frame) = rx.recv() {
         // A peer that restarted left our old connection half-closed: the first write to it would still succeed and
@@ -306,33 +325,45 @@ fn writer(dialer: Dialer, addr: PeerAddr, rx: Receiver<Vec<u8>>) {
             if let Some(why) = closed.get_mut().close_reason() {
                 dial_log.failed(&addr, why);
             }
+            lost(&mut Some(closed));
         }
         if conn.is_none() {
             match dialer.dial(&addr) {
                 Ok(s) => {
                     conn = Some(BufWriter::new(s));
+                    metrics.active.set(1);
                     dial_log.last = None;
                 }
                 Err(e) => {
                     dial_log.failed(&addr, e.to_string());
                     // Unreachable: drop what is queued (Raft resends) and wait a little before the next dial.
+                    metrics.sent_failures.inc();
                     std::thread::sleep(REDIAL);
-                    while rx.try_recv().is_ok() {}
+                    while rx.try_recv().is_ok() {
+                        metrics.sent_failures.inc();
+                    }
                     continue;
                 }
             }
         }
         let Some(w) = conn.as_mut() else { continue };
+        let mut written = frame.len() + 4;
         let mut ok = write_frame(w, &frame);
         // Write whatever else is already queued, then flush once.
         while ok {
             match rx.try_recv() {
-                Ok(f) => ok = write_frame(w, &f),
+                Ok(f) => {
+                    written += f.len() + 4;
+                    ok = write_frame(w, &f);
+                }
                 Err(_) => break,
             }
         }
         if !ok || w.flush().is_err() {
-            conn = None;
+            metrics.sent_failures.inc();
+            lost(&mut conn);
+        } else {
+            metrics.sent_bytes.inc_by(written as u64);
         }
     }
 }
@@ -429,6 +460,8 @@ pub struct PeerShared {
     pub cluster: Arc<crate::apply::membership::Shared>,
     /// Peer TLS (`consensus::tls`), if on.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `etcd_network_peer_received_bytes_total`, by the sending member.
+    pub received_bytes: prometheus::IntCounterVec,
 }
 
 /// The answer to a peer's `HASH_KV` frame (the revision, i64 little-endian): `0` then etcd's `HashKvResponse`
@@ -458,14 +491,24 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
         return;
     }
     let mut buf = Vec::new();
+    // The sender's series, once its first Raft message names it (a connection carries one member's frames).
+    let mut received: Option<prometheus::IntCounter> = None;
     loop {
         if !read_frame(&mut r, &mut buf) {
             return;
+        }
+        if let Some(c) = &received {
+            c.inc_by(buf.len() as u64 + 4);
         }
         match buf.split_first() {
             Some((&RAFT, body)) => {
                 let Ok(m) = Message::parse_from_bytes(body) else { return };
                 peer.activity.heard(m.from);
+                if received.is_none() {
+                    let c = peer.received_bytes.with_label_values(&[&format!("{:x}", m.from)]);
+                    c.inc_by(buf.len() as u64 + 4);
+                    received = Some(c);
+                }
                 if peer.raft.send(Msg::Step(Box::new(m))).is_err() {
                     return;
                 }
@@ -486,7 +529,9 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
                 let mut l = peer.lessor.lock();
                 for id in body.chunks_exact(8) {
                     let id = i64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
-                    let _ = l.renew(id, std::time::Instant::now());
+                    if l.renew(id, std::time::Instant::now()).is_some() {
+                        peer.lessor.renewed_by_leader();
+                    }
                 }
             }
             Some((&SNAP_CHUNK, body)) => {
