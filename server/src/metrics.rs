@@ -56,6 +56,16 @@ pub struct Metrics {
     pub lease_expired: IntCounter,
     pub lease_ttl: Histogram,
     pub peers: PeerMetrics,
+    pub watch_streams: IntGauge,
+    pub watchers: IntGauge,
+    pub slow_watchers: IntGauge,
+    pub watch_events: IntCounter,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("a valid metric name {name}: {e}"));
+    let _ = registry.register(Box::new(g.clone()));
+    g
 }
 
 /// etcd's peer network series (rafthttp's), by the other member's id in hex as etcd names it.
@@ -290,6 +300,14 @@ impl Default for Metrics {
                 buckets(1.0, 2.0, 24),
             ),
             peers: PeerMetrics::new(r),
+            watch_streams: gauge(r, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams."),
+            watchers: gauge(r, "etcd_debugging_mvcc_watcher_total", "Total number of watchers."),
+            slow_watchers: gauge(
+                r,
+                "etcd_debugging_mvcc_slow_watcher_total",
+                "Total number of unsynced slow watchers.",
+            ),
+            watch_events: counter(r, "etcd_debugging_mvcc_events_total", "Total number of events sent by this member."),
             registry,
         }
     }

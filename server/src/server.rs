@@ -344,6 +344,7 @@ impl Handles {
             events: h.events.clone(),
             progress_every: h.config.watch_progress_notify_interval,
             auth: h.auth.clone(),
+            metrics: Arc::clone(&h.metrics),
         };
         let lease = crate::api::lease::LeaseService {
             proposer: h.proposer.clone(),

@@ -53,6 +53,15 @@ fn parse(text: &str) -> BTreeMap<String, Family> {
 
 /// The steps, through etcdctl and curl; then the scrape.
 fn run_steps(endpoint: &str, dir: &std::path::Path) -> BTreeMap<String, Family> {
+    // A watcher that stays (it sees the two puts).
+    let mut watcher = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={endpoint}"), "watch", "--prefix", ""])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = std::io::BufReader::new(watcher.stdout.take().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(500));
     etcdctl_ok(endpoint, &["put", "a", "1"]);
     etcdctl_ok(endpoint, &["put", "b", "2"]);
     etcdctl_ok(endpoint, &["get", "a"]);
@@ -63,9 +72,18 @@ fn run_steps(endpoint: &str, dir: &std::path::Path) -> BTreeMap<String, Family> 
     etcdctl_ok(endpoint, &["defrag"]);
     etcdctl_ok(endpoint, &["snapshot", "save", dir.join("snap.db").to_str().unwrap()]);
     assert_eq!(http_get(endpoint, "/health").0, 200);
+    // The watcher has printed both puts (event type, key, value each) before the scrape.
+    let mut line = String::new();
+    for _ in 0..6 {
+        line.clear();
+        std::io::BufRead::read_line(&mut seen, &mut line).unwrap();
+    }
+    assert_eq!(line.trim(), "2");
     // curl, as etcd answers a large body in chunks.
     let out = std::process::Command::new("curl").args(["-sf", &format!("http://{endpoint}/metrics")]).output().unwrap();
     assert!(out.status.success(), "scrape {endpoint}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
     parse(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -73,6 +91,7 @@ fn run_steps(endpoint: &str, dir: &std::path::Path) -> BTreeMap<String, Family> 
 const EXPORTED: &[&str] = &[
     "etcd_server_has_leader",
     "etcd_server_is_leader",
+    "etcd_server_is_learner",
     "etcd_server_leader_changes_seen_total",
     "etcd_server_proposals_committed_total",
     "etcd_server_proposals_applied_total",
@@ -100,6 +119,10 @@ const EXPORTED: &[&str] = &[
     "grpc_server_handled_total",
     "grpc_server_msg_received_total",
     "grpc_server_msg_sent_total",
+    "etcd_debugging_mvcc_watch_stream_total",
+    "etcd_debugging_mvcc_watcher_total",
+    "etcd_debugging_mvcc_slow_watcher_total",
+    "etcd_debugging_mvcc_events_total",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",
@@ -149,6 +172,11 @@ fn families_match_etcd_and_follow_the_steps() {
         "etcd_disk_defrag_inflight",
         "etcd_server_proposals_failed_total",
         "etcd_server_health_failures",
+        "etcd_server_is_learner",
+        "etcd_debugging_mvcc_watch_stream_total",
+        "etcd_debugging_mvcc_watcher_total",
+        "etcd_debugging_mvcc_slow_watcher_total",
+        "etcd_debugging_mvcc_events_total",
         r#"grpc_server_msg_received_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#,
         r#"grpc_server_msg_sent_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#,
         r#"grpc_server_msg_sent_total{grpc_method="LeaseKeepAlive",grpc_service="etcdserverpb.Lease",grpc_type="bidi_stream"}"#,

@@ -148,6 +148,13 @@ pub fn render(probe: &Probe) -> String {
         "Whether or not this member is a leader. 1 if is, 0 otherwise.",
         flag(leader == probe.cluster.member),
     );
+    scalar(
+        &mut out,
+        "etcd_server_is_learner",
+        "gauge",
+        "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+        flag(probe.cluster.is_learner()),
+    );
     let changes = probe.cluster.status.leader_changes.load(Relaxed) as f64;
     scalar(&mut out, "etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.", changes);
     let slow_reads = probe.cluster.status.slow_read_indexes.load(Relaxed) as f64;

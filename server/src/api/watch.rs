@@ -39,6 +39,8 @@ pub struct WatchService {
     pub progress_every: std::time::Duration,
     /// Who may watch what.
     pub auth: crate::apply::perms::Auth,
+    /// Streams, watchers, slow watchers and events sent (`etcd_debugging_mvcc_*`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug)]
@@ -94,6 +96,17 @@ struct Session {
     /// The client's queue was full at a delivery: batches are drained undelivered until it reads again, then the
     /// watchers are caught up from history (see the module header).
     behind: bool,
+    /// The watchers, and the slow ones, last added to the gauges (see [`Session::report`]).
+    reported: (i64, i64),
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let m = &self.service.metrics;
+        m.watch_streams.dec();
+        m.watchers.sub(self.reported.0);
+        m.slow_watchers.sub(self.reported.1);
+    }
 }
 
 /// Answers a stream's queue holds before its session counts the client as not reading.
@@ -110,6 +123,17 @@ fn cancel_reason(e: Error) -> String {
 }
 
 impl Session {
+    /// Brings the gauges up to this session's watchers; a session that is behind its client counts all of them
+    /// as slow (etcd's unsynced watchers).
+    fn report(&mut self) {
+        let watchers = self.watchers.len() as i64;
+        let slow = if self.behind { watchers } else { 0 };
+        let m = &self.service.metrics;
+        m.watchers.add(watchers - self.reported.0);
+        m.slow_watchers.add(slow - self.reported.1);
+        self.reported = (watchers, slow);
+    }
+
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         self.service.headers.at_revision(revision)
     }
@@ -118,6 +142,7 @@ impl Session {
         if let Some(failpoint::Fired::Sleep(d)) = crate::failpoints::BEFORE_SEND_WATCH_RESPONSE.eval_deferred() {
             tokio::time::sleep(d).await;
         }
+        self.service.metrics.watch_events.inc_by(r.events.len() as u64);
         self.out.send(Ok(r)).await.is_ok()
     }
 
@@ -380,6 +405,7 @@ impl Session {
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let out = self.out.clone();
         loop {
+            self.report();
             tokio::select! {
                 room = out.reserve(), if self.behind => {
                     // The client read again: catch every watcher up from history.
@@ -479,7 +505,9 @@ impl WatchService {
             sent: 0,
             progress_wanted: false,
             behind: false,
+            reported: (0, 0),
         };
+        self.metrics.watch_streams.inc();
         tokio::spawn(session.run(inbound, live));
         Box::pin(ReceiverStream::new(rx))
     }
