@@ -114,3 +114,53 @@ fn the_series_etcd_e2e_metrics_test_reads() {
     let (code, health) = get(&m.endpoint, "/health");
     assert_eq!((code, health.as_str()), (200, r#"{"health":"true"}"#));
 }
+
+/// The value of the series whose name and labels are exactly `series` (NaN if there is none).
+fn labelled(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(f64::NAN, |v| v.parse().unwrap())
+}
+
+/// rafthttp's peer series on a three-member cluster: bytes both ways and an active connection per peer, then,
+/// once a peer is killed, send failures, a disconnection and no active connection to it.
+#[test]
+fn peer_series_follow_the_cluster() {
+    use common::cluster::{launch, specs, status};
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, cluster) = specs(3);
+    let mut members: Vec<_> = specs.iter().map(|s| launch(dir.path(), s, &cluster)).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ids: Vec<u64> = members
+        .iter()
+        .map(|m| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                match rt.block_on(status(&m.endpoint)) {
+                    Some((id, leader)) if leader != 0 => break id,
+                    _ if std::time::Instant::now() > deadline => panic!("{} has no leader", m.endpoint),
+                    _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+                }
+            }
+        })
+        .collect();
+    for i in 0..10 {
+        common::etcdctl_ok(&members[0].endpoint, &["put", &format!("k{i}"), "v"]);
+    }
+    let me = format!("{:x}", ids[0]);
+    let text = get(&members[0].endpoint, "/metrics").1;
+    for id in &ids[1..] {
+        let id = format!("{id:x}");
+        assert!(labelled(&text, &format!("etcd_network_peer_sent_bytes_total{{To=\"{id}\"}}")) > 0.0, "{text}");
+        assert!(labelled(&text, &format!("etcd_network_peer_received_bytes_total{{From=\"{id}\"}}")) > 0.0);
+        assert_eq!(labelled(&text, &format!("etcd_network_active_peers{{Local=\"{me}\",Remote=\"{id}\"}}")), 1.0);
+    }
+    let gone = format!("{:x}", ids[2]);
+    drop(members.pop());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let text = get(&members[0].endpoint, "/metrics").1;
+    assert!(labelled(&text, &format!("etcd_network_peer_sent_failures_total{{To=\"{gone}\"}}")) > 0.0, "{text}");
+    assert_eq!(labelled(&text, &format!("etcd_network_active_peers{{Local=\"{me}\",Remote=\"{gone}\"}}")), 0.0);
+    let disconnected = format!("etcd_network_disconnected_peers_total{{Local=\"{me}\",Remote=\"{gone}\"}}");
+    assert!(labelled(&text, &disconnected) >= 1.0, "{text}");
+}
