@@ -42,6 +42,8 @@ pub struct Metrics {
     pub grpc_handled: IntCounterVec,
     pub grpc_msg_received: IntCounterVec,
     pub grpc_msg_sent: IntCounterVec,
+    /// Observed only under `--metrics=extensive`, as etcd enables it (a family with no series is not shown).
+    pub grpc_handling: prometheus::HistogramVec,
     pub client_received_bytes: IntCounter,
     pub client_sent_bytes: IntCounter,
     pub defrag: Histogram,
@@ -251,6 +253,16 @@ impl Default for Metrics {
                 "Total number of gRPC stream messages sent by the server.",
                 &grpc,
             ),
+            grpc_handling: {
+                let opts = HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                );
+                let h = prometheus::HistogramVec::new(opts, &grpc)
+                    .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
+                let _ = r.register(Box::new(h.clone()));
+                h
+            },
             client_received_bytes: counter(
                 r,
                 "etcd_network_client_grpc_received_bytes_total",

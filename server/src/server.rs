@@ -378,7 +378,10 @@ impl Handles {
             limits: crate::api::gateway::Limits::new(h.config.max_concurrent_streams, max),
             perms: h.auth.clone(),
         };
-        tonic::service::Routes::from(routes.into_axum_router().merge(crate::api::gateway::router(gateway)))
+        let router = routes.into_axum_router();
+        let router =
+            if h.config.enable_grpc_gateway { router.merge(crate::api::gateway::router(gateway)) } else { router };
+        tonic::service::Routes::from(router)
             .add_service(LockServer::new(lock).max_decoding_message_size(max))
             .add_service(ElectionServer::new(election).max_decoding_message_size(max))
             .add_service(KvServer::new(kv).max_decoding_message_size(max))
@@ -440,7 +443,8 @@ async fn serve(
         let keepalive = Some(c.grpc_keepalive_interval).filter(|d| !d.is_zero());
         let keepalive_timeout = Some(c.grpc_keepalive_timeout).filter(|d| !d.is_zero());
         let streams = c.max_concurrent_streams;
-        let grpc_metrics = crate::api::grpc_metrics::GrpcMetricsLayer::new(Arc::clone(&h.metrics));
+        let grpc_metrics =
+            crate::api::grpc_metrics::GrpcMetricsLayer::new(Arc::clone(&h.metrics), h.config.metrics_extensive);
         let require_leader = crate::api::require_leader::RequireLeaderLayer {
             status: Arc::clone(&h.cluster.status),
             election: Duration::from_millis(h.config.election_ms),

@@ -405,3 +405,14 @@ fn slow_uploads_hold_little_and_get_the_error_shape() {
     }
     drop(heads);
 }
+
+/// `--enable-grpc-gateway=false` turns the gateway off, as etcd's flag does; gRPC and /metrics stay.
+#[test]
+fn the_gateway_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_with(dir.path(), free_port(), free_port(), &["--enable-grpc-gateway=false"]);
+    let (status, _) = post(&m.endpoint, "/v3/kv/range", r#"{"key": "Zm9v"}"#, None);
+    assert_eq!(status, 404);
+    assert_eq!(common::http_get(&m.endpoint, "/metrics").0, 200);
+    common::etcdctl_ok(&m.endpoint, &["put", "foo", "bar"]);
+}

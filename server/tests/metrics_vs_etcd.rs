@@ -1,6 +1,6 @@
 //! /metrics against etcd 3.4.23's: after the same steps on a fresh one-member ferrokv and a fresh etcd (puts, a
 //! read, a lease granted, kept alive and revoked, a defragmentation, a snapshot, a health check), every family
-//! both export has the same type, label names and buckets, the families etcd's dashboards and the issue name are
+//! both export (with `--metrics=extensive`) has the same type, label names and buckets, the families etcd's dashboards and the issue name are
 //! exported with data, and the counts that follow from the steps are etcd's.
 
 mod common;
@@ -143,8 +143,10 @@ fn families_match_etcd_and_follow_the_steps() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let m = common::start(&dir.path().join("ferrokv"), free_port(), free_port());
-    let e = common::etcd::start(&dir.path().join("etcd"), free_port(), free_port());
+    // Extensive: with the gRPC handling-time histograms (etcd's dashboards' and alerts' request latencies).
+    let extensive = ["--metrics", "extensive"];
+    let m = common::start_with(&dir.path().join("ferrokv"), free_port(), free_port(), &extensive);
+    let e = common::etcd::start_with(&dir.path().join("etcd"), free_port(), free_port(), &extensive);
     let ours = run_steps(&m.endpoint, dir.path());
     let theirs = run_steps(&e.endpoint, dir.path());
 
@@ -179,6 +181,7 @@ fn families_match_etcd_and_follow_the_steps() {
         "etcd_debugging_mvcc_events_total",
         r#"grpc_server_msg_received_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#,
         r#"grpc_server_msg_sent_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#,
+        r#"grpc_server_handling_seconds_count{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#,
         r#"grpc_server_msg_sent_total{grpc_method="LeaseKeepAlive",grpc_service="etcdserverpb.Lease",grpc_type="bidi_stream"}"#,
         r#"grpc_server_msg_received_total{grpc_method="LeaseKeepAlive",grpc_service="etcdserverpb.Lease",grpc_type="bidi_stream"}"#,
     ] {

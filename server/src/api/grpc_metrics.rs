@@ -68,17 +68,32 @@ struct Known {
     ok: prometheus::IntCounter,
     received: prometheus::IntCounter,
     sent: prometheus::IntCounter,
+    /// Under `--metrics=extensive`: how long calls take, from arrival to their end.
+    handling: Option<prometheus::Histogram>,
 }
 
 impl Known {
     /// The call's series handles, resolved now.
-    fn resolve(metrics: &Metrics, call: Call) -> Known {
+    fn resolve(metrics: &Metrics, call: Call, extensive: bool) -> Known {
         let labels = [call.method.as_str(), call.service.as_str(), call.kind];
         let started = metrics.grpc_started.with_label_values(&labels);
         let received = metrics.grpc_msg_received.with_label_values(&labels);
         let sent = metrics.grpc_msg_sent.with_label_values(&labels);
         let ok = metrics.grpc_handled.with_label_values(&["OK", labels[0], labels[1], labels[2]]);
-        Known { call, started, ok, received, sent }
+        let handling = extensive.then(|| metrics.grpc_handling.with_label_values(&labels));
+        Known { call, started, ok, received, sent, handling }
+    }
+
+    /// Records the call's end with `code`, `since` it arrived.
+    fn handled(&self, metrics: &Metrics, code: tonic::Code, since: std::time::Instant) {
+        if code == tonic::Code::Ok {
+            self.ok.inc();
+        } else {
+            self.call.handled(metrics, code);
+        }
+        if let Some(h) = &self.handling {
+            h.observe(since.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -122,20 +137,22 @@ impl Framing {
 pub struct GrpcMetricsLayer {
     metrics: Arc<Metrics>,
     known: Arc<std::collections::HashMap<String, Arc<Known>>>,
+    extensive: bool,
 }
 
 impl GrpcMetricsLayer {
     /// The layer, with etcd's methods' series resolved (and shown at 0 until called).
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// `extensive`: `--metrics=extensive` (handling-time histograms too).
+    pub fn new(metrics: Arc<Metrics>, extensive: bool) -> Self {
         let mut known = std::collections::HashMap::new();
         for (service, methods) in METHODS {
             for method in *methods {
                 let kind = kind(&format!("/{service}/{method}"));
                 let call = Call { method: Label::Known(method), service: Label::Known(service), kind };
-                known.insert(format!("/{service}/{method}"), Arc::new(Known::resolve(&metrics, call)));
+                known.insert(format!("/{service}/{method}"), Arc::new(Known::resolve(&metrics, call, extensive)));
             }
         }
-        GrpcMetricsLayer { metrics, known: Arc::new(known) }
+        GrpcMetricsLayer { metrics, known: Arc::new(known), extensive }
     }
 }
 
@@ -262,12 +279,13 @@ where
         }
         let metrics = Arc::clone(&self.layer.metrics);
         let path = req.uri().path();
+        let (extensive, since) = (self.layer.extensive, std::time::Instant::now());
         let Some(k) = self
             .layer
             .known
             .get(path)
             .cloned()
-            .or_else(|| Some(Arc::new(Known::resolve(&metrics, Call::other(path)?))))
+            .or_else(|| Some(Arc::new(Known::resolve(&metrics, Call::other(path)?, extensive))))
         else {
             return Box::pin(self.inner.call(req));
         };
@@ -286,18 +304,22 @@ where
         Box::pin(async move {
             let response = response.await?;
             if let Some(code) = status_of(response.headers()) {
-                k.call.handled(&metrics, code);
+                k.handled(&metrics, code, since);
                 return Ok(response);
             }
             if k.call.kind == "unary" {
                 k.sent.inc();
-                k.ok.inc();
+                k.handled(&metrics, tonic::Code::Ok, since);
                 return Ok(response);
             }
             let (parts, body) = response.into_parts();
             let sent = k.sent.clone();
-            let body =
-                Body::new(Counted { body, framing: Framing::default(), messages: sent, end: Some((k, metrics)) });
+            let body = Body::new(Counted {
+                body,
+                framing: Framing::default(),
+                messages: sent,
+                end: Some((k, metrics, since)),
+            });
             Ok(http::Response::from_parts(parts, body))
         })
     }
@@ -308,8 +330,8 @@ struct Counted {
     body: Body,
     framing: Framing,
     messages: prometheus::IntCounter,
-    /// The call whose end this body records (taken when recorded); none for a request's body.
-    end: Option<(Arc<Known>, Arc<Metrics>)>,
+    /// The call whose end this body records, and when it arrived (taken when recorded); none for a request's body.
+    end: Option<(Arc<Known>, Arc<Metrics>, std::time::Instant)>,
 }
 
 impl http_body::Body for Counted {
@@ -334,9 +356,9 @@ impl http_body::Body for Counted {
             Poll::Pending => None,
         };
         if let Some(code) = code
-            && let Some((k, metrics)) = self.end.take()
+            && let Some((k, metrics, since)) = self.end.take()
         {
-            k.call.handled(&metrics, code);
+            k.handled(&metrics, code, since);
         }
         polled
     }
@@ -352,8 +374,8 @@ impl http_body::Body for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some((k, metrics)) = self.end.take() {
-            k.call.handled(&metrics, tonic::Code::Cancelled);
+        if let Some((k, metrics, since)) = self.end.take() {
+            k.handled(&metrics, tonic::Code::Cancelled, since);
         }
     }
 }

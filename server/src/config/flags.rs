@@ -162,7 +162,7 @@ pub const FLAGS: &[Spec] = &[
         NoEffect("ferrokv does not check a member's client certificate against its address"),
     ),
     spec("peer-skip-client-san-verification", Bool, "false", Alias("experimental-peer-skip-client-san-verification")),
-    spec("cors", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
+    spec("cors", Text, "*", NoEffect("the JSON gateway allows every origin, as etcd's default `*`")),
     spec("host-whitelist", Text, "*", NoEffect("no browser-facing HTTP API is served yet")),
     // Auth.
     spec("auth-token", Text, "simple", Used),
@@ -170,9 +170,9 @@ pub const FLAGS: &[Spec] = &[
     spec("auth-token-ttl", Uint, "300", Used),
     // Profiling and monitoring.
     spec("enable-pprof", Bool, "false", NoEffect("there is no Go runtime to profile; use perf")),
-    spec("metrics", Text, "basic", NoEffect("the same series are exported at either level")),
+    spec("metrics", Text, "basic", Used),
     spec("listen-metrics-urls", Text, "", Used),
-    spec("enable-grpc-gateway", Bool, "true", NoEffect("the JSON gateway is not served yet; gRPC is")),
+    spec("enable-grpc-gateway", Bool, "true", Used),
     // Logging.
     spec("logger", Text, "capnslog", NoEffect("ferrokv always logs zap's JSON lines")),
     spec("log-outputs", Text, "default", Used),

@@ -73,6 +73,10 @@ pub struct Config {
     pub listen_metrics_urls: Vec<Url>,
     pub log_level: String,
     pub watch_progress_notify_interval: std::time::Duration,
+    /// `--metrics=extensive`: also the gRPC handling-time histograms (`grpc_server_handling_seconds`).
+    pub metrics_extensive: bool,
+    /// `--enable-grpc-gateway`: the JSON gateway on the client URLs.
+    pub enable_grpc_gateway: bool,
     /// `--wal-dir`: where the WAL lives, if not `<data-dir>/member/wal`.
     pub wal_dir: Option<PathBuf>,
     /// `--listen-client-http-urls`: URLs that serve HTTP only (/metrics, /health, /version), no gRPC.
@@ -410,6 +414,8 @@ impl Values {
             listen_metrics_urls,
             log_level,
             watch_progress_notify_interval,
+            metrics_extensive: self.text("metrics") == "extensive",
+            enable_grpc_gateway: self.bool("enable-grpc-gateway")?,
             wal_dir,
             listen_client_http_urls,
             backend_batch_interval: self.duration("backend-batch-interval")?.filter(|d| !d.is_zero()),
