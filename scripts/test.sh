@@ -25,6 +25,8 @@ command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
 command -v discovery.etcd.io >/dev/null 2>&1 || missing+=(etcd-discovery)
 # The JWT interoperability test makes its keys as etcd's docs do.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The dashboard test scrapes a cluster with a real Prometheus.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 bash scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
 # The build needs about 3 GB in target/ and the e2e suite's Go build a few hundred MB in /tmp; say so up front

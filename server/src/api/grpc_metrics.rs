@@ -149,6 +149,10 @@ impl GrpcMetricsLayer {
             for method in *methods {
                 let kind = kind(&format!("/{service}/{method}"));
                 let call = Call { method: Label::Known(method), service: Label::Known(service), kind };
+                // As go-grpc-prometheus: every code's handled series exists from the start, at 0.
+                for code in ALL_CODES {
+                    metrics.grpc_handled.with_label_values(&[code_name(code), method, service, call.kind]);
+                }
                 known.insert(format!("/{service}/{method}"), Arc::new(Known::resolve(&metrics, call, extensive)));
             }
         }
@@ -205,6 +209,30 @@ fn kind(path: &str) -> &'static str {
         "unary"
     }
 }
+
+/// Every status code, in grpc-go's order.
+const ALL_CODES: [tonic::Code; 17] = {
+    use tonic::Code as C;
+    [
+        C::Ok,
+        C::Cancelled,
+        C::Unknown,
+        C::InvalidArgument,
+        C::DeadlineExceeded,
+        C::NotFound,
+        C::AlreadyExists,
+        C::PermissionDenied,
+        C::ResourceExhausted,
+        C::FailedPrecondition,
+        C::Aborted,
+        C::OutOfRange,
+        C::Unimplemented,
+        C::Internal,
+        C::Unavailable,
+        C::DataLoss,
+        C::Unauthenticated,
+    ]
+};
 
 /// grpc-go's name of a status code (`codes.Code.String()`).
 fn code_name(code: tonic::Code) -> &'static str {
