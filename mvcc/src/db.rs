@@ -743,8 +743,9 @@ impl<'a> WriteTxn<'a> {
 
     /// The commit protocol, steps numbered; see the module header.
     fn commit_with(mut self, force_sync: bool) -> Result<()> {
-        crate::failpoints::BEFORE_COMMIT.eval();
+        // The failpoints are inside the commit's measured time, as etcd's are.
         let started = Instant::now();
+        crate::failpoints::BEFORE_COMMIT.eval();
         let shared = Arc::clone(&self.db.shared);
         let Some(mut w) = self.w.take() else { unreachable!("a live WriteTxn holds the writer lock") };
         let pager = &shared.pager;
@@ -790,10 +791,10 @@ impl<'a> WriteTxn<'a> {
         if force_sync || w.unsynced >= policy.max_commits || first.elapsed() >= policy.max_delay {
             sync_meta(&shared, &mut w)?;
         }
+        crate::failpoints::AFTER_COMMIT.eval();
         if let Some(observe) = shared.on_commit {
             observe(started.elapsed());
         }
-        crate::failpoints::AFTER_COMMIT.eval();
         // 4. Publish to readers, then release pages no reader or durable meta can reach.
         let snapshot = Arc::new(Snapshot {
             txn: self.txn,
