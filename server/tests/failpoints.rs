@@ -10,24 +10,17 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Member, follow, free_port};
+use common::{Member, free_port};
 
 /// Starts a one-member ferrokv with the given gofail environment and waits until it serves.
 fn start_env(data: &std::path::Path, env: &[(&str, &str)]) -> Member {
     let (client, peer) = (free_port(), free_port());
     let (c, p) = (format!("http://127.0.0.1:{client}"), format!("http://127.0.0.1:{peer}"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrokv"));
-    cmd.args(["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c]);
-    cmd.args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p]);
-    cmd.args(["--initial-cluster", &format!("default={p}")]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let (log, ready) = follow(&mut child);
-    let m = Member { child, endpoint: c, log };
-    ready.recv_timeout(Duration::from_secs(20)).expect("the member serves");
-    m
+    let cluster = format!("default={p}");
+    let mut args =
+        vec!["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c];
+    args.extend(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p, "--initial-cluster", &cluster]);
+    common::spawn_env(&args, env, c.clone())
 }
 
 /// One HTTP/1.1 request; (status, body).

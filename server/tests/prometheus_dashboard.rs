@@ -80,14 +80,22 @@ fn query(addr: &str, q: &str) -> Vec<serde_json::Value> {
     v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
-#[test]
-fn every_query_of_etcds_dashboard_has_data() {
+/// etcd-server (the dashboard and the mixin) and Prometheus; CI installs both.
+fn installed() -> bool {
     if !common::etcd::installed("etcd") {
-        return;
+        return false;
     }
     if Command::new("prometheus").arg("--version").output().is_err() {
         assert!(std::env::var_os("CI").is_none(), "CI installs prometheus (scripts/test.sh)");
         eprintln!("skipping: prometheus is not installed (apt-get install prometheus)");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn every_query_of_etcds_dashboard_has_data() {
+    if !installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -172,19 +180,10 @@ fn mixin_alerts() -> Vec<(String, String)> {
 fn launch_failable(dir: &std::path::Path, s: &common::cluster::Spec, cluster: &str, fail: &str) -> common::Member {
     let (c, p) = (format!("http://127.0.0.1:{}", s.client), format!("http://127.0.0.1:{}", s.peer));
     let data = dir.join(&s.name);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
-        .args(["--name", &s.name, "--initial-cluster", cluster, "--data-dir", data.to_str().unwrap()])
-        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c, "--metrics", "extensive"])
-        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-        .env("GOFAIL_HTTP", fail)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (log, ready) = common::follow(&mut child);
-    ready.recv_timeout(Duration::from_secs(20)).expect("the member serves");
-    common::Member { child, endpoint: format!("127.0.0.1:{}", s.client), log }
+    let mut args = vec!["--name", &s.name, "--initial-cluster", cluster, "--data-dir", data.to_str().unwrap()];
+    args.extend(["--listen-client-urls", &c, "--advertise-client-urls", &c, "--metrics", "extensive"]);
+    args.extend(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p]);
+    common::spawn_env(&args, &[("GOFAIL_HTTP", fail)], format!("127.0.0.1:{}", s.client))
 }
 
 fn failpoint(addr: &str, method: &str, name: &str, terms: &str) {
@@ -222,11 +221,7 @@ fn wait_alerts(addr: &str, alerts: &[(String, String)], watched: &[&str], want: 
 /// the test checks the conditions.)
 #[test]
 fn the_mixins_alerts_hold_when_their_condition_is_staged() {
-    if !common::etcd::installed("etcd") {
-        return;
-    }
-    if Command::new("prometheus").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI installs prometheus (scripts/test.sh)");
+    if !installed() {
         return;
     }
     let alerts = mixin_alerts();

@@ -155,8 +155,14 @@ pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member
 
 /// Starts ferrokv with exactly `args`, without waiting; the receiver signals its ready line.
 pub fn spawn_detached(args: &[&str], endpoint: String) -> (Member, mpsc::Receiver<()>) {
+    spawn_detached_env(args, &[], endpoint)
+}
+
+/// Like [`spawn_detached`], with these environment variables set (gofail's, say).
+pub fn spawn_detached_env(args: &[&str], env: &[(&str, &str)], endpoint: String) -> (Member, mpsc::Receiver<()>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokv"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -168,7 +174,12 @@ pub fn spawn_detached(args: &[&str], endpoint: String) -> (Member, mpsc::Receive
 
 /// Starts ferrokv with exactly `args` and waits for its ready line; `endpoint` names it in failures.
 pub fn spawn(args: &[&str], endpoint: String) -> Member {
-    let (member, ready) = spawn_detached(args, endpoint);
+    spawn_env(args, &[], endpoint)
+}
+
+/// Like [`spawn`], with these environment variables set.
+pub fn spawn_env(args: &[&str], env: &[(&str, &str)], endpoint: String) -> Member {
+    let (member, ready) = spawn_detached_env(args, env, endpoint);
     if let Err(e) = ready.recv_timeout(Duration::from_secs(20)) {
         // Dropping the member while panicking prints its last log lines.
         std::thread::sleep(Duration::from_millis(100));
