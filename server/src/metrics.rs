@@ -182,11 +182,24 @@ fn fds() -> (f64, f64) {
     (used, if ok { limit.rlim_cur as f64 } else { 0.0 })
 }
 
+/// The address-space limit (`process_virtual_memory_max_bytes`; unlimited is 2^64 - 1, as Go's client shows it).
+fn address_space_limit() -> f64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given, which lives for the call.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0;
+    if ok { limit.rlim_cur as f64 } else { 0.0 }
+}
+
 fn register_process(registry: &Registry) {
     let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
     for (name, help, pick) in [
         ("os_fd_used", "The number of used file descriptors.", (|| fds().0) as fn() -> f64),
         ("os_fd_limit", "The file descriptor limit.", || fds().1),
+        (
+            "process_virtual_memory_max_bytes",
+            "Maximum amount of virtual memory available in bytes.",
+            address_space_limit,
+        ),
     ] {
         if let Ok(g) = prometheus::PullingGauge::new(name, help, Box::new(pick)) {
             let _ = registry.register(Box::new(g));

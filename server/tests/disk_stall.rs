@@ -171,6 +171,9 @@ fn a_leader_with_a_stalled_disk_stops_leading() {
     disks.thaw(si);
     let log = members[si].log.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n");
     assert!(log.contains("leader failed to send out heartbeat on time"), "the slow leader said why: {log}");
+    let metrics = common::http_get(&endpoints[si], "/metrics").1;
+    let failures = common::metric_value(&metrics, "etcd_server_heartbeat_send_failures_total");
+    assert!(failures >= 1.0, "etcd's counter of the late heartbeats: {failures}");
     rt.block_on(new_leader(&endpoints, second, Duration::from_secs(10)));
     let _ = third;
 

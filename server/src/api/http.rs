@@ -157,6 +157,14 @@ pub fn render(probe: &Probe) -> String {
     );
     let changes = probe.cluster.status.leader_changes.load(Relaxed) as f64;
     scalar(&mut out, "etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.", changes);
+    let heartbeats = probe.cluster.status.heartbeat_send_failures.load(Relaxed) as f64;
+    scalar(
+        &mut out,
+        "etcd_server_heartbeat_send_failures_total",
+        "counter",
+        "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+        heartbeats,
+    );
     let slow_reads = probe.cluster.status.slow_read_indexes.load(Relaxed) as f64;
     scalar(
         &mut out,

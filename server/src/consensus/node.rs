@@ -82,6 +82,9 @@ pub struct RaftStatus {
     pub leader_changes: AtomicU64,
     /// ReadIndex rounds that went unanswered and were asked again (`etcd_server_slow_read_indexes_total`).
     pub slow_read_indexes: AtomicU64,
+    /// Times a leader's WAL write held its heartbeats past their time
+    /// (`etcd_server_heartbeat_send_failures_total`; see `check_disk`).
+    pub heartbeat_send_failures: AtomicU64,
     /// Notified once this member has applied its own removal from the cluster.
     pub removed: tokio::sync::Notify,
     /// When this member last became leader (the lessor extends older leases from then).
@@ -391,6 +394,7 @@ impl RaftNode {
             return;
         }
         let expected = self.tick;
+        self.status.heartbeat_send_failures.fetch_add(1, Ordering::Relaxed);
         crate::logging::log(
             "warn",
             "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
