@@ -223,25 +223,16 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 impl Default for Metrics {
     fn default() -> Self {
         let registry = Registry::new();
-        let keys = IntGauge::new("etcd_debugging_mvcc_keys_total", "Total number of keys.")
-            .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
-        let _ = registry.register(Box::new(keys.clone()));
         let grpc = ["grpc_method", "grpc_service", "grpc_type"];
         register_process(&registry);
         let _ = registry.register(Box::new(BACKEND_COMMIT.clone()));
-        let defrag_inflight = IntGauge::new(
-            "etcd_disk_defrag_inflight",
-            "Whether or not defrag is active on the member. 1 means active, 0 means not.",
-        )
-        .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
-        let _ = registry.register(Box::new(defrag_inflight.clone()));
         let r = &registry;
         Metrics {
             range: counter(&registry, "etcd_mvcc_range_total", "Total number of ranges seen by this member."),
             put: counter(&registry, "etcd_mvcc_put_total", "Total number of puts seen by this member."),
             delete: counter(&registry, "etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
             txn: counter(&registry, "etcd_mvcc_txn_total", "Total number of txns seen by this member."),
-            keys,
+            keys: gauge(r, "etcd_debugging_mvcc_keys_total", "Total number of keys."),
             grpc_started: counter_vec(
                 &registry,
                 "grpc_server_started_total",
@@ -292,7 +283,11 @@ impl Default for Metrics {
                 "The latency distribution of backend defragmentation.",
                 buckets(0.1, 2.0, 13),
             ),
-            defrag_inflight,
+            defrag_inflight: gauge(
+                r,
+                "etcd_disk_defrag_inflight",
+                "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+            ),
             snapshot: registered_histogram(
                 r,
                 "etcd_disk_backend_snapshot_duration_seconds",
