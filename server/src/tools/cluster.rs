@@ -6,6 +6,9 @@
 //! detached in a process group of their own; `<dir>/cluster.json` records what was started (kind, names, pids,
 //! endpoints) for `status`, `stop` and `clean`. A port already in use is refused before anything starts, named by
 //! member and role.
+//!
+//! With `--docker` the members are containers instead, on a network of their own (`cluster_docker`); `status`,
+//! `stop`, `restart` and `clean` then act on the containers, and `restart` starts them again on their volumes.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use super::cluster_docker::{self, Container};
 use crate::proto::etcdserverpb::{StatusRequest, maintenance_client::MaintenanceClient};
 
 #[derive(Debug, Parser)]
@@ -36,8 +40,18 @@ pub enum Action {
         #[arg(long, default_value_t = 2379)]
         base_port: u16,
         /// Run the real etcd (from PATH) instead of ferrokv.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "docker")]
         etcd: bool,
+        /// Run the members as containers of `--image` on a private Docker network, with named volumes; host
+        /// ports from --base-port that are in use are skipped.
+        #[arg(long)]
+        docker: bool,
+        /// The image for --docker (docker/build.sh makes it).
+        #[arg(long, default_value = "ferrokv:latest", requires = "docker")]
+        image: String,
+        /// The prefix of the network, containers and volumes for --docker (default: fkv- and a hash of --dir).
+        #[arg(long, requires = "docker")]
+        name: Option<String>,
         /// Extra flags for every member (after `--`).
         #[arg(last = true)]
         extra: Vec<String>,
@@ -46,6 +60,8 @@ pub enum Action {
     Status,
     /// Stop the members (SIGTERM, then SIGKILL after 10 s).
     Stop,
+    /// Start the stopped containers of a --docker cluster again, on their volumes.
+    Restart,
     /// Stop the members and remove the directory.
     Clean,
 }
@@ -62,6 +78,32 @@ fn record(dir: &Path, kind: &str, members: &[Started]) -> std::io::Result<()> {
     let m: Vec<serde_json::Value> =
         members.iter().map(|s| serde_json::json!({"name": s.name, "pid": s.pid, "endpoint": s.endpoint})).collect();
     std::fs::write(dir.join("cluster.json"), serde_json::json!({"kind": kind, "members": m}).to_string())
+}
+
+fn record_docker(dir: &Path, network: &str, members: &[Container]) -> std::io::Result<()> {
+    let m: Vec<serde_json::Value> = members
+        .iter()
+        .map(|s| serde_json::json!({"name": s.name, "container": s.container, "endpoint": s.endpoint}))
+        .collect();
+    let v = serde_json::json!({"kind": "docker", "network": network, "members": m});
+    std::fs::write(dir.join("cluster.json"), v.to_string())
+}
+
+/// A --docker cluster recorded in `dir`: its network and members (None for a cluster of processes).
+fn load_docker(dir: &Path) -> Result<Option<(String, Vec<Container>)>, String> {
+    let text = std::fs::read_to_string(dir.join("cluster.json"))
+        .map_err(|e| format!("{}: no cluster here ({e})", dir.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("cluster.json: {e}"))?;
+    if v["kind"] != "docker" {
+        return Ok(None);
+    }
+    let text = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
+    let members = v["members"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let members = members
+        .iter()
+        .map(|m| Container { name: text(m, "name"), container: text(m, "container"), endpoint: text(m, "endpoint") })
+        .collect();
+    Ok(Some((text(&v, "network"), members)))
 }
 
 fn load(dir: &Path) -> Result<(String, Vec<Started>), String> {
@@ -103,11 +145,26 @@ pub fn main(args: Vec<String>) -> u8 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let result = match cmd.action {
-        Action::Start { size, base_port, etcd, extra } => start(&cmd.dir, size, base_port, etcd, &extra),
-        Action::Status => status(&cmd.dir),
-        Action::Stop => stop(&cmd.dir),
-        Action::Clean => {
+    let docker = load_docker(&cmd.dir).ok().flatten();
+    let result = match (cmd.action, docker) {
+        (Action::Start { size, base_port, docker: true, image, name, extra, .. }, _) => {
+            let name = name.unwrap_or_else(|| cluster_docker::default_name(&cmd.dir));
+            let plan = cluster_docker::Plan { dir: &cmd.dir, name, image: &image, size, base_port, extra: &extra };
+            start_docker(&plan)
+        }
+        (Action::Start { size, base_port, etcd, extra, .. }, _) => start(&cmd.dir, size, base_port, etcd, &extra),
+        (Action::Status, Some((network, members))) => status_docker(&network, &members),
+        (Action::Stop, Some((_, members))) => cluster_docker::stop(&members),
+        (Action::Restart, Some((_, members))) => cluster_docker::restart(&members).and_then(|()| {
+            let rt = runtime()?;
+            cluster_docker::wait_all(&members, |m| rt.block_on(ask(&m.endpoint)).is_some_and(|a| a.1 != 0))
+        }),
+        (Action::Clean, Some((network, members))) => cluster_docker::remove(&network, &members)
+            .and_then(|()| std::fs::remove_dir_all(&cmd.dir).map_err(|e| format!("{}: {e}", cmd.dir.display()))),
+        (Action::Status, None) => status(&cmd.dir),
+        (Action::Stop, None) => stop(&cmd.dir),
+        (Action::Restart, None) => Err("restart is for --docker clusters; start a local one again".into()),
+        (Action::Clean, None) => {
             // Nothing recorded (or nothing running) is not a reason to keep the directory.
             let _ = stop(&cmd.dir);
             match std::fs::remove_dir_all(&cmd.dir) {
@@ -189,6 +246,57 @@ fn start(dir: &Path, size: usize, base: u16, etcd: bool, extra: &[String]) -> Re
         println!("  {}  pid {}  client http://{}", s.name, s.pid, s.endpoint);
     }
     println!("endpoints: {}", started.iter().map(|s| s.endpoint.as_str()).collect::<Vec<_>>().join(","));
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())
+}
+
+fn start_docker(plan: &cluster_docker::Plan<'_>) -> Result<(), String> {
+    if load(plan.dir).is_ok() {
+        return Err(format!("{}: a cluster is recorded here (ferrokv cluster clean)", plan.dir.display()));
+    }
+    if plan.size == 0 {
+        return Err("a cluster needs at least one member".into());
+    }
+    std::fs::create_dir_all(plan.dir).map_err(|e| format!("{}: {e}", plan.dir.display()))?;
+    // Recorded before the members come up, so that `clean` removes whatever was made.
+    let members = cluster_docker::start(plan).inspect_err(|_| {
+        let _ = cluster_docker::remove(&plan.name, &planned(plan));
+    })?;
+    record_docker(plan.dir, &plan.name, &members).map_err(|e| e.to_string())?;
+    let rt = runtime()?;
+    cluster_docker::wait_all(&members, |m| rt.block_on(ask(&m.endpoint)).is_some_and(|a| a.1 != 0))?;
+    println!("ferrokv {}-member cluster {} (image {}) in Docker:", plan.size, plan.name, plan.image);
+    for m in &members {
+        println!("  {}  container {}  client http://{}", m.name, m.container, m.endpoint);
+    }
+    println!("endpoints: {}", members.iter().map(|m| m.endpoint.as_str()).collect::<Vec<_>>().join(","));
+    Ok(())
+}
+
+/// The containers `plan` would make (for cleaning up after a start that failed half-way).
+fn planned(plan: &cluster_docker::Plan<'_>) -> Vec<Container> {
+    (1..=plan.size)
+        .map(|i| Container { name: format!("m{i}"), container: format!("{}-m{i}", plan.name), endpoint: String::new() })
+        .collect()
+}
+
+fn status_docker(network: &str, members: &[Container]) -> Result<(), String> {
+    let rt = runtime()?;
+    println!("ferrokv cluster {network} in Docker:");
+    for m in members {
+        let state = match (cluster_docker::state(&m.container), rt.block_on(ask(&m.endpoint))) {
+            (s, _) if s != "running" => s,
+            (_, None) => "running, not answering".to_string(),
+            (_, Some((id, leader, term, index))) => format!(
+                "running, id {id:x}, {}, term {term}, raft index {index}",
+                if id == leader { "leader".to_string() } else { format!("leader {leader:x}") }
+            ),
+        };
+        println!("  {}  container {}  http://{}  {state}", m.name, m.container, m.endpoint);
+    }
     Ok(())
 }
 

@@ -3,5 +3,6 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod cluster_docker;
 pub mod restore;
 pub mod snapshot;
