@@ -29,19 +29,22 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// Passes `op` if it cannot grow the store, or fits under the quota; otherwise raises NOSPACE (unless it is
-    /// raised already) and refuses it.
+    /// Passes `op` if it cannot grow the store, or fits under the quota and no NOSPACE alarm is raised; refuses it
+    /// otherwise, raising this member's NOSPACE alarm if its own store is full (unless it is raised already).
     pub async fn check(&self, op: &Op) -> Result<(), Error> {
         let cost = alarm::cost(op);
         if cost == 0 {
             return Ok(());
         }
-        if self.alarms.raised(AlarmType::Nospace) {
-            return Err(Error::NoSpace);
-        }
         let in_use = self.stores.get().db().in_use();
         if in_use.saturating_add(cost) <= self.bytes {
-            return Ok(());
+            // Another member's alarm refuses it all the same (etcd refuses it when applying).
+            return if self.alarms.raised(AlarmType::Nospace) { Err(Error::NoSpace) } else { Ok(()) };
+        }
+        // As etcd's members do, each member whose own store is full raises an alarm of its own, once: `alarm
+        // list` names every full member.
+        if self.alarms.raised_by(self.member, AlarmType::Nospace) {
+            return Err(Error::NoSpace);
         }
         let raise = pb::AlarmRequest {
             action: AlarmAction::Activate as i32,

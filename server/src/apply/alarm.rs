@@ -79,6 +79,11 @@ impl Alarms {
         !self.set().is_empty()
     }
 
+    /// Whether `member` has raised an alarm of type `alarm`.
+    pub fn raised_by(&self, member: u64, alarm: AlarmType) -> bool {
+        self.set().contains(&(member, alarm as i32))
+    }
+
     /// Whether an alarm of type `alarm` is raised by any member.
     pub fn raised(&self, alarm: AlarmType) -> bool {
         self.set().iter().any(|&(_, a)| a == alarm as i32)
