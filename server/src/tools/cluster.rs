@@ -52,6 +52,10 @@ pub enum Action {
         /// The prefix of the network, containers and volumes for --docker (default: fkv- and a hash of --dir).
         #[arg(long, requires = "docker")]
         name: Option<String>,
+        /// Serve gofail's HTTP interface (GOFAIL_HTTP) of member i on 127.0.0.1:<this + i> (ferrokv, or an etcd
+        /// built with failpoints); not with --docker, whose members are reached on the cluster's network.
+        #[arg(long, conflicts_with = "docker")]
+        failpoint_port: Option<u16>,
         /// Extra flags for every member (after `--`).
         #[arg(last = true)]
         extra: Vec<String>,
@@ -152,7 +156,9 @@ pub fn main(args: Vec<String>) -> u8 {
             let plan = cluster_docker::Plan { dir: &cmd.dir, name, image: &image, size, base_port, extra: &extra };
             start_docker(&plan)
         }
-        (Action::Start { size, base_port, etcd, extra, .. }, _) => start(&cmd.dir, size, base_port, etcd, &extra),
+        (Action::Start { size, base_port, etcd, failpoint_port, extra, .. }, _) => {
+            start(&cmd.dir, Local { size, base: base_port, etcd, failpoint_port }, &extra)
+        }
         (Action::Status, Some((network, members))) => status_docker(&network, &members),
         (Action::Stop, Some((_, members))) => cluster_docker::stop(&members),
         (Action::Restart, Some((_, members))) => cluster_docker::restart(&members).and_then(|()| {
@@ -182,7 +188,16 @@ pub fn main(args: Vec<String>) -> u8 {
     }
 }
 
-fn start(dir: &Path, size: usize, base: u16, etcd: bool, extra: &[String]) -> Result<(), String> {
+/// What a local cluster is to be.
+struct Local {
+    size: usize,
+    base: u16,
+    etcd: bool,
+    failpoint_port: Option<u16>,
+}
+
+fn start(dir: &Path, local: Local, extra: &[String]) -> Result<(), String> {
+    let Local { size, base, etcd, failpoint_port } = local;
     if size == 0 {
         return Err("a cluster needs at least one member".into());
     }
@@ -216,7 +231,12 @@ fn start(dir: &Path, size: usize, base: u16, etcd: bool, extra: &[String]) -> Re
         let name = format!("m{}", i + 1);
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
         let (cu, pu) = (format!("http://127.0.0.1:{c}"), format!("http://127.0.0.1:{p}"));
-        let child = Command::new(&program)
+        let mut command = Command::new(&program);
+        if let Some(f) = failpoint_port {
+            let port = u16::try_from(u32::from(f) + i as u32).map_err(|_| "failpoint ports beyond 65535")?;
+            command.env("GOFAIL_HTTP", format!("127.0.0.1:{port}"));
+        }
+        let child = command
             .args(["--name", &name, "--data-dir", &dir.join(&name).to_string_lossy()])
             .args(["--listen-client-urls", &cu, "--advertise-client-urls", &cu])
             .args(["--listen-peer-urls", &pu, "--initial-advertise-peer-urls", &pu])

@@ -200,7 +200,7 @@ pub fn remove(network: &str, members: &[Container]) -> Result<(), String> {
     Ok(())
 }
 
-/// Waits until `ready(member)` holds for every member or one stops; `what` names the wait in the error.
+/// Waits (up to 30 s) until `ready(member)` holds for every member; an error names the first that did not come up.
 pub fn wait_all(members: &[Container], mut ready: impl FnMut(&Container) -> bool) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for m in members {
