@@ -78,6 +78,23 @@ pub enum Op {
     Auth(AuthRequest),
 }
 
+impl Op {
+    /// The request's kind, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Put(_) => "put",
+            Op::DeleteRange(_) => "delete range",
+            Op::Txn(_) => "txn",
+            Op::Compaction(_) => "compaction",
+            Op::LeaseGrant(_) => "lease grant",
+            Op::LeaseRevoke(_) => "lease revoke",
+            Op::Publish(_) => "publish",
+            Op::Alarm(_) => "alarm",
+            Op::Auth(_) => "auth",
+        }
+    }
+}
+
 /// An Auth service request as it travels through the log: etcd's own request messages. A password never travels:
 /// the proposer hashes it (bcrypt) into `hashedPassword` and clears `password`, so every member stores the same
 /// hash and the WAL holds no password.

@@ -174,7 +174,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         activity: Arc::clone(&activity),
         cluster: Arc::clone(&cluster),
         tls: peer_tls.as_ref().map(|t| Arc::clone(&t.server)),
-        received_bytes: metrics.peers.received_bytes.clone(),
+        metrics: metrics.peers.clone(),
     };
     for url in &config.listen_peer_urls {
         crate::consensus::transport::listen(&crate::consensus::conn::PeerAddr::of(url), shared.clone())?;
@@ -337,6 +337,7 @@ impl Handles {
             dialer: h.client_dialer.clone(),
             strict: h.config.strict_reconfig_check,
             max_learners: h.config.max_learners,
+            promotions: (h.metrics.learner_promote_successes.clone(), h.metrics.learner_promote_failures.clone()),
         };
         let watch = crate::api::watch::WatchService {
             stores: Arc::clone(&h.stores),

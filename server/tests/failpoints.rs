@@ -111,6 +111,19 @@ fn gofail_interface_sets_reads_counts_and_clears() {
     assert!(slowed >= Duration::from_millis(300), "a put with the failpoint took {slowed:?}");
     assert!(after < Duration::from_millis(300) && before < Duration::from_millis(300), "{before:?} {after:?}");
 
+    // A commit of the store slowed past 100 ms makes the apply slow: etcd_server_slow_apply_total counts it.
+    let slow_applies = || {
+        common::metric_value(
+            &common::http_get(m.endpoint.trim_start_matches("http://"), "/metrics").1,
+            "etcd_server_slow_apply_total",
+        )
+    };
+    assert_eq!(slow_applies(), 0.0);
+    assert_eq!(http(&fail_addr, "PUT", "/beforeCommit", "sleep(150)").0, 204);
+    median_put(&rt, &mut c, 1);
+    assert_eq!(http(&fail_addr, "DELETE", "/beforeCommit", "").0, 204);
+    assert!(slow_applies() >= 1.0, "a put whose commit took 150 ms was not a slow apply");
+
     // Several at once, counts spent in order, and gofail's errors.
     assert_eq!(http(&fail_addr, "PUT", "/failpoints", "afterCommit=1*sleep(1)->off;beforeCommit=off").0, 204);
     assert_eq!(http(&fail_addr, "GET", "/afterCommit", "").1, "1*sleep(1)->off\n");

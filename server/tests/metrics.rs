@@ -155,6 +155,18 @@ fn peer_series_follow_the_cluster() {
         assert!(labelled(&text, &format!("etcd_network_peer_received_bytes_total{{From=\"{id}\"}}")) > 0.0);
         assert_eq!(labelled(&text, &format!("etcd_network_active_peers{{Local=\"{me}\",Remote=\"{id}\"}}")), 1.0);
     }
+    // etcdctl 3.4 sends its API version with every call.
+    let calls = labelled(&text, "etcd_server_client_requests_total{client_api_version=\"3.4\",type=\"unary\"}");
+    assert!(calls >= 10.0, "{text}");
+    // The leader times its heartbeats' answers from each follower.
+    let leader = rt.block_on(status(&members[0].endpoint)).unwrap().1;
+    let li = ids.iter().position(|id| *id == leader).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lt = get(&members[li].endpoint, "/metrics").1;
+    for id in ids.iter().filter(|id| **id != leader) {
+        let rtt = format!("etcd_network_peer_round_trip_time_seconds_count{{To=\"{id:x}\"}}");
+        assert!(labelled(&lt, &rtt) > 0.0, "{rtt} on the leader: {lt}");
+    }
     let gone = format!("{:x}", ids[2]);
     drop(members.pop());
     std::thread::sleep(std::time::Duration::from_millis(1500));

@@ -98,6 +98,16 @@ fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
     });
     let log = members[lagging].as_ref().unwrap().log.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n");
     assert!(log.contains("installed database snapshot"), "the member caught up without a snapshot:\n{log}");
+    // etcd's snapshot series: one send on the leader, one receive and one save on the member.
+    let id = |i: usize| format!("{:x}", rt.block_on(common::cluster::status(&endpoints[i])).unwrap().0);
+    let (l, f) = (id(leader), id(lagging));
+    let metric = |ep: &str, name: &str| {
+        let text = common::http_get(ep, "/metrics").1;
+        text.lines().find_map(|x| x.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    assert!(metric(&endpoints[leader], &format!("etcd_network_snapshot_send_success{{To=\"{f}\"}}")) >= 1.0);
+    assert!(metric(&endpoints[lagging], &format!("etcd_network_snapshot_receive_success{{From=\"{l}\"}}")) >= 1.0);
+    assert!(metric(&endpoints[lagging], "etcd_snap_db_save_total_duration_seconds_count") >= 1.0);
     // Restarted once more (SIGKILL), it starts from the installed store and the WAL's snapshot marker.
     drop(members[lagging].take());
     members[lagging] = Some(launch_with(dir.path(), &specs[lagging], &cluster, &FLAGS));

@@ -44,6 +44,8 @@ pub struct ClusterService {
     pub reads: crate::read::ReadPath,
     /// `--strict-reconfig-check`: refuse changes that could lose quorum (the started and health rules below).
     pub strict: bool,
+    /// `etcd_server_learner_promote_successes` and `_failures` (a learner not yet in sync, by the reason given).
+    pub promotions: (prometheus::IntCounter, prometheus::IntCounterVec),
     /// `--max-learners`.
     pub max_learners: usize,
 }
@@ -164,7 +166,11 @@ impl ClusterService {
         let leader_match = progress.matched.get(&self.cluster.member).copied().unwrap_or(progress.last_index);
         match progress.matched.get(&id) {
             Some(&learner) if learner as f64 >= leader_match as f64 * LEARNER_READY => Ok(m),
-            _ => Err(Error::LearnerNotReady),
+            _ => {
+                let reason = Status::from(Error::LearnerNotReady).message().to_string();
+                self.promotions.1.with_label_values(&[&reason]).inc();
+                Err(Error::LearnerNotReady)
+            }
         }
     }
 }
@@ -285,6 +291,7 @@ impl Cluster for ClusterService {
         let mut member = self.check_promote(&registry, r.id).await?;
         member.is_learner = false;
         let members = self.change(ChangeKind::Promote, member).await?;
+        self.promotions.0.inc();
         Ok(Response::new(pb::MemberPromoteResponse { header: self.header(), members }))
     }
 }

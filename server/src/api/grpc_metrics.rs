@@ -318,6 +318,8 @@ where
             return Box::pin(self.inner.call(req));
         };
         k.started.inc();
+        let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok());
+        metrics.client_request(k.call.kind != "unary", version);
         // A unary or server-streaming call carries one request; a bidirectional stream's are counted as they come.
         let req = if k.call.kind == "bidi_stream" {
             let (parts, body) = req.into_parts();

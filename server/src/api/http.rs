@@ -173,6 +173,14 @@ pub fn render(probe: &Probe) -> String {
         "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
         slow_reads,
     );
+    let failed_reads = probe.cluster.status.read_indexes_failed.load(Relaxed) as f64;
+    scalar(
+        &mut out,
+        "etcd_server_read_indexes_failed_total",
+        "counter",
+        "The total number of failed read indexes seen.",
+        failed_reads,
+    );
     let committed = probe.cluster.status.commit.load(Relaxed) as f64;
     scalar(
         &mut out,

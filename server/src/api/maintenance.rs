@@ -117,12 +117,16 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        let started = std::time::Instant::now();
         let (hash, _, _) = crate::backup::export::hash_kv(&self.stores.get(), 0)?;
+        self.metrics.hash.observe(started.elapsed().as_secs_f64());
         Ok(Response::new(pb::HashResponse { header: self.header(), hash }))
     }
 
     async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        let started = std::time::Instant::now();
         let (hash, at, compact) = crate::backup::export::hash_kv(&self.stores.get(), request.into_inner().revision)?;
+        self.metrics.hash_rev.observe(started.elapsed().as_secs_f64());
         Ok(Response::new(pb::HashKvResponse {
             header: self.header(),
             hash,

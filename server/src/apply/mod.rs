@@ -276,6 +276,13 @@ impl Apply {
     /// Replaces the store with the snapshot staged for `(index, term)` (see `store`): leases are rebuilt from
     /// it, linearizable reads see its index, watchers catch up from its history.
     pub fn install_snapshot(&self, index: u64, term: u64) -> Result<(), Error> {
+        self.metrics.snapshot_apply_in_progress.set(1);
+        let installed = self.install_snapshot_store(index, term);
+        self.metrics.snapshot_apply_in_progress.set(0);
+        installed
+    }
+
+    fn install_snapshot_store(&self, index: u64, term: u64) -> Result<(), Error> {
         let store = self.store.install(index, term)?;
         *self.lessor() = crate::apply::lease::Lessor::load(&store, std::time::Instant::now())?;
         *self.cluster.write() = crate::apply::membership::Registry::load(&store)?;
@@ -323,7 +330,10 @@ impl Apply {
             match request {
                 Some(InternalRequest { id, op: Some(op), .. }) if !runs_with_others(&op) => {
                     self.flush(&mut run)?;
+                    let started = std::time::Instant::now();
+                    let what = op.name();
                     let result = self.execute(op, index, term)?;
+                    self.metrics.applied_in(started.elapsed(), what);
                     self.applied.send_replace(index);
                     self.proposals.complete(RequestId(id), result);
                 }
@@ -342,7 +352,10 @@ impl Apply {
         let items = std::mem::take(run);
         let Some(last) = items.last() else { return Ok(()) };
         let (last_index, last_term) = (last.index, last.term);
-        if let Some(done) = self.apply_together(&items)? {
+        let started = std::time::Instant::now();
+        let together = self.apply_together(&items)?;
+        self.metrics.applied_in(started.elapsed(), "a run of writes in one commit");
+        if let Some(done) = together {
             let mut lessor = self.lessor();
             for d in &done {
                 self.metrics.applied(&d.response.outcome);

@@ -82,6 +82,8 @@ pub struct RaftStatus {
     pub leader_changes: AtomicU64,
     /// ReadIndex rounds that went unanswered and were asked again (`etcd_server_slow_read_indexes_total`).
     pub slow_read_indexes: AtomicU64,
+    /// Read indexes that could not be asked or never came (`etcd_server_read_indexes_failed_total`).
+    pub read_indexes_failed: AtomicU64,
     /// Times a leader's WAL write held its heartbeats past their time
     /// (`etcd_server_heartbeat_send_failures_total`; see `check_disk`).
     pub heartbeat_send_failures: AtomicU64,
@@ -303,6 +305,9 @@ impl RaftNode {
                         self.held.hold(Held::Forwarded(m), Instant::now());
                     }
                     Msg::Step(m) => {
+                        if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeatResponse {
+                            self.transport.heartbeat_answered(m.from);
+                        }
                         // Messages from unknown members or stale terms are refused by Raft; nothing to do about them.
                         let _ = self.node.step(*m);
                     }

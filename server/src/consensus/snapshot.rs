@@ -135,15 +135,20 @@ pub fn receive(
     mut conn: BufReader<PeerConn>,
     stores: &StoreSlot,
     raft: &crate::consensus::node::RaftQueue,
+    metrics: &crate::metrics::PeerMetrics,
 ) {
     let started = Instant::now();
     let mut chunks = Chunks { r: &mut conn, pending: first, pos: 0, end: None };
     let staged = stores.stage(&mut chunks);
+    if staged.is_ok() {
+        metrics.snapshot_save.observe(started.elapsed().as_secs_f64());
+    }
     let end = chunks.end.take();
+    let m = end.and_then(|b| Message::parse_from_bytes(&b).ok());
+    // The sender is named by the message that ends the image; an image cut short names nobody.
+    let from = m.as_ref().map_or_else(|| "unknown".to_string(), |m| format!("{:x}", m.from));
     let outcome = staged.and_then(|(index, term)| {
-        let m = end
-            .and_then(|b| Message::parse_from_bytes(&b).ok())
-            .ok_or_else(|| Error::Corrupt("snapshot stream ended without its MsgSnapshot".into()))?;
+        let m = m.ok_or_else(|| Error::Corrupt("snapshot stream ended without its MsgSnapshot".into()))?;
         let meta = m.get_snapshot().get_metadata();
         if (meta.index, meta.term) != (index, term) {
             return Err(Error::Corrupt(format!(
@@ -154,6 +159,14 @@ pub fn receive(
         raft.send(Msg::Step(Box::new(m)))?;
         Ok(index)
     });
+    let received = &metrics.snapshot_receive;
+    match &outcome {
+        Ok(_) => {
+            received.success.with_label_values(&[&from]).inc();
+            received.seconds.with_label_values(&[&from]).observe(started.elapsed().as_secs_f64());
+        }
+        Err(_) => received.failures.with_label_values(&[&from]).inc(),
+    }
     let ok = match outcome {
         Ok(index) => {
             log(

@@ -179,6 +179,8 @@ pub struct Transport {
     metrics: crate::metrics::PeerMetrics,
     /// Each peer's series (`etcd_network_peer_*`).
     handles: HashMap<u64, crate::metrics::PeerHandles>,
+    /// When the last heartbeat went to each peer, until it answers (`etcd_network_peer_round_trip_time_seconds`).
+    heartbeats: Mutex<HashMap<u64, std::time::Instant>>,
 }
 
 impl Transport {
@@ -192,7 +194,8 @@ impl Transport {
     ) -> Result<Self, Error> {
         let (peers_map, addrs, handles) = (HashMap::new(), HashMap::new(), HashMap::new());
         let sending = Arc::default();
-        let mut t = Transport { dialer, peers: peers_map, addrs, stores, raft, sending, metrics, handles };
+        let heartbeats = Mutex::default();
+        let mut t = Transport { dialer, peers: peers_map, addrs, stores, raft, sending, metrics, handles, heartbeats };
         for (&id, addr) in peers {
             t.set_peer(id, addr.clone())?;
         }
@@ -239,6 +242,9 @@ impl Transport {
                 continue;
             }
             let Some(q) = self.peers.get(&m.to) else { continue };
+            if m.get_msg_type() == MessageType::MsgHeartbeat {
+                self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(m.to, std::time::Instant::now());
+            }
             let mut frame = vec![RAFT];
             if m.write_to_vec(&mut frame).is_err() {
                 continue;
@@ -252,6 +258,15 @@ impl Transport {
         }
     }
 
+    /// `from` answered a heartbeat: the time since the last one went to it is a round trip (the Raft thread's
+    /// queueing on both sides included; etcd probes each peer's HTTP endpoint every 5 s instead).
+    pub fn heartbeat_answered(&self, from: u64) {
+        let sent = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).remove(&from);
+        if let Some(sent) = sent {
+            self.metrics.round_trip(from, sent.elapsed());
+        }
+    }
+
     /// Streams the store to `m.to` on a thread of its own (one at a time per peer); see `snapshot::send`.
     fn send_snapshot(&self, m: Message) {
         let to = m.to;
@@ -261,8 +276,10 @@ impl Transport {
         }
         let (store, raft, sending) = (self.stores.get(), self.raft.clone(), Arc::clone(&self.sending));
         let dialer = self.dialer.clone();
+        let transfer = self.metrics.snapshot_send.start(&format!("{to:x}"));
         let spawned = std::thread::Builder::new().name(format!("snap-{to:x}")).spawn(move || {
             let ok = crate::consensus::snapshot::send(&dialer, &addr, m, &store);
+            transfer.end(ok);
             sending.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
             let _ = raft.send(Msg::ReportSnapshot { to, ok });
         });
@@ -460,8 +477,8 @@ pub struct PeerShared {
     pub cluster: Arc<crate::apply::membership::Shared>,
     /// Peer TLS (`consensus::tls`), if on.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// `etcd_network_peer_received_bytes_total`, by the sending member.
-    pub received_bytes: prometheus::IntCounterVec,
+    /// `etcd_network_peer_*` (received bytes and failures, by the sending member) and the snapshot series.
+    pub metrics: crate::metrics::PeerMetrics,
 }
 
 /// The answer to a peer's `HASH_KV` frame (the revision, i64 little-endian): `0` then etcd's `HashKvResponse`
@@ -493,6 +510,7 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
     let mut buf = Vec::new();
     // The sender's series, once its first Raft message names it (a connection carries one member's frames).
     let mut received: Option<prometheus::IntCounter> = None;
+    let mut sender: Option<String> = None;
     loop {
         if !read_frame(&mut r, &mut buf) {
             return;
@@ -502,10 +520,18 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
         }
         match buf.split_first() {
             Some((&RAFT, body)) => {
-                let Ok(m) = Message::parse_from_bytes(body) else { return };
+                let Ok(m) = Message::parse_from_bytes(body) else {
+                    // A frame that does not decode ends the connection, as a broken stream ends etcd's.
+                    if let Some(from) = &sender {
+                        peer.metrics.received_failures.with_label_values(&[from]).inc();
+                    }
+                    return;
+                };
                 peer.activity.heard(m.from);
                 if received.is_none() {
-                    let c = peer.received_bytes.with_label_values(&[&format!("{:x}", m.from)]);
+                    let from = format!("{:x}", m.from);
+                    let c = peer.metrics.received_bytes.with_label_values(&[&from]);
+                    sender = Some(from);
                     c.inc_by(buf.len() as u64 + 4);
                     received = Some(c);
                 }
@@ -535,7 +561,7 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
                 }
             }
             Some((&SNAP_CHUNK, body)) => {
-                crate::consensus::snapshot::receive(body.to_vec(), r, &peer.stores, &peer.raft);
+                crate::consensus::snapshot::receive(body.to_vec(), r, &peer.stores, &peer.raft, &peer.metrics);
                 return;
             }
             _ => return,

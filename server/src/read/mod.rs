@@ -8,7 +8,8 @@
 //! **Threading**: any async task; it waits on a oneshot from the Raft thread, then on the applied index's watch.
 //! raft-rs drops a read index request while the leader has not yet committed an entry of its own term (just after
 //! an election), so each attempt waits a short while and a dropped one is asked again, until the request timeout;
-//! each retry counts in `etcd_server_slow_read_indexes_total`.
+//! each retry counts in `etcd_server_slow_read_indexes_total`, and a read index that could not be asked (the Raft
+//! thread's queue full) or never came counts in `etcd_server_read_indexes_failed_total`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,11 +38,17 @@ impl ReadPath {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let index = loop {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            self.raft.offer(Msg::ReadIndex { reply: tx })?;
+            if let Err(e) = self.raft.offer(Msg::ReadIndex { reply: tx }) {
+                self.status.read_indexes_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
             match tokio::time::timeout(READ_INDEX_ATTEMPT, rx).await {
                 Ok(Ok(index)) => break index,
                 Ok(Err(_)) => return Err(Error::Stopped),
-                Err(_) if tokio::time::Instant::now() >= deadline => return Err(Error::Timeout),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    self.status.read_indexes_failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::Timeout);
+                }
                 Err(_) => {
                     self.status.slow_read_indexes.fetch_add(1, Ordering::Relaxed);
                     continue;

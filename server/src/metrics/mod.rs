@@ -10,7 +10,12 @@
 //! - disk: `etcd_disk_backend_commit_duration_seconds` (every commit of the store's file, see [`observe_commit`]),
 //!   `etcd_disk_backend_defrag_duration_seconds`, `etcd_disk_defrag_inflight`,
 //!   `etcd_disk_backend_snapshot_duration_seconds`;
-//! - server: `etcd_server_proposals_failed_total`, `etcd_server_health_success` / `_failures`;
+//! - server: `etcd_server_proposals_failed_total`, `etcd_server_health_success` / `_failures`,
+//!   `etcd_server_slow_apply_total`, `etcd_server_snapshot_apply_in_progress_total`,
+//!   `etcd_server_learner_promote_successes` / `_failures`, `etcd_server_client_requests_total`;
+//! - peers (`peer`): rafthttp's series, the round-trip time, snapshots sent and received;
+//! - `etcd_mvcc_hash_duration_seconds`, `etcd_mvcc_hash_rev_duration_seconds`, and the `etcd_debugging_mvcc_*`
+//!   twins of the four mvcc counters;
 //! - leases: `etcd_debugging_lease_{granted,renewed,revoked}_total`, `etcd_debugging_lease_ttl_total`,
 //!   `etcd_debugging_server_lease_expired_total`;
 //! - the process (the `prometheus` crate's process collector): `process_cpu_seconds_total`,
@@ -22,10 +27,14 @@
 //! commit histogram is process-wide ([`observe_commit`] is a plain function the store calls on its writer thread);
 //! every other series belongs to one server.
 
-use std::sync::LazyLock;
+mod peer;
+
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets};
+
+pub use peer::{PeerHandles, PeerMetrics, Transfer, Transfers};
 
 use crate::apply::Outcome;
 
@@ -37,6 +46,8 @@ pub struct Metrics {
     pub put: IntCounter,
     pub delete: IntCounter,
     pub txn: IntCounter,
+    /// The same four counts under etcd's `etcd_debugging_mvcc_*` names, which etcd 3.4 exports beside them.
+    debug_counts: [IntCounter; 4],
     pub keys: IntGauge,
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
@@ -62,88 +73,29 @@ pub struct Metrics {
     pub watchers: IntGauge,
     pub slow_watchers: IntGauge,
     pub watch_events: IntCounter,
+    /// Applies (one request, or a run of writes in one commit) that took longer than [`SLOW_APPLY`].
+    pub slow_apply: IntCounter,
+    pub snapshot_apply_in_progress: IntGauge,
+    pub learner_promote_successes: IntCounter,
+    pub learner_promote_failures: IntCounterVec,
+    /// `etcd_server_client_requests_total` by call type and the client's `client-api-version` header.
+    client_requests: IntCounterVec,
+    /// The series of the usual versions, resolved on first use so the call path takes no lock.
+    client_request_handles: [[OnceLock<IntCounter>; CLIENT_VERSIONS.len()]; 2],
+    pub hash: Histogram,
+    pub hash_rev: Histogram,
 }
+
+/// etcd's `warnApplyDuration`: an apply slower than this counts in `etcd_server_slow_apply_total` and is logged.
+pub const SLOW_APPLY: Duration = Duration::from_millis(100);
+
+/// The `client-api-version` values whose series are cached (etcd's clients send their minor version).
+const CLIENT_VERSIONS: [&str; 9] = ["unknown", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7"];
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("a valid metric name {name}: {e}"));
     let _ = registry.register(Box::new(g.clone()));
     g
-}
-
-/// etcd's peer network series (rafthttp's), by the other member's id in hex as etcd names it.
-#[derive(Debug, Clone)]
-pub struct PeerMetrics {
-    /// This member's id, once known (the `Local` label).
-    pub local: u64,
-    pub sent_bytes: IntCounterVec,
-    pub received_bytes: IntCounterVec,
-    pub sent_failures: IntCounterVec,
-    pub active: prometheus::IntGaugeVec,
-    pub disconnected: IntCounterVec,
-}
-
-/// One peer's series, resolved once for its writer thread.
-#[derive(Debug, Clone)]
-pub struct PeerHandles {
-    pub sent_bytes: IntCounter,
-    pub sent_failures: IntCounter,
-    pub active: IntGauge,
-    pub disconnected: IntCounter,
-}
-
-impl PeerMetrics {
-    fn new(r: &Registry) -> Self {
-        let active = prometheus::IntGaugeVec::new(
-            Opts::new("etcd_network_active_peers", "The current number of active peer connections."),
-            &["Local", "Remote"],
-        )
-        .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
-        let _ = r.register(Box::new(active.clone()));
-        PeerMetrics {
-            local: 0,
-            sent_bytes: counter_vec(
-                r,
-                "etcd_network_peer_sent_bytes_total",
-                "The total number of bytes sent to peers.",
-                &["To"],
-            ),
-            received_bytes: counter_vec(
-                r,
-                "etcd_network_peer_received_bytes_total",
-                "The total number of bytes received from peers.",
-                &["From"],
-            ),
-            sent_failures: counter_vec(
-                r,
-                "etcd_network_peer_sent_failures_total",
-                "The total number of send failures from peers.",
-                &["To"],
-            ),
-            active,
-            disconnected: counter_vec(
-                r,
-                "etcd_network_disconnected_peers_total",
-                "The total number of disconnected peers.",
-                &["Local", "Remote"],
-            ),
-        }
-    }
-
-    /// The series of the peer `id`, for this member (`with_local`).
-    pub fn peer(&self, id: u64) -> PeerHandles {
-        let (local, remote) = (format!("{:x}", self.local), format!("{id:x}"));
-        PeerHandles {
-            sent_bytes: self.sent_bytes.with_label_values(&[&remote]),
-            sent_failures: self.sent_failures.with_label_values(&[&remote]),
-            active: self.active.with_label_values(&[&local, &remote]),
-            disconnected: self.disconnected.with_label_values(&[&local, &remote]),
-        }
-    }
-
-    /// The same series, labelled for member `local`.
-    pub fn with_local(&self, local: u64) -> Self {
-        PeerMetrics { local, ..self.clone() }
-    }
 }
 
 /// Buckets `start * factor^i`, `i` in `0..n` (as etcd's `prometheus.ExponentialBuckets`).
@@ -232,6 +184,12 @@ impl Default for Metrics {
             put: counter(&registry, "etcd_mvcc_put_total", "Total number of puts seen by this member."),
             delete: counter(&registry, "etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
             txn: counter(&registry, "etcd_mvcc_txn_total", "Total number of txns seen by this member."),
+            debug_counts: [
+                counter(r, "etcd_debugging_mvcc_range_total", "Total number of ranges seen by this member."),
+                counter(r, "etcd_debugging_mvcc_put_total", "Total number of puts seen by this member."),
+                counter(r, "etcd_debugging_mvcc_delete_total", "Total number of deletes seen by this member."),
+                counter(r, "etcd_debugging_mvcc_txn_total", "Total number of txns seen by this member."),
+            ],
             keys: gauge(r, "etcd_debugging_mvcc_keys_total", "Total number of keys."),
             grpc_started: counter_vec(
                 &registry,
@@ -328,6 +286,46 @@ impl Default for Metrics {
                 "Total number of unsynced slow watchers.",
             ),
             watch_events: counter(r, "etcd_debugging_mvcc_events_total", "Total number of events sent by this member."),
+            slow_apply: counter(
+                r,
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            ),
+            snapshot_apply_in_progress: gauge(
+                r,
+                "etcd_server_snapshot_apply_in_progress_total",
+                "1 if the server is applying the incoming snapshot. 0 if none.",
+            ),
+            learner_promote_successes: counter(
+                r,
+                "etcd_server_learner_promote_successes",
+                "The total number of successful learner promotions while this member is leader.",
+            ),
+            learner_promote_failures: counter_vec(
+                r,
+                "etcd_server_learner_promote_failures",
+                "The total number of failed learner promotions (likely learner not ready) while this member is leader.",
+                &["Reason"],
+            ),
+            client_requests: counter_vec(
+                r,
+                "etcd_server_client_requests_total",
+                "The total number of client requests per client version.",
+                &["type", "client_api_version"],
+            ),
+            client_request_handles: Default::default(),
+            hash: registered_histogram(
+                r,
+                "etcd_mvcc_hash_duration_seconds",
+                "The latency distribution of storage hash operation.",
+                buckets(0.01, 2.0, 15),
+            ),
+            hash_rev: registered_histogram(
+                r,
+                "etcd_mvcc_hash_rev_duration_seconds",
+                "The latency distribution of storage hash by revision operation.",
+                buckets(0.01, 2.0, 15),
+            ),
             registry,
         }
     }
@@ -358,12 +356,37 @@ impl Metrics {
             }
             _ => return,
         };
-        if counts.iter().sum::<u64>() > 1 {
-            self.txn.inc();
+        let txn = u64::from(counts.iter().sum::<u64>() > 1);
+        for (c, n) in
+            [&self.range, &self.put, &self.delete, &self.txn].into_iter().zip([counts[0], counts[1], counts[2], txn])
+        {
+            c.inc_by(n);
         }
-        self.range.inc_by(counts[0]);
-        self.put.inc_by(counts[1]);
-        self.delete.inc_by(counts[2]);
+        for (c, n) in self.debug_counts.iter().zip([counts[0], counts[1], counts[2], txn]) {
+            c.inc_by(n);
+        }
+    }
+
+    /// Counts one client call (`stream`: a streaming one) by the `client-api-version` its client sent.
+    pub fn client_request(&self, stream: bool, version: Option<&str>) {
+        let version = version.unwrap_or("unknown");
+        let kind = if stream { "stream" } else { "unary" };
+        match CLIENT_VERSIONS.iter().position(|v| *v == version) {
+            Some(i) => self.client_request_handles[usize::from(stream)][i]
+                .get_or_init(|| self.client_requests.with_label_values(&[kind, version]))
+                .inc(),
+            None => self.client_requests.with_label_values(&[kind, version]).inc(),
+        }
+    }
+
+    /// Counts (and logs, as etcd does) an apply that took longer than [`SLOW_APPLY`]; `what` names it.
+    pub fn applied_in(&self, took: Duration, what: &str) {
+        if took > SLOW_APPLY {
+            self.slow_apply.inc();
+            let fields =
+                [("took", format!("{took:?}")), ("expected-duration", "100ms".into()), ("request", what.into())];
+            crate::logging::log("warn", "apply request took too long", &fields);
+        }
     }
 
     /// Follows the live key count through a write's changes: a key created, or deleted.
