@@ -31,6 +31,6 @@ pub use page::{PageId, TxnId};
 pub use revision::Revision;
 pub use snapshot::SnapshotInfo;
 pub use store::{
-    Change, Compare, CompareOp, CompareTarget, DeleteResult, KEYSPACES as STORE_KEYSPACES, PutOptions, PutResult,
-    RangeOptions, RangeResult, RequestOp, ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
+    Change, CompactStats, Compare, CompareOp, CompareTarget, DeleteResult, KEYSPACES as STORE_KEYSPACES, PutOptions,
+    PutResult, RangeOptions, RangeResult, RequestOp, ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
 };

@@ -64,6 +64,10 @@ fn run_steps(endpoint: &str, dir: &std::path::Path) -> BTreeMap<String, Family> 
     std::thread::sleep(std::time::Duration::from_millis(500));
     etcdctl_ok(endpoint, &["put", "a", "1"]);
     etcdctl_ok(endpoint, &["put", "b", "2"]);
+    etcdctl_ok(endpoint, &["put", "a", "3"]);
+    // Revision 4: a@2 goes (etcd's compaction runs in the background; --physical waits for it).
+    etcdctl_ok(endpoint, &["compact", "4", "--physical"]);
+    etcdctl_ok(endpoint, &["endpoint", "hashkv"]);
     etcdctl_ok(endpoint, &["get", "a"]);
     let granted = etcdctl_ok(endpoint, &["lease", "grant", "600"]);
     let id = granted.split_whitespace().nth(1).expect("lease <id> granted with TTL(600s)").to_string();
@@ -72,13 +76,13 @@ fn run_steps(endpoint: &str, dir: &std::path::Path) -> BTreeMap<String, Family> 
     etcdctl_ok(endpoint, &["defrag"]);
     etcdctl_ok(endpoint, &["snapshot", "save", dir.join("snap.db").to_str().unwrap()]);
     assert_eq!(http_get(endpoint, "/health").0, 200);
-    // The watcher has printed both puts (event type, key, value each) before the scrape.
+    // The watcher has printed the three puts (event type, key, value each) before the scrape.
     let mut line = String::new();
-    for _ in 0..6 {
+    for _ in 0..9 {
         line.clear();
         std::io::BufRead::read_line(&mut seen, &mut line).unwrap();
     }
-    assert_eq!(line.trim(), "2");
+    assert_eq!(line.trim(), "3");
     // curl, as etcd answers a large body in chunks.
     let out = std::process::Command::new("curl").args(["-sf", &format!("http://{endpoint}/metrics")]).output().unwrap();
     assert!(out.status.success(), "scrape {endpoint}");
@@ -145,6 +149,12 @@ const EXPORTED: &[&str] = &[
     "etcd_mvcc_hash_duration_seconds",
     "etcd_mvcc_hash_rev_duration_seconds",
     "etcd_snap_db_save_total_duration_seconds",
+    "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+    "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+    "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+    "etcd_debugging_mvcc_db_compaction_keys_total",
+    "etcd_debugging_mvcc_total_put_size_in_bytes",
+    "etcd_debugging_auth_revision",
 ];
 
 fn value(f: &BTreeMap<String, Family>, series: &str) -> f64 {
@@ -199,6 +209,12 @@ fn families_match_etcd_and_follow_the_steps() {
         "etcd_server_snapshot_apply_in_progress_total",
         "etcd_server_learner_promote_successes",
         "etcd_server_read_indexes_failed_total",
+        "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds_count",
+        "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds_count",
+        "etcd_debugging_mvcc_db_compaction_keys_total",
+        "etcd_debugging_mvcc_total_put_size_in_bytes",
+        "etcd_mvcc_hash_rev_duration_seconds_count",
+        "etcd_debugging_auth_revision",
         r#"etcd_server_client_requests_total{client_api_version="3.4",type="unary"}"#,
         r#"etcd_server_client_requests_total{client_api_version="3.4",type="stream"}"#,
         r#"grpc_server_msg_received_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#,

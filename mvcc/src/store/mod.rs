@@ -20,6 +20,8 @@
 //! lock, then deletes old revisions in bounded batches, each its own commit, between which reads and writes go on.
 
 mod compact;
+
+pub use compact::CompactStats;
 mod key_index;
 pub mod load;
 mod txn;

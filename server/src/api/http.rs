@@ -173,6 +173,10 @@ pub fn render(probe: &Probe) -> String {
         "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
         slow_reads,
     );
+    if let Ok(revision) = crate::apply::auth::revision_of(&probe.stores.get()) {
+        let help = "The current revision of auth store.";
+        scalar(&mut out, "etcd_debugging_auth_revision", "gauge", help, revision as f64);
+    }
     let failed_reads = probe.cluster.status.read_indexes_failed.load(Relaxed) as f64;
     scalar(
         &mut out,

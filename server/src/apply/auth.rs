@@ -49,6 +49,13 @@ pub fn revision_in(record: Option<&[u8]>) -> u64 {
     record.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(FIRST_REVISION, u64::from_be_bytes)
 }
 
+/// The auth revision `store` holds (`etcd_debugging_auth_revision`).
+pub fn revision_of(store: &mvcc::Store) -> Result<u64, mvcc::Error> {
+    let db = store.db();
+    let r = db.read();
+    Ok(revision_in(r.get(db.keyspace(AUTH)?, REVISION)?))
+}
+
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
 

@@ -679,7 +679,10 @@ impl Apply {
         }
         if let Op::Compaction(c) = &op {
             let result = match store.compact(c.revision) {
-                Ok(()) => Ok(Response { revision: store.current_revision(), term, outcome: Outcome::Compaction }),
+                Ok(stats) => {
+                    self.metrics.compacted(&stats);
+                    Ok(Response { revision: store.current_revision(), term, outcome: Outcome::Compaction })
+                }
                 Err(e @ (mvcc::Error::Compacted | mvcc::Error::FutureRev)) => Err(Error::from(e)),
                 Err(e) => return Err(e),
             };

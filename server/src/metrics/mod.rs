@@ -14,8 +14,8 @@
 //!   `etcd_server_slow_apply_total`, `etcd_server_snapshot_apply_in_progress_total`,
 //!   `etcd_server_learner_promote_successes` / `_failures`, `etcd_server_client_requests_total`;
 //! - peers (`peer`): rafthttp's series, the round-trip time, snapshots sent and received;
-//! - `etcd_mvcc_hash_duration_seconds`, `etcd_mvcc_hash_rev_duration_seconds`, and the `etcd_debugging_mvcc_*`
-//!   twins of the four mvcc counters;
+//! - `etcd_mvcc_hash_duration_seconds`, `etcd_mvcc_hash_rev_duration_seconds`, the `etcd_debugging_mvcc_*`
+//!   twins of the four mvcc counters, the compaction series and the bytes put;
 //! - leases: `etcd_debugging_lease_{granted,renewed,revoked}_total`, `etcd_debugging_lease_ttl_total`,
 //!   `etcd_debugging_server_lease_expired_total`;
 //! - the process (the `prometheus` crate's process collector): `process_cpu_seconds_total`,
@@ -84,6 +84,12 @@ pub struct Metrics {
     client_request_handles: [[OnceLock<IntCounter>; CLIENT_VERSIONS.len()]; 2],
     pub hash: Histogram,
     pub hash_rev: Histogram,
+    /// etcd's compaction series: the index's pause, each batch's pause, the whole, in milliseconds; revisions
+    /// deleted.
+    compaction: [Histogram; 3],
+    compaction_keys: IntCounter,
+    /// `etcd_debugging_mvcc_total_put_size_in_bytes`: keys and values put, in bytes.
+    put_size: IntGauge,
 }
 
 /// etcd's `warnApplyDuration`: an apply slower than this counts in `etcd_server_slow_apply_total` and is logged.
@@ -326,6 +332,36 @@ impl Default for Metrics {
                 "The latency distribution of storage hash by revision operation.",
                 buckets(0.01, 2.0, 15),
             ),
+            compaction: [
+                registered_histogram(
+                    r,
+                    "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+                    "Bucketed histogram of index compaction pause duration.",
+                    buckets(0.5, 2.0, 14),
+                ),
+                registered_histogram(
+                    r,
+                    "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                    "Bucketed histogram of db compaction pause duration.",
+                    buckets(1.0, 2.0, 13),
+                ),
+                registered_histogram(
+                    r,
+                    "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                    "Bucketed histogram of db compaction total duration.",
+                    buckets(100.0, 2.0, 14),
+                ),
+            ],
+            compaction_keys: counter(
+                r,
+                "etcd_debugging_mvcc_db_compaction_keys_total",
+                "Total number of db keys compacted.",
+            ),
+            put_size: gauge(
+                r,
+                "etcd_debugging_mvcc_total_put_size_in_bytes",
+                "The total size of put kv pairs seen by this member.",
+            ),
             registry,
         }
     }
@@ -389,8 +425,21 @@ impl Metrics {
         }
     }
 
-    /// Follows the live key count through a write's changes: a key created, or deleted.
+    /// Records a compaction (in whole milliseconds, as etcd observes them).
+    pub fn compacted(&self, stats: &mvcc::CompactStats) {
+        let ms = |d: Duration| d.as_millis() as f64;
+        self.compaction[0].observe(ms(stats.index_pause));
+        for p in &stats.batch_pauses {
+            self.compaction[1].observe(ms(*p));
+        }
+        self.compaction[2].observe(ms(stats.total));
+        self.compaction_keys.inc_by(stats.deleted);
+    }
+
+    /// Follows the live key count (a key created, or deleted) and the bytes put through a write's changes.
     pub fn changes(&self, changes: &[mvcc::Change]) {
+        let put: usize = changes.iter().filter(|c| !c.deleted).map(|c| c.kv.key.len() + c.kv.value.len()).sum();
+        self.put_size.add(put as i64);
         for c in changes {
             match (c.deleted, c.prev.is_some()) {
                 (false, false) => self.keys.inc(),
