@@ -651,13 +651,13 @@ impl<'a> WriteTxn<'a> {
         }
     }
 
-    /// Sets `key` to `value`.
+    /// Sets `key` to `value` (inline in its leaf up to [`inline_max`], else in an overflow run of its own).
     pub fn put(&mut self, ks: KeyspaceId, key: &[u8], value: &[u8]) -> Result<()> {
         if key.len() > self.max_key() {
             return Err(Error::KeyTooLarge { len: key.len(), max: self.max_key() });
         }
         let page_size = self.pager().page_size();
-        let val = if value.len() > page_size / 4 {
+        let val = if value.len() > inline_max(page_size) {
             let n = node::overflow_pages(value.len() as u64, page_size);
             let id = self.writer().alloc.alloc(n);
             let mut run = vec![0u8; n as usize * page_size];
@@ -811,4 +811,12 @@ impl<'a> WriteTxn<'a> {
         FairGuard::unlock_fair(w);
         Ok(())
     }
+}
+
+/// The largest value kept inline in a leaf: half a page. A value up to it shares its leaf page with others, where
+/// an overflow run would take whole pages (a 1 KB value a 4 KB page); an entry of the largest key (an eighth of a
+/// page) and such a value still fits a page on its own, so the greedy cut of a spill always places it. Larger
+/// values gain nothing inline: one of them and its key fill most of a page either way.
+pub fn inline_max(page_size: usize) -> usize {
+    page_size / 2
 }
