@@ -76,6 +76,13 @@ if [ "$prometheus" = 1 ]; then
   dash=/usr/share/doc/etcd-server/op-guide/grafana.json.gz
   [ -f "$dash" ] || bash "$root/scripts/apt-install.sh" etcd-server
   mkdir -p "$here/grafana/dashboards"
-  gzip -dc "$dash" >"$here/grafana/dashboards/etcd.json"
+  # Debian ships it as the mixin's bundle, {"etcd.json": <dashboard>}; Grafana's file provider wants the dashboard.
+  gzip -dc "$dash" | python3 -c '
+import json, sys
+bundle = json.load(sys.stdin)
+dashboard = bundle.get("etcd.json", bundle)
+dashboard["id"] = None
+json.dump(dashboard, sys.stdout, indent=1)
+' >"$here/grafana/dashboards/etcd.json"
   echo "staged $here/grafana/dashboards/etcd.json"
 fi

@@ -307,17 +307,24 @@ fn status_docker(network: &str, members: &[Container]) -> Result<(), String> {
     let rt = runtime()?;
     println!("ferrokv cluster {network} in Docker:");
     for m in members {
-        let state = match (cluster_docker::state(&m.container), rt.block_on(ask(&m.endpoint))) {
-            (s, _) if s != "running" => s,
-            (_, None) => "running, not answering".to_string(),
-            (_, Some((id, leader, term, index))) => format!(
-                "running, id {id:x}, {}, term {term}, raft index {index}",
-                if id == leader { "leader".to_string() } else { format!("leader {leader:x}") }
-            ),
+        let state = match cluster_docker::state(&m.container) {
+            s if s != "running" => s,
+            _ => described(rt.block_on(ask(&m.endpoint))),
         };
         println!("  {}  container {}  http://{}  {state}", m.name, m.container, m.endpoint);
     }
     Ok(())
+}
+
+/// How a running member answers for itself: its id, whether it leads (or whom it follows), its term and index.
+fn described(answer: Option<(u64, u64, u64, u64)>) -> String {
+    match answer {
+        None => "running, not answering".to_string(),
+        Some((id, leader, term, index)) => format!(
+            "running, id {id:x}, {}, term {term}, raft index {index}",
+            if id == leader { "leader".to_string() } else { format!("leader {leader:x}") }
+        ),
+    }
 }
 
 /// (member id, leader, term, raft index) as `endpoint` reports them.
@@ -333,17 +340,10 @@ async fn ask(endpoint: &str) -> Option<(u64, u64, u64, u64)> {
 
 fn status(dir: &Path) -> Result<(), String> {
     let (kind, members) = load(dir)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = runtime()?;
     println!("{kind} cluster in {}:", dir.display());
     for s in &members {
-        let state = match (alive(s.pid), rt.block_on(ask(&s.endpoint))) {
-            (false, _) => "stopped".to_string(),
-            (true, None) => "running, not answering".to_string(),
-            (true, Some((id, leader, term, index))) => format!(
-                "running, id {id:x}, {}, term {term}, raft index {index}",
-                if id == leader { "leader".to_string() } else { format!("leader {leader:x}") }
-            ),
-        };
+        let state = if alive(s.pid) { described(rt.block_on(ask(&s.endpoint))) } else { "stopped".to_string() };
         println!("  {}  pid {}  http://{}  {state}", s.name, s.pid, s.endpoint);
     }
     Ok(())
