@@ -37,6 +37,8 @@ import tempfile
 import time
 import urllib.request
 
+from scenarios import parse  # the benchmark report's reader, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FERROKV = os.path.join(ROOT, "target", "release", "ferrokv")
 MIB = 1024 * 1024
@@ -182,11 +184,9 @@ def bench_cmd(client, c, *args):
 
 
 def report_of(out):
-    num = lambda pat: float(re.search(pat, out).group(1)) if re.search(pat, out) else NA
-    pct = dict((k, float(v) * 1000) for k, v in re.findall(r"([0-9.]+)% in ([0-9.]+) secs", out))
-    errors = sum(int(n) for n in re.findall(r"\[(\d+)\]", out.split("Error distribution:")[1])) \
-        if "Error distribution:" in out else 0
-    return {"rps": num(r"Requests/sec:\s*([0-9.]+)"), "p99_ms": pct.get("99", NA), "errors": errors}
+    """Requests/s, p99 (ms) and the number of errors of one report in etcd's benchmark layout."""
+    r = parse(out)
+    return {"rps": r["rps"], "p99_ms": r["p99_ms"], "errors": sum(r["errors"].values())}
 
 
 def bench(client, c, *args):

@@ -159,14 +159,7 @@ pub fn receive(
         raft.send(Msg::Step(Box::new(m)))?;
         Ok(index)
     });
-    let received = &metrics.snapshot_receive;
-    match &outcome {
-        Ok(_) => {
-            received.success.with_label_values(&[&from]).inc();
-            received.seconds.with_label_values(&[&from]).observe(started.elapsed().as_secs_f64());
-        }
-        Err(_) => received.failures.with_label_values(&[&from]).inc(),
-    }
+    metrics.snapshot_receive.ended(&from, outcome.is_ok(), started);
     let ok = match outcome {
         Ok(index) => {
             log(

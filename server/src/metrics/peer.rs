@@ -44,9 +44,9 @@ pub struct Transfers {
 impl Transfers {
     fn new(r: &Registry, verb: &str, label: &str) -> Self {
         let name = |what: &str| format!("etcd_network_snapshot_{verb}_{what}");
-        let noun = if verb == "send" { "sends" } else { "receives" };
+        let (one, many) = if verb == "send" { ("send", "sends") } else { ("receive", "receives") };
         let inflight = IntGaugeVec::new(
-            Opts::new(name("inflights_total"), format!("Total number of inflight snapshot {noun}")),
+            Opts::new(name("inflights_total"), format!("Total number of inflight snapshot {many}")),
             &[label],
         )
         .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
@@ -54,19 +54,29 @@ impl Transfers {
         let seconds = HistogramVec::new(
             HistogramOpts::new(
                 name("total_duration_seconds"),
-                format!("Total latency distributions of v3 snapshot {noun}"),
+                format!("Total latency distributions of v3 snapshot {many}"),
             )
             .buckets(super::buckets(0.1, 2.0, 10)),
             &[label],
         )
         .unwrap_or_else(|e| unreachable!("a valid metric name: {e}"));
         let _ = r.register(Box::new(seconds.clone()));
-        let (one, many) = if verb == "send" { ("send", "sends") } else { ("receive", "receives") };
         Transfers {
             success: counter_vec(r, &name("success"), &format!("Total number of successful snapshot {many}"), &[label]),
             failures: counter_vec(r, &name("failures"), &format!("Total number of snapshot {one} failures"), &[label]),
             inflight,
             seconds,
+        }
+    }
+
+    /// Records a transfer with `peer` (hex id) that began at `started`: a success (with its duration) or a
+    /// failure.
+    pub fn ended(&self, peer: &str, ok: bool, started: std::time::Instant) {
+        if ok {
+            self.success.with_label_values(&[peer]).inc();
+            self.seconds.with_label_values(&[peer]).observe(started.elapsed().as_secs_f64());
+        } else {
+            self.failures.with_label_values(&[peer]).inc();
         }
     }
 
@@ -91,12 +101,7 @@ impl Transfer {
     /// Records the end: a success (with its duration) or a failure.
     pub fn end(self, ok: bool) {
         self.inflight.dec();
-        if ok {
-            self.of.success.with_label_values(&[&self.peer]).inc();
-            self.of.seconds.with_label_values(&[&self.peer]).observe(self.started.elapsed().as_secs_f64());
-        } else {
-            self.of.failures.with_label_values(&[&self.peer]).inc();
-        }
+        self.of.ended(&self.peer, ok, self.started);
     }
 }
 

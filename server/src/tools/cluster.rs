@@ -251,7 +251,7 @@ fn start(dir: &Path, local: Local, extra: &[String]) -> Result<(), String> {
         started.push(Started { name, pid: child.id(), endpoint: format!("127.0.0.1:{c}") });
     }
     record(dir, if etcd { "etcd" } else { "ferrokv" }, &started).map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = runtime()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     for s in &started {
         while rt.block_on(ask(&s.endpoint)).is_none_or(|(_, leader, ..)| leader == 0) {
