@@ -47,7 +47,11 @@ pub fn fallocate(file: &File, path: &Path, len: u64) -> Result<()> {
     }
 }
 
-/// Writes zeroes over `[from, to)` of `file` and syncs it: erases a torn tail before new records go there.
+/// Writes zeroes over `[from, to)` of `file` and syncs it: erases a torn tail before new records go there, and
+/// turns a fresh segment's fallocated (unwritten) extents into written ones.
+///
+/// Each 1 MiB is made durable before the next is written, so the disk never holds more than 1 MiB of these zeroes
+/// queued ahead of another file's fdatasync (the WAL's, while the background thread prepares the next segment).
 ///
 /// # Durability
 /// On `Ok`, the zeroes are on stable storage.
@@ -59,8 +63,9 @@ pub fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
         let n = (to - at).min(zeros.len() as u64) as usize;
         file.write_all_at(&zeros[..n], at).map_err(|e| Error::io("write", path, e))?;
         at += n as u64;
+        sync_data(file, path)?;
     }
-    sync_data(file, path)
+    Ok(())
 }
 
 /// An exclusive `flock` on `<dir>/LOCK`, held while the returned file is open.

@@ -1,7 +1,11 @@
 //! Preallocates the next segment in the background, so that starting a segment never waits for fallocate.
 //!
-//! A spare is `<seq>.wal.tmp`: created, fallocated to the segment size and fsynced (so its allocation is durable
-//! and later fdatasyncs have no allocation metadata to commit). The I/O thread takes it when a segment fills, and
+//! A spare is `<seq>.wal.tmp`: created, fallocated to the segment size, written with zeroes over its whole length
+//! and fsynced. fallocate alone leaves *unwritten* extents: every fdatasync of an append into them must then also
+//! commit the file system's journal entry that marks the blocks written (on ext4: 170 against 110 µs per 10 KB
+//! append and fdatasync on this machine's disk, and 60 against 45 µs of CPU). Written out once in the background,
+//! the segment's later fdatasyncs flush data alone. The zeroes are also what the reader's torn-write rule expects
+//! past the last record. The I/O thread takes it when a segment fills, and
 //! asks for the next one at once. Spares left by a crash are removed when the WAL opens.
 //!
 //! **Concurrency**: one background thread; requests and results travel over channels. Dropping the pipeline
@@ -34,6 +38,7 @@ pub(crate) fn prepare(dir: &Path, seq: SegmentSeq, size: u64) -> Result<Spare> {
         .open(&path)
         .map_err(|e| Error::io("create", &path, e))?;
     crate::fs::fallocate(&file, &path, size)?;
+    crate::fs::zero_range(&file, &path, 0, size)?;
     crate::fs::sync_all(&file, &path)?;
     Ok(Spare { seq, file, path })
 }
