@@ -12,4 +12,5 @@
 pub mod history;
 pub mod linearize;
 pub mod model;
+pub mod record;
 pub mod watch;

@@ -157,8 +157,9 @@ fn check_stream(id: usize, s: &WatchStream, all: &[Event]) -> Vec<Anomaly> {
 /// whose values no watch delivered never happened, and is dropped; and an unknown delete of a key takes the first
 /// delete event of that key that no write of definite outcome accounts for (deletes of one key are alike), or, if
 /// none is left, deleted nothing and is dropped (a delete made by a revoke told that revision is the revoke's,
-/// and a key a revoke of unknown outcome may have deleted keeps its unknown deletes). The first stream is the
-/// complete one. Returns (resolved, dropped).
+/// and a key a revoke of unknown outcome may have deleted keeps its unknown deletes). The streams that watch every
+/// key are taken together as the complete record (a resumed watch is a stream of its own). Returns (resolved,
+/// dropped).
 pub fn resolve_unknown(history: &mut History, streams: &[WatchStream], complete_to: Option<i64>) -> (usize, usize) {
     let mut seen: HashMap<(&[u8], &[u8]), i64> = HashMap::new();
     for s in streams {
@@ -188,10 +189,12 @@ pub fn resolve_unknown(history: &mut History, streams: &[WatchStream], complete_
     }
     let mut deletes: HashMap<&[u8], std::collections::VecDeque<i64>> = HashMap::new();
     let mut ambiguous: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
-    for s in streams.iter().filter(|_| complete_to.is_some()).take(1) {
+    let mut counted: std::collections::HashSet<(i64, &[u8])> = std::collections::HashSet::new();
+    let every_key = |s: &&WatchStream| s.key == [0] && s.range_end == [0];
+    for s in streams.iter().filter(|_| complete_to.is_some()).filter(every_key) {
         for e in s.responses.iter().flat_map(|r| &r.events) {
             let rev = e.kv.mod_revision;
-            if e.kind != EventKind::Delete || claimed.contains(&rev) {
+            if e.kind != EventKind::Delete || claimed.contains(&rev) || !counted.insert((rev, &e.kv.key)) {
                 continue;
             }
             let lease = e.prev.as_ref().map_or(0, |p| p.lease);

@@ -160,7 +160,10 @@ impl Kv for KvService {
         let r = self.read_request(request).await?;
         self.metrics.range.inc();
         let res = self.stores.get().range(&r.key, &r.range_end, apply::range_options(&r)).map_err(Error::from)?;
-        Ok(Response::new(shape_range(&r, res, self.headers.now())))
+        // The header carries the revision the keys were read at, not the store's revision a moment later (a put
+        // applied in between would make a response whose header is newer than its keys: issue 20's checker).
+        let header = self.headers.at_revision(res.revision);
+        Ok(Response::new(shape_range(&r, res, header)))
     }
 
     type RangeStreamStream = crate::api::range_stream::RangeStream;

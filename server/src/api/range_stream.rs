@@ -59,12 +59,23 @@ async fn run(
     tx: &mpsc::Sender<Result<pb::RangeStreamResponse, Status>>,
 ) -> Result<(), Error> {
     let store = stores.get();
+    let mut header = header;
+    // The header's revision is the store's when the keys are read (a put applied since the header was made
+    // must not make a header older than the keys).
+    let mut stamp = |revision: i64| {
+        if let Some(h) = header.as_mut() {
+            h.revision = revision;
+        }
+    };
     if !in_key_order(r) {
         let res = store.range(&r.key, &r.range_end, apply::range_options(r))?;
+        stamp(res.revision);
         let _ = tx.send(wrap(shape_range(r, res, header))).await;
         return Ok(());
     }
-    let pinned = if r.revision > 0 { r.revision } else { store.current_revision() };
+    let current = store.current_revision();
+    stamp(current);
+    let pinned = if r.revision > 0 { r.revision } else { current };
     let counted = mvcc::RangeOptions { revision: pinned, count_only: true, ..Default::default() };
     let count = store.range(&r.key, &r.range_end, counted)?.count;
     // Only the revision filters of `r`: shape_range then neither sorts nor limits.
@@ -75,7 +86,6 @@ async fn run(
         max_create_revision: r.max_create_revision,
         ..Default::default()
     };
-    let mut header = header;
     let mut cursor = r.key.clone();
     let mut chunk = FIRST_CHUNK_KEYS;
     let mut sent = 0i64;
