@@ -13,7 +13,10 @@
 //! - `beforeSendWatchResponse`: before a watch stream sends a response (a `sleep` waits without holding a
 //!   thread).
 //!
-//! A `return` does nothing at these places, as in etcd.
+//! A `return` does nothing at these places, as in etcd. ferrokv's own, which etcd does not have:
+//! - `skipReadIndex`: `return` makes a linearizable read skip its ReadIndex round and read this member's store as
+//!   it is, as a serializable read does: the deliberately broken build that issue 20's checker must catch (a
+//!   follower answers reads that miss writes already acknowledged).
 
 use failpoint::Failpoint;
 
@@ -27,8 +30,9 @@ pub static RAFT_AFTER_SAVE_SNAP: Failpoint = Failpoint::new("raftAfterSaveSnap")
 pub static RAFT_BEFORE_FOLLOWER_SEND: Failpoint = Failpoint::new("raftBeforeFollowerSend");
 pub static BEFORE_APPLY_ONE_CONF_CHANGE: Failpoint = Failpoint::new("beforeApplyOneConfChange");
 pub static BEFORE_SEND_WATCH_RESPONSE: Failpoint = Failpoint::new("beforeSendWatchResponse");
+pub static SKIP_READ_INDEX: Failpoint = Failpoint::new("skipReadIndex");
 
-const OWN: [&Failpoint; 10] = [
+const OWN: [&Failpoint; 11] = [
     &RAFT_BEFORE_LEADER_SEND,
     &RAFT_BEFORE_SAVE,
     &RAFT_AFTER_SAVE,
@@ -39,6 +43,7 @@ const OWN: [&Failpoint; 10] = [
     &RAFT_BEFORE_FOLLOWER_SEND,
     &BEFORE_APPLY_ONE_CONF_CHANGE,
     &BEFORE_SEND_WATCH_RESPONSE,
+    &SKIP_READ_INDEX,
 ];
 
 /// Registers every failpoint of the binary (gofail's `GET /` lists them all).

@@ -81,6 +81,7 @@ fn gofail_interface_sets_reads_counts_and_clears() {
         "compactAfterCommitBatch",
         "beforeApplyOneConfChange",
         "beforeSendWatchResponse",
+        "skipReadIndex",
     ] {
         assert!(names.contains(&name), "{name} is not listed:\n{listed}");
     }

@@ -78,3 +78,50 @@ async fn etcd_histories_pass_the_same_checker() {
     assert!(rec.complete_to.is_some(), "the watch reached the final revision");
     verify("etcd 3.4.23, 1 member", rec);
 }
+
+/// The checker catches a broken build: with `skipReadIndex=return` on every member, linearizable reads read the
+/// member's own store without a ReadIndex round, and a follower's miss puts the leader already acknowledged. Up to three
+/// recordings (each 6 s); the first one is normally enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_without_read_index_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, cluster) = common::cluster::specs(3);
+    let env = [("GOFAIL_FAILPOINTS", "skipReadIndex=return")];
+    let members: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let flags = ["--name", &s.name, "--initial-cluster", &cluster, "--heartbeat-interval", "50"];
+            let flags = [&flags[..], &["--election-timeout", "500"]].concat();
+            let c = format!("http://127.0.0.1:{}", s.client);
+            let p = format!("http://127.0.0.1:{}", s.peer);
+            let data = dir.path().join(&s.name);
+            let mut args = vec!["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c];
+            args.extend_from_slice(&["--advertise-client-urls", &c, "--listen-peer-urls", &p]);
+            args.extend_from_slice(&["--initial-advertise-peer-urls", &p]);
+            args.extend_from_slice(&flags);
+            common::spawn_detached_env(&args, &env, format!("127.0.0.1:{}", s.client))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(m, ready)| {
+            ready.recv_timeout(Duration::from_secs(20)).expect("ready");
+            m
+        })
+        .collect();
+    let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
+    common::cluster::agreed_leader(&endpoints).await;
+    let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+    for attempt in 1..=3 {
+        let mut rec = run(&config(urls.clone(), 10 + attempt)).await.unwrap();
+        watch::resolve_unknown(&mut rec.history, &rec.watches, rec.complete_to);
+        match check(&rec.history, 20_000_000) {
+            Verdict::NotLinearizable { stuck, .. } => {
+                println!("caught on recording {attempt}: {}", stuck[0].1);
+                return;
+            }
+            Verdict::GaveUp { steps } => panic!("the search gave up after {steps} steps"),
+            Verdict::Linearizable(_) => println!("recording {attempt}: not caught"),
+        }
+    }
+    panic!("three recordings with stale follower reads all passed the checker");
+}

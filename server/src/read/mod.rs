@@ -35,6 +35,9 @@ pub struct ReadPath {
 impl ReadPath {
     /// Waits until this member has applied everything committed when the read began (ReadIndex).
     pub async fn linearize(&self) -> Result<(), Error> {
+        if crate::failpoints::SKIP_READ_INDEX.eval().is_some() {
+            return Ok(());
+        }
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let index = loop {
             let (tx, rx) = tokio::sync::oneshot::channel();
