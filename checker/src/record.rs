@@ -15,7 +15,13 @@
 //! final revision and asks for progress until the watch has reported up to it: then the watches are complete
 //! ([`Recording::complete_to`]).
 //!
-//! **Threading.** Everything runs on the caller's tokio runtime: one task per client and one for the watch.
+//! **Resumed watches.** `watchers` more clients each watch one key from a revision a little in the past, for a
+//! random while, then cancel and resume from the revision after the last event they got (or the last progress),
+//! through the next endpoint: each stream is checked on its own, so a resumption that skips or repeats an event
+//! shows as a gap or a duplicate.
+//!
+//! **Threading.** Everything runs on the caller's tokio runtime: one task per client, one for the watch of every
+//! key, one per watcher.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,13 +48,16 @@ pub struct Config {
     /// A request not answered within this is of unknown outcome.
     pub timeout: Duration,
     pub seed: u64,
+    /// Clients that watch one key (with or without `prev_kv`) for a while, stop, and resume from the revision after
+    /// the last event they got, over and over, through each endpoint in turn.
+    pub watchers: usize,
 }
 
 /// What a run recorded.
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub history: History,
-    /// The watch of every key, one stream per (re)start.
+    /// The watch of every key (one stream per (re)start), then the watchers' streams.
     pub watches: Vec<WatchStream>,
     /// The revision up to which the watches delivered everything, if they reached the final revision.
     pub complete_to: Option<i64>,
@@ -394,6 +403,77 @@ async fn watch_all(endpoints: Vec<String>, from: i64, until: Arc<Mutex<Option<i6
     }
 }
 
+/// One watcher: watches key `k<n>` in stretches until `end`, each resuming where the last one stopped.
+async fn watch_resuming(
+    endpoints: Vec<String>,
+    id: usize,
+    keys: usize,
+    from: i64,
+    end: Instant,
+    seed: u64,
+) -> Vec<WatchStream> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(id as u64 * 104_729 + 7));
+    let key = format!("k{}", rng.below(keys as u64)).into_bytes();
+    let prev_kv = rng.below(2) == 0;
+    let mut next = from;
+    let mut streams = Vec::new();
+    let mut turn = id;
+    while Instant::now() < end {
+        let endpoint = &endpoints[turn % endpoints.len()];
+        turn += 1;
+        let Ok(mut client) = connect(endpoint).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut opts = WatchOptions::new().with_start_revision(next).with_progress_notify();
+        if prev_kv {
+            opts = opts.with_prev_key();
+        }
+        let Ok(Ok(mut w)) = tokio::time::timeout(Duration::from_secs(2), client.watch(key.clone(), Some(opts))).await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut stream = WatchStream {
+            key: key.clone(),
+            range_end: Vec::new(),
+            start_revision: next,
+            prev_kv,
+            responses: Vec::new(),
+        };
+        let stop = Instant::now() + Duration::from_millis(300 + rng.below(1500));
+        while Instant::now() < stop.min(end) {
+            match tokio::time::timeout(Duration::from_millis(200), w.message()).await {
+                Ok(Ok(Some(r))) => {
+                    let resp = WatchResponse {
+                        revision: revision_of(r.header()),
+                        events: r.events().iter().filter_map(event_of).collect(),
+                        created: r.created(),
+                        canceled: r.canceled(),
+                        compact_revision: r.compact_revision(),
+                    };
+                    if let Some(last) = resp.events.last() {
+                        next = next.max(last.kv.mod_revision + 1);
+                    }
+                    let canceled = resp.canceled;
+                    if canceled && resp.compact_revision > 0 {
+                        // Compacted past where it would resume: start again at the compaction point.
+                        next = next.max(resp.compact_revision);
+                    }
+                    stream.responses.push(resp);
+                    if canceled {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => {}
+            }
+        }
+        streams.push(stream);
+    }
+    streams
+}
+
 /// Runs the workload and records it.
 pub async fn run(config: &Config) -> Result<Recording, Error> {
     let (start_revision, start) = read_all(&config.endpoints, "starting").await?;
@@ -401,6 +481,12 @@ pub async fn run(config: &Config) -> Result<Recording, Error> {
     let watcher = tokio::spawn(watch_all(config.endpoints.clone(), start_revision + 1, Arc::clone(&until)));
     let epoch = Instant::now();
     let end = epoch + config.duration;
+    let watchers: Vec<_> = (0..config.watchers)
+        .map(|id| {
+            let w = watch_resuming(config.endpoints.clone(), id, config.keys, start_revision + 1, end, config.seed);
+            tokio::spawn(w)
+        })
+        .collect();
     let mut tasks = Vec::new();
     for id in 0..config.clients {
         let endpoint = config.endpoints[id % config.endpoints.len()].clone();
@@ -428,11 +514,11 @@ pub async fn run(config: &Config) -> Result<Recording, Error> {
                 let unknown = outcome == Outcome::Unknown;
                 ops.push((id, call, ret, request, outcome));
                 if unknown {
-                    // The connection may be gone with its member: a fresh one, to the same endpoint.
+                    // The connection may be gone with its member: a fresh one, to the same endpoint, after a pause
+                    // (a member that is down refuses at once, and each refusal is one more unknown operation).
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                     if let Ok(c) = connect(&endpoint).await {
                         w.client = c;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
             }
@@ -451,6 +537,9 @@ pub async fn run(config: &Config) -> Result<Recording, Error> {
     tokio::time::sleep(config.timeout).await;
     let (final_revision, _) = read_all(&config.endpoints, "final").await?;
     *until.lock().unwrap_or_else(|p| p.into_inner()) = Some(final_revision);
-    let (watches, covered) = watcher.await.unwrap_or_default();
+    let (mut watches, covered) = watcher.await.unwrap_or_default();
+    for w in watchers {
+        watches.extend(w.await.unwrap_or_default());
+    }
     Ok(Recording { history, watches, complete_to: (covered >= final_revision).then_some(final_revision) })
 }

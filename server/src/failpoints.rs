@@ -16,7 +16,9 @@
 //! A `return` does nothing at these places, as in etcd. ferrokv's own, which etcd does not have:
 //! - `skipReadIndex`: `return` makes a linearizable read skip its ReadIndex round and read this member's store as
 //!   it is, as a serializable read does: the deliberately broken build that issue 20's checker must catch (a
-//!   follower answers reads that miss writes already acknowledged).
+//!   follower answers reads that miss writes already acknowledged);
+//! - `watchDropEvent`: `return` drops the first event of a watch response that has events (`1*return`: one event
+//!   in all), the broken watch the checker must catch.
 
 use failpoint::Failpoint;
 
@@ -31,8 +33,9 @@ pub static RAFT_BEFORE_FOLLOWER_SEND: Failpoint = Failpoint::new("raftBeforeFoll
 pub static BEFORE_APPLY_ONE_CONF_CHANGE: Failpoint = Failpoint::new("beforeApplyOneConfChange");
 pub static BEFORE_SEND_WATCH_RESPONSE: Failpoint = Failpoint::new("beforeSendWatchResponse");
 pub static SKIP_READ_INDEX: Failpoint = Failpoint::new("skipReadIndex");
+pub static WATCH_DROP_EVENT: Failpoint = Failpoint::new("watchDropEvent");
 
-const OWN: [&Failpoint; 11] = [
+const OWN: [&Failpoint; 12] = [
     &RAFT_BEFORE_LEADER_SEND,
     &RAFT_BEFORE_SAVE,
     &RAFT_AFTER_SAVE,
@@ -44,6 +47,7 @@ const OWN: [&Failpoint; 11] = [
     &BEFORE_APPLY_ONE_CONF_CHANGE,
     &BEFORE_SEND_WATCH_RESPONSE,
     &SKIP_READ_INDEX,
+    &WATCH_DROP_EVENT,
 ];
 
 /// Registers every failpoint of the binary (gofail's `GET /` lists them all).

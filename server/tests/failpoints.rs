@@ -82,6 +82,7 @@ fn gofail_interface_sets_reads_counts_and_clears() {
         "beforeApplyOneConfChange",
         "beforeSendWatchResponse",
         "skipReadIndex",
+        "watchDropEvent",
     ] {
         assert!(names.contains(&name), "{name} is not listed:\n{listed}");
     }

@@ -41,7 +41,15 @@ fn verify(what: &str, rec: Recording) -> String {
 }
 
 fn config(endpoints: Vec<String>, seed: u64) -> Config {
-    Config { endpoints, clients: 8, keys: 6, duration: Duration::from_secs(6), timeout: Duration::from_secs(3), seed }
+    Config {
+        endpoints,
+        clients: 8,
+        keys: 6,
+        duration: Duration::from_secs(6),
+        timeout: Duration::from_secs(3),
+        seed,
+        watchers: 4,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,4 +132,40 @@ async fn reads_without_read_index_are_caught() {
         }
     }
     panic!("three recordings with stale follower reads all passed the checker");
+}
+
+/// The watch checker catches a broken build: one member started with `watchDropEvent=1*return` drops one event
+/// from one watch response, and that stream shows a gap against the linearization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_watch_event_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, p) = (common::free_port(), common::free_port());
+    let (cu, pu) = (format!("http://127.0.0.1:{c}"), format!("http://127.0.0.1:{p}"));
+    let data = dir.path().join("m");
+    let args = [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen-client-urls",
+        &cu,
+        "--advertise-client-urls",
+        &cu,
+        "--listen-peer-urls",
+        &pu,
+        "--initial-advertise-peer-urls",
+        &pu,
+        "--initial-cluster",
+        &format!("default={pu}"),
+    ];
+    let m = common::spawn_env(&args, &[("GOFAIL_FAILPOINTS", "watchDropEvent=1*return")], format!("127.0.0.1:{c}"));
+    let mut cfg = config(vec![format!("http://{}", m.endpoint)], 5);
+    cfg.duration = Duration::from_secs(3);
+    let Recording { mut history, watches, complete_to } = run(&cfg).await.unwrap();
+    watch::resolve_unknown(&mut history, &watches, complete_to);
+    let Verdict::Linearizable(witness) = check(&history, 20_000_000) else { panic!("the KV history is linearizable") };
+    let anomalies = watch::check(&watches, &watch::events_of(&witness));
+    println!("{anomalies:?}");
+    assert!(
+        anomalies.iter().any(|a| matches!(a, watch::Anomaly::Gap { .. })),
+        "the dropped event is a gap in its stream: {anomalies:?}"
+    );
 }

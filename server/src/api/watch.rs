@@ -138,9 +138,12 @@ impl Session {
         self.service.headers.at_revision(revision)
     }
 
-    async fn send(&self, r: pb::WatchResponse) -> bool {
+    async fn send(&self, mut r: pb::WatchResponse) -> bool {
         if let Some(failpoint::Fired::Sleep(d)) = crate::failpoints::BEFORE_SEND_WATCH_RESPONSE.eval_deferred() {
             tokio::time::sleep(d).await;
+        }
+        if !r.events.is_empty() && crate::failpoints::WATCH_DROP_EVENT.eval().is_some() {
+            r.events.remove(0);
         }
         self.service.metrics.watch_events.inc_by(r.events.len() as u64);
         self.out.send(Ok(r)).await.is_ok()

@@ -1,0 +1,233 @@
+//! Issue 20, line 2: histories recorded while a nemesis injects faults are linearizable, and the watches deliver
+//! what the linearization says. Three members on 127.0.0.1; while 8 clients run the `checker` crate's workload
+//! (compactions included) for 20 s, the nemesis takes turns every 1.2 s at:
+//! 1. `kill -9` of a follower, restarted on its data 1 s later;
+//! 2. SIGSTOP of the leader for 1.5 s (three election timeouts), then SIGCONT;
+//! 3. `kill -9` of the leader, restarted 1.5 s later;
+//! 4. a leader transfer (MoveLeader to the next member);
+//! 5. defragmentation of a member;
+//! 6. a slow disk: `walBeforeFdatasync=sleep(30)` on the leader for 1 s (gofail's interface);
+//!
+//! then every member must end with the same HashKV. Each fault is logged with its time, so a failure can be laid
+//! against the history.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use checker::linearize::{Verdict, check};
+use checker::record::{Config, Recording, run};
+use checker::watch;
+use common::Member;
+use common::cluster::{Spec, converged, specs, status};
+use server::proto::etcdserverpb::{DefragmentRequest, MoveLeaderRequest, maintenance_client::MaintenanceClient};
+
+struct Cluster {
+    dir: std::path::PathBuf,
+    specs: Vec<Spec>,
+    initial: String,
+    fail_ports: Vec<u16>,
+    members: Vec<Option<Member>>,
+}
+
+impl Cluster {
+    fn start_member(&self, i: usize) -> Member {
+        let s = &self.specs[i];
+        let c = format!("http://127.0.0.1:{}", s.client);
+        let p = format!("http://127.0.0.1:{}", s.peer);
+        let data = self.dir.join(&s.name);
+        let fail = format!("127.0.0.1:{}", self.fail_ports[i]);
+        let args = [
+            "--name",
+            &s.name,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen-client-urls",
+            &c,
+            "--advertise-client-urls",
+            &c,
+            "--listen-peer-urls",
+            &p,
+            "--initial-advertise-peer-urls",
+            &p,
+            "--initial-cluster",
+            &self.initial,
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ];
+        let (m, ready) =
+            common::spawn_detached_env(&args, &[("GOFAIL_HTTP", &fail)], format!("127.0.0.1:{}", s.client));
+        // A restarted member is ready once it has caught up with the others, which a paused quorum may delay.
+        let _ = ready.recv_timeout(Duration::from_secs(20));
+        m
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.specs[i].client)
+    }
+}
+
+/// The index of the member the others follow, if they agree.
+async fn leader(c: &Arc<Mutex<Cluster>>) -> Option<usize> {
+    let endpoints: Vec<String> = {
+        let c = c.lock().unwrap();
+        (0..c.specs.len()).map(|i| c.endpoint(i)).collect()
+    };
+    let mut ids = Vec::new();
+    for e in &endpoints {
+        ids.push(status(e).await);
+    }
+    let lead = ids.iter().flatten().map(|s| s.1).find(|&l| l != 0)?;
+    ids.iter().position(|s| s.is_some_and(|s| s.0 == lead))
+}
+
+fn signal(m: &Member, sig: libc::c_int) {
+    // SAFETY: a signal to our own child process, by its pid.
+    unsafe { libc::kill(m.child.id() as libc::pid_t, sig) };
+}
+
+/// Sets (or with `None` clears) a failpoint through member `i`'s gofail interface.
+fn failpoint(port: u16, name: &str, terms: Option<&str>) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
+    let req = match terms {
+        Some(t) => {
+            format!("PUT /{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{t}", t.len())
+        }
+        None => format!("DELETE /{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    };
+    let _ = s.write_all(req.as_bytes());
+    let _ = s.read_to_end(&mut Vec::new());
+}
+
+/// Runs the faults in turn until `end`; returns what it did, with times.
+async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<String> {
+    let mut log = Vec::new();
+    let mut turn = 0usize;
+    while Instant::now() + Duration::from_secs(3) < end {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let Some(l) = leader(&c).await else {
+            log.push(format!("{:6.2} s: no leader agreed, skipped", epoch.elapsed().as_secs_f64()));
+            continue;
+        };
+        let n = c.lock().unwrap().specs.len();
+        let follower = (l + 1 + turn % (n - 1)) % n;
+        let at = epoch.elapsed().as_secs_f64();
+        let (what, victim, down) = match turn % 6 {
+            0 => ("kill -9 follower", follower, Duration::from_millis(1000)),
+            1 => ("SIGSTOP leader", l, Duration::from_millis(1500)),
+            2 => ("kill -9 leader", l, Duration::from_millis(1500)),
+            3 => ("move leader", l, Duration::ZERO),
+            4 => ("defragment", follower, Duration::ZERO),
+            _ => ("slow WAL fdatasync on leader", l, Duration::from_millis(1000)),
+        };
+        turn += 1;
+        log.push(format!("{at:6.2} s: {what} (m{})", victim + 1));
+        match what {
+            "kill -9 follower" | "kill -9 leader" => {
+                let m = c.lock().unwrap().members[victim].take();
+                drop(m); // Member's drop kills (SIGKILL) and reaps it.
+                tokio::time::sleep(down).await;
+                let c2 = Arc::clone(&c);
+                let m = tokio::task::spawn_blocking(move || c2.lock().unwrap().start_member(victim)).await.unwrap();
+                c.lock().unwrap().members[victim] = Some(m);
+            }
+            "SIGSTOP leader" => {
+                if let Some(m) = &c.lock().unwrap().members[victim] {
+                    signal(m, libc::SIGSTOP);
+                }
+                tokio::time::sleep(down).await;
+                if let Some(m) = &c.lock().unwrap().members[victim] {
+                    signal(m, libc::SIGCONT);
+                }
+            }
+            "move leader" => {
+                let (from, to_endpoint) = {
+                    let c = c.lock().unwrap();
+                    (c.endpoint(victim), c.endpoint(follower))
+                };
+                if let (Some((target, _)), Ok(mut m)) =
+                    (status(&to_endpoint).await, MaintenanceClient::connect(format!("http://{from}")).await)
+                {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        m.move_leader(MoveLeaderRequest { target_id: target }),
+                    )
+                    .await;
+                }
+            }
+            "defragment" => {
+                let e = c.lock().unwrap().endpoint(victim);
+                if let Ok(mut m) = MaintenanceClient::connect(format!("http://{e}")).await {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), m.defragment(DefragmentRequest {})).await;
+                }
+            }
+            _ => {
+                let port = c.lock().unwrap().fail_ports[victim];
+                tokio::task::spawn_blocking(move || failpoint(port, "walBeforeFdatasync", Some("sleep(30)")))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(down).await;
+                tokio::task::spawn_blocking(move || failpoint(port, "walBeforeFdatasync", None)).await.unwrap();
+            }
+        }
+    }
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_under_faults_are_linearizable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, initial) = specs(3);
+    let fail_ports = (0..3).map(|_| common::free_port()).collect();
+    let cluster = Cluster { dir: dir.path().to_path_buf(), specs, initial, fail_ports, members: Vec::new() };
+    let started: Vec<Option<Member>> = (0..3).map(|i| Some(cluster.start_member(i))).collect();
+    let cluster = Arc::new(Mutex::new(Cluster { members: started, ..cluster }));
+    let endpoints: Vec<String> = {
+        let c = cluster.lock().unwrap();
+        (0..3).map(|i| c.endpoint(i)).collect()
+    };
+    common::cluster::agreed_leader(&endpoints).await;
+    let duration = Duration::from_secs(20);
+    let epoch = Instant::now();
+    let faults = tokio::spawn(nemesis(Arc::clone(&cluster), epoch + duration, epoch));
+    let config = Config {
+        endpoints: endpoints.iter().map(|e| format!("http://{e}")).collect(),
+        clients: 8,
+        keys: 6,
+        duration,
+        timeout: Duration::from_secs(3),
+        seed: 20,
+        watchers: 4,
+    };
+    let rec = run(&config).await.unwrap();
+    let log = faults.await.unwrap();
+    println!("faults:\n{}", log.join("\n"));
+    // Every member is back: the same store everywhere.
+    converged(&endpoints).await;
+
+    let Recording { mut history, watches, complete_to } = rec;
+    let total = history.operations.len();
+    let unknown = history.operations.iter().filter(|o| o.outcome == checker::history::Outcome::Unknown).count();
+    let (resolved, dropped) = watch::resolve_unknown(&mut history, &watches, complete_to);
+    match check(&history, 50_000_000) {
+        Verdict::Linearizable(witness) => {
+            let anomalies = watch::check(&watches, &watch::events_of(&witness));
+            assert!(anomalies.is_empty(), "watch anomalies: {anomalies:#?}");
+        }
+        Verdict::NotLinearizable { placed, stuck, revision } => {
+            panic!("not linearizable after {} operations, at revision {revision}: {stuck:#?}", placed.len())
+        }
+        Verdict::GaveUp { steps } => panic!("the search gave up after {steps} steps"),
+    }
+    println!(
+        "{total} operations ({unknown} unknown: {resolved} resolved and {dropped} dropped by the watch), \
+         {} faults, {} watch streams, complete to {complete_to:?}: linearizable, watches as they must be",
+        log.len(),
+        watches.len()
+    );
+    assert!(log.iter().filter(|l| !l.contains("skipped")).count() >= 6, "every kind of fault ran:\n{}", log.join("\n"));
+}
