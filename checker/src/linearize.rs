@@ -5,7 +5,9 @@
 //! form a linked list. The search takes the first call in the list whose step the model accepts, lifts it and its
 //! return out of the list and starts again from the head; meeting a return means the operation it belongs to was
 //! not placed in time, so the search backtracks (the last lifted call goes back, and its next alternative, or the
-//! next call after it, is tried). A (placed set, state fingerprint) pair already explored is not explored again.
+//! next call after it, is tried). A (placed set, state fingerprint) pair already explored is not explored again;
+//! both are 64-bit hashes, so a collision (odds about n²/2⁶⁴ for n explored states) could only make the search
+//! skip a state, never accept a history wrongly: a witness is a real order the model accepted step by step.
 //!
 //! An operation with an unknown outcome returns at the end of time. It either took effect, placed like any other,
 //! or never did: then it changes nothing wherever it is placed, so it can be placed last, and the search succeeds
@@ -134,9 +136,11 @@ pub fn check(history: &History, budget: u64) -> Verdict {
         .collect();
     let ops: Vec<&Operation> = kept.iter().map(|(_, o)| *o).collect();
     let mut list = List::new(&ops);
-    let words = ops.len().div_ceil(64);
-    let mut placed = vec![0u64; words];
-    let mut seen: HashSet<(Vec<u64>, u64)> = HashSet::new();
+    // The placed set as a Zobrist hash: the XOR of a random word per placed operation (a 64-bit hash of the set,
+    // updated in O(1); a memo of whole bit sets would take n/8 bytes per explored state).
+    let keys: Vec<u64> = (0..ops.len() as u64).map(splitmix).collect();
+    let mut placed = 0u64;
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut state = State::new(history.start_revision, &history.start);
     let mut deepest: (Vec<usize>, i64) = (Vec::new(), state.revision);
@@ -163,8 +167,8 @@ pub fn check(history: &History, budget: u64) -> Verdict {
                 alternatives.retain(|(s, _)| s.revision == state.revision || !claimed.contains(&s.revision));
             }
             alternatives.reverse();
-            if let Some((next, events)) = take_unseen(&mut alternatives, &mut seen, &placed, n.op) {
-                set(&mut placed, n.op, true);
+            if let Some((next, events)) = take_unseen(&mut alternatives, &mut seen, placed ^ keys[n.op]) {
+                placed ^= keys[n.op];
                 left -= usize::from(definite(n.op));
                 let before = std::mem::replace(&mut state, next);
                 stack.push(Frame { node, before, rest: alternatives, events });
@@ -185,11 +189,11 @@ pub fn check(history: &History, budget: u64) -> Verdict {
         };
         let op = list.nodes[f.node].op;
         list.unlift(f.node);
-        set(&mut placed, op, false);
+        placed ^= keys[op];
         left += usize::from(definite(op));
         state = f.before.clone();
-        if let Some((next, events)) = take_unseen(&mut f.rest, &mut seen, &placed, op) {
-            set(&mut placed, op, true);
+        if let Some((next, events)) = take_unseen(&mut f.rest, &mut seen, placed ^ keys[op]) {
+            placed ^= keys[op];
             left -= usize::from(definite(op));
             state = next;
             f.events = events;
@@ -217,21 +221,18 @@ pub(crate) fn claims(op: &Operation) -> Option<i64> {
     }
 }
 
-fn set(bits: &mut [u64], i: usize, on: bool) {
-    if on { bits[i / 64] |= 1 << (i % 64) } else { bits[i / 64] &= !(1 << (i % 64)) }
+/// splitmix64: a well-mixed word per operation for the Zobrist hash.
+fn splitmix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
-/// The next alternative (from the back of `alternatives`) whose (placed set with `op`, state) is new.
-fn take_unseen(
-    alternatives: &mut Vec<Successor>,
-    seen: &mut HashSet<(Vec<u64>, u64)>,
-    placed: &[u64],
-    op: usize,
-) -> Option<Successor> {
+/// The next alternative (from the back of `alternatives`) whose (placed set with it, state) is new.
+fn take_unseen(alternatives: &mut Vec<Successor>, seen: &mut HashSet<(u64, u64)>, placed: u64) -> Option<Successor> {
     while let Some((s, events)) = alternatives.pop() {
-        let mut bits = placed.to_vec();
-        set(&mut bits, op, true);
-        if seen.insert((bits, s.fingerprint())) {
+        if seen.insert((placed, s.fingerprint())) {
             return Some((s, events));
         }
     }

@@ -154,9 +154,9 @@ fn check_stream(id: usize, s: &WatchStream, all: &[Event]) -> Vec<Anomaly> {
 /// value) a watch delivered happened, at that event's revision (values are unique per write). If `complete_to`
 /// is given (the caller vouches that one of `streams` watched every key from the history's start and delivered
 /// everything up to that revision, and that nothing could still take effect), a put or a transaction with puts
-/// whose values no watch delivered never happened, and is dropped; and an unknown delete of a key takes the first
-/// delete event of that key that no write of definite outcome accounts for (deletes of one key are alike), or, if
-/// none is left, deleted nothing and is dropped (a delete made by a revoke told that revision is the revoke's,
+/// whose values no watch delivered never happened, and is dropped; and unknown deletes of a key take, in the
+/// order of their calls, the delete events of that key that no write of definite outcome accounts for (deletes of
+/// one key are alike), or, if none is left, deleted nothing and are dropped (a delete made by a revoke told that revision is the revoke's,
 /// and a key a revoke of unknown outcome may have deleted keeps its unknown deletes). The streams that watch every
 /// key are taken together as the complete record (a resumed watch is a stream of its own). Returns (resolved,
 /// dropped).
@@ -207,7 +207,35 @@ pub fn resolve_unknown(history: &mut History, streams: &[WatchStream], complete_
             deletes.entry(&e.kv.key).or_default().push_back(rev);
         }
     }
+    for revisions in deletes.values_mut() {
+        revisions.make_contiguous().sort_unstable();
+    }
     let (mut resolved, mut never) = (0, Vec::new());
+    // Unknown deletes of a key take that key's unaccounted delete events in call order: the earliest called the
+    // earliest event (if any pairing fits the calls, this one does).
+    let mut unknown_deletes: Vec<usize> = (0..history.operations.len())
+        .filter(|&i| {
+            let op = &history.operations[i];
+            op.outcome == Outcome::Unknown && matches!(op.request, Request::Delete { .. })
+        })
+        .collect();
+    unknown_deletes.sort_by_key(|&i| history.operations[i].call);
+    if complete_to.is_some() {
+        for i in unknown_deletes {
+            let op = &mut history.operations[i];
+            let Request::Delete { key } = &op.request else { continue };
+            if ambiguous.contains(key.as_slice()) {
+                continue;
+            }
+            match deletes.get_mut(key.as_slice()).and_then(|d| d.pop_front()) {
+                Some(revision) => {
+                    op.outcome = Outcome::Ok(Response::Delete { revision, deleted: 1 });
+                    resolved += 1;
+                }
+                None => never.push(i),
+            }
+        }
+    }
     for (i, op) in history.operations.iter_mut().enumerate() {
         if op.outcome != Outcome::Unknown {
             continue;
@@ -221,15 +249,6 @@ pub fn resolve_unknown(history: &mut History, streams: &[WatchStream], complete_
                 None if complete_to.is_some() => never.push(i),
                 None => {}
             },
-            Request::Delete { key } if complete_to.is_some() && !ambiguous.contains(key.as_slice()) => {
-                match deletes.get_mut(key.as_slice()).and_then(|d| d.pop_front()) {
-                    Some(revision) => {
-                        op.outcome = Outcome::Ok(Response::Delete { revision, deleted: 1 });
-                        resolved += 1;
-                    }
-                    None => never.push(i),
-                }
-            }
             Request::Txn { success, failure, .. } if complete_to.is_some() => {
                 let puts: Vec<_> = success
                     .iter()
@@ -247,6 +266,7 @@ pub fn resolve_unknown(history: &mut History, streams: &[WatchStream], complete_
             _ => {}
         }
     }
+    never.sort_unstable();
     let dropped = never.len();
     for i in never.into_iter().rev() {
         history.operations.remove(i);

@@ -351,3 +351,29 @@ fn a_watch_event_resolves_an_unknown_put() {
     assert_eq!(watch::resolve_unknown(&mut h, &[s], Some(2)), (1, 1));
     assert_eq!(h.operations.len(), 1);
 }
+
+#[test]
+fn unknown_deletes_take_the_unaccounted_delete_events_in_call_order() {
+    // Two unknown deletes of "a", listed with the later call first (operations come grouped by client); the one
+    // delete event belongs to the earlier call, since the later one was called after the event's revision was
+    // read back.
+    let put = |v: &str| put("a", v);
+    let mut h = history(vec![
+        (0, 0, 10, put("1"), put_ok(2)),
+        (1, 40, 60, Request::Delete { key: "a".into() }, Outcome::Unknown),
+        (2, 11, 20, Request::Delete { key: "a".into() }, Outcome::Unknown),
+        (0, 21, 30, get("a"), got(3, None)),
+        (0, 31, 39, put("2"), put_ok(4)),
+    ]);
+    let kv1 = kv("a", "1", 2, 2, 1);
+    let deleted = Event {
+        kind: EventKind::Delete,
+        kv: KeyValue { key: b"a".to_vec(), mod_revision: 3, ..Default::default() },
+        prev: Some(kv1.clone()),
+    };
+    let all = stream(vec![resp(3, vec![deleted])]);
+    assert_eq!(watch::resolve_unknown(&mut h, &[all], Some(4)), (1, 1));
+    assert_eq!(h.operations.len(), 4, "the later delete found nothing to delete and is dropped");
+    assert_eq!(h.operations[1].call, 11, "the earlier call took revision 3");
+    assert!(linearizable(&h));
+}
