@@ -4,7 +4,8 @@
 # reference some tests run side by side with ferrokv; protoc from protobuf-compiler, which the etcd-client crate's
 # build needs; iproute2 and e2fsprogs for the partition and disk-stall tests; dnsmasq-base and etcd-discovery for
 # the discovery tests), then runs the format check, clippy
-# and every test, then etcd's own e2e suite (scripts/e2e.sh) on its expected-to-pass list.
+# and every test, then etcd's own e2e suite (scripts/e2e.sh) on its expected-to-pass list, then a minute of
+# coverage-guided fuzzing per fuzz target (scripts/fuzz.sh, on the stable toolchain).
 # Tests that mount a tmpfs need root, as CI has; elsewhere they skip with a message (under CI=true they fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ command -v discovery.etcd.io >/dev/null 2>&1 || missing+=(etcd-discovery)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The dashboard test scrapes a cluster with a real Prometheus.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# The fuzz targets link libFuzzer, which the libfuzzer-sys crate compiles from C++.
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 bash scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
 # The build needs about 3 GB in target/ and the e2e suite's Go build a few hundred MB in /tmp; say so up front
@@ -68,4 +71,11 @@ e2e=$?
 set -e
 [ "$e2e" -eq 0 ] || echo "scripts/test.sh: etcd's e2e suite: a listed test failed (status $e2e)" >&2
 [ "$status" -ne 0 ] || status=$e2e
+# A minute of fuzzing per target, three at a time (issue 20): a crash, a hang or runaway memory fails the run.
+set +e
+timeout --kill-after=30s 15m bash scripts/fuzz.sh --seconds 60 --jobs 3
+fuzz=$?
+set -e
+[ "$fuzz" -eq 0 ] || echo "scripts/test.sh: fuzzing failed (status $fuzz); inputs are in fuzz/artifacts/" >&2
+[ "$status" -ne 0 ] || status=$fuzz
 exit "$status"

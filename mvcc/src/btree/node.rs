@@ -83,6 +83,9 @@ impl<'a> LeafView<'a> {
     /// when it is read (a page whose checksum verified but whose entries do not fit reads as empty bytes, never
     /// out of bounds), so viewing a page costs O(1), not O(entries).
     pub fn new(page: &'a [u8]) -> Result<Self, Malformed> {
+        if page.len() < HEADER_LEN {
+            return Err("page shorter than its header");
+        }
         let n = count(page);
         if HEADER_LEN + n * LEAF_DIR > page.len() {
             return Err("leaf directory overflows the page");
@@ -158,6 +161,9 @@ pub struct BranchView<'a> {
 impl<'a> BranchView<'a> {
     /// A view of a verified page (see [`LeafView::new`] on bounds).
     pub fn new(page: &'a [u8]) -> Result<Self, Malformed> {
+        if page.len() < HEADER_LEN {
+            return Err("page shorter than its header");
+        }
         let n = count(page);
         if n == 0 || HEADER_LEN + n * BRANCH_DIR > page.len() {
             return Err("branch directory empty or overflowing the page");
@@ -270,6 +276,16 @@ pub fn write_branch<'a>(page: &mut [u8], entries: impl ExactSizeIterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `btree_page` fuzz target: a view of bytes shorter than a page header read past them.
+    #[test]
+    fn views_of_bytes_shorter_than_a_header_are_refused() {
+        for len in 0..HEADER_LEN {
+            let bytes = vec![0xff; len];
+            assert!(LeafView::new(&bytes).is_err(), "leaf of {len} bytes");
+            assert!(BranchView::new(&bytes).is_err(), "branch of {len} bytes");
+        }
+    }
 
     #[test]
     fn leaf_and_branch_round_trip() {

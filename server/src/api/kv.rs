@@ -84,50 +84,52 @@ fn writes(ops: &[pb::RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Deleted>), Err
     Ok((puts, dels))
 }
 
+/// etcd's checks of a key: not empty.
+fn check_key(key: &[u8]) -> Result<(), Error> {
+    if key.is_empty() { Err(Error::EmptyKey) } else { Ok(()) }
+}
+
+/// etcd's checks of a Put, alone or in a txn: a key, and no value or lease beside the flag that keeps it.
+pub fn check_put(p: &pb::PutRequest) -> Result<(), Error> {
+    check_key(&p.key)?;
+    if p.ignore_value && !p.value.is_empty() {
+        return Err(Error::ValueProvided);
+    }
+    if p.ignore_lease && p.lease != 0 {
+        return Err(Error::LeaseProvided);
+    }
+    Ok(())
+}
+
+/// etcd's checks of a Txn before it is proposed: op counts (at most `max_ops` compares and ops per branch), keys
+/// and empty ops at every level of nesting, and no key written twice in a branch.
+pub fn check_txn(t: &pb::TxnRequest, max_ops: usize) -> Result<(), Error> {
+    check_ops(t, max_ops)?;
+    writes(&t.success)?;
+    writes(&t.failure)?;
+    Ok(())
+}
+
+/// Op counts, keys and empty ops, at every level of nesting.
+fn check_ops(t: &pb::TxnRequest, max: usize) -> Result<(), Error> {
+    use pb::request_op::Request;
+    if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
+        return Err(Error::TooManyOps);
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        // An op with no request (JSON through the gateway can say that) is etcd's "key not found".
+        let Some(op) = op.request.as_ref() else { return Err(Error::KeyNotFound) };
+        match op {
+            Request::RequestPut(p) => check_put(p)?,
+            Request::RequestRange(r) => check_key(&r.key)?,
+            Request::RequestDeleteRange(d) => check_key(&d.key)?,
+            Request::RequestTxn(t) => check_ops(t, max)?,
+        }
+    }
+    Ok(())
+}
+
 impl KvService {
-    fn check_key(key: &[u8]) -> Result<(), Error> {
-        if key.is_empty() { Err(Error::EmptyKey) } else { Ok(()) }
-    }
-
-    /// etcd's checks of a Put, alone or in a txn: a key, and no value or lease beside the flag that keeps it.
-    fn check_put(p: &pb::PutRequest) -> Result<(), Error> {
-        Self::check_key(&p.key)?;
-        if p.ignore_value && !p.value.is_empty() {
-            return Err(Error::ValueProvided);
-        }
-        if p.ignore_lease && p.lease != 0 {
-            return Err(Error::LeaseProvided);
-        }
-        Ok(())
-    }
-
-    fn check_txn(&self, t: &pb::TxnRequest) -> Result<(), Error> {
-        self.check_ops(t)?;
-        writes(&t.success)?;
-        writes(&t.failure)?;
-        Ok(())
-    }
-
-    /// Op counts, keys and empty ops, at every level of nesting.
-    fn check_ops(&self, t: &pb::TxnRequest) -> Result<(), Error> {
-        use pb::request_op::Request;
-        let max = self.max_txn_ops;
-        if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
-            return Err(Error::TooManyOps);
-        }
-        for op in t.success.iter().chain(&t.failure) {
-            // An op with no request (JSON through the gateway can say that) is etcd's "key not found".
-            let Some(op) = op.request.as_ref() else { return Err(Error::KeyNotFound) };
-            match op {
-                Request::RequestPut(p) => Self::check_put(p)?,
-                Request::RequestRange(r) => Self::check_key(&r.key)?,
-                Request::RequestDeleteRange(d) => Self::check_key(&d.key)?,
-                Request::RequestTxn(t) => self.check_ops(t)?,
-            }
-        }
-        Ok(())
-    }
-
     /// Who sent `request` (see `api::auth::caller`).
     fn caller<R>(&self, request: &Request<R>) -> Result<Caller, Error> {
         crate::api::auth::caller(&self.auth, request)
@@ -145,7 +147,7 @@ impl KvService {
     async fn read_request(&self, request: Request<pb::RangeRequest>) -> Result<pb::RangeRequest, Error> {
         let caller = self.caller(&request)?;
         let r = request.into_inner();
-        Self::check_key(&r.key)?;
+        check_key(&r.key)?;
         if !r.serializable {
             self.reads.linearize().await?;
         }
@@ -179,7 +181,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let caller = self.caller(&request)?;
         let p = request.into_inner();
-        Self::check_put(&p)?;
+        check_put(&p)?;
         self.write(caller, Op::Put(p)).await
     }
 
@@ -189,14 +191,14 @@ impl Kv for KvService {
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let caller = self.caller(&request)?;
         let d = request.into_inner();
-        Self::check_key(&d.key)?;
+        check_key(&d.key)?;
         self.write(caller, Op::DeleteRange(d)).await
     }
 
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let caller = self.caller(&request)?;
         let t = request.into_inner();
-        self.check_txn(&t)?;
+        check_txn(&t, self.max_txn_ops)?;
         self.write(caller, Op::Txn(t)).await
     }
 

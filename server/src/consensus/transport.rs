@@ -73,7 +73,7 @@ pub fn hello(conn: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// Reads and checks a connection's preamble: `Err` names what the peer sent instead.
-fn check_hello(r: &mut impl Read) -> Result<(), String> {
+pub fn check_hello(r: &mut impl Read) -> Result<(), String> {
     let mut got = [0u8; 5];
     r.read_exact(&mut got).map_err(|e| format!("no preamble: {e}"))?;
     match got {
@@ -518,15 +518,8 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
         if let Some(c) = &received {
             c.inc_by(buf.len() as u64 + 4);
         }
-        match buf.split_first() {
-            Some((&RAFT, body)) => {
-                let Ok(m) = Message::parse_from_bytes(body) else {
-                    // A frame that does not decode ends the connection, as a broken stream ends etcd's.
-                    if let Some(from) = &sender {
-                        peer.metrics.received_failures.with_label_values(&[from]).inc();
-                    }
-                    return;
-                };
+        match parse_frame(&buf) {
+            Some(PeerFrame::Raft(m)) => {
                 peer.activity.heard(m.from);
                 if received.is_none() {
                     let from = format!("{:x}", m.from);
@@ -535,37 +528,73 @@ fn reader(conn: PeerConn, from: String, peer: PeerShared) {
                     c.inc_by(buf.len() as u64 + 4);
                     received = Some(c);
                 }
-                if peer.raft.send(Msg::Step(Box::new(m))).is_err() {
+                if peer.raft.send(Msg::Step(m)).is_err() {
                     return;
                 }
             }
-            Some((&MEMBERS, _)) => {
+            Some(PeerFrame::Members) => {
                 let answer = crate::consensus::identity::join_answer(&peer.cluster);
                 let mut w = BufWriter::new(r.into_inner());
                 let _ = write_frame(&mut w, &answer).then(|| w.flush());
                 return;
             }
-            Some((&HASH_KV, body)) => {
+            Some(PeerFrame::HashKv(body)) => {
                 let answer = hash_kv_answer(&peer.stores, body);
                 let mut w = BufWriter::new(r.into_inner());
                 let _ = write_frame(&mut w, &answer).then(|| w.flush());
                 return;
             }
-            Some((&RENEW, body)) if body.len() % 8 == 0 => {
+            Some(PeerFrame::Renew(ids)) => {
                 let mut l = peer.lessor.lock();
-                for id in body.chunks_exact(8) {
-                    let id = i64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
+                for id in ids {
                     if l.renew(id, std::time::Instant::now()).is_some() {
                         peer.lessor.renewed_by_leader();
                     }
                 }
             }
-            Some((&SNAP_CHUNK, body)) => {
+            Some(PeerFrame::SnapChunk(body)) => {
                 crate::consensus::snapshot::receive(body.to_vec(), r, &peer.stores, &peer.raft, &peer.metrics);
                 return;
             }
-            _ => return,
+            None => {
+                // A Raft frame that does not decode ends the connection, as a broken stream ends etcd's.
+                if buf.first() == Some(&RAFT) {
+                    if let Some(from) = &sender {
+                        peer.metrics.received_failures.with_label_values(&[from]).inc();
+                    }
+                }
+                return;
+            }
         }
+    }
+}
+
+/// One frame from a peer, decoded (see [`parse_frame`]).
+#[derive(Debug)]
+pub enum PeerFrame<'a> {
+    Raft(Box<Message>),
+    /// A joining member asks for the member list.
+    Members,
+    /// A HashKV question (the body is the revision).
+    HashKv(&'a [u8]),
+    /// Lease renewals forwarded by a follower.
+    Renew(Vec<i64>),
+    /// The first chunk of a snapshot; the rest of the stream follows.
+    SnapChunk(&'a [u8]),
+}
+
+/// Decodes a frame that [`read_frame`] read: `None` for one this member refuses (a Raft message that does not
+/// decode, renewals whose length is not a multiple of 8, an unknown kind), which ends the connection.
+pub fn parse_frame(buf: &[u8]) -> Option<PeerFrame<'_>> {
+    match buf.split_first()? {
+        (&RAFT, body) => Message::parse_from_bytes(body).ok().map(|m| PeerFrame::Raft(Box::new(m))),
+        (&MEMBERS, _) => Some(PeerFrame::Members),
+        (&HASH_KV, body) => Some(PeerFrame::HashKv(body)),
+        (&RENEW, body) if body.len() % 8 == 0 => Some(PeerFrame::Renew(
+            body.chunks_exact(8).map(|id| i64::from_le_bytes(id.try_into().unwrap_or([0; 8]))).collect(),
+        )),
+        (&SNAP_CHUNK, body) => Some(PeerFrame::SnapChunk(body)),
+        _ => None,
     }
 }
 
