@@ -9,9 +9,9 @@
 //! may be reused by the writer at any moment, which is why they are zeroed rather than copied.
 //!
 //! Restore streams the image to `<path>.restore.tmp` as it arrives (never holding it whole in memory), verifies the
-//! trailer's checksum at the end (a bad or truncated stream removes the temporary file and leaves `<path>` as it
-//! was), fsyncs, renames over `<path>` and fsyncs the directory, then opens the result (verifying every page once
-//! more).
+//! trailer's checksum at the end, fsyncs, opens the temporary file (verifying every page), and only then renames it
+//! over `<path>`, fsyncs the directory and opens the result. A bad, truncated or unopenable stream removes the
+//! temporary file and leaves `<path>` as it was.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -152,6 +152,12 @@ impl Db {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
+        }
+        // The image is opened (every page verified) before it replaces anything: a stream whose checksum holds but
+        // whose pages do not (the snapshot fuzz target made one) must leave `path` as it was.
+        if let Err(e) = Db::open(&tmp, keyspaces, config.clone()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
         let install = || -> std::io::Result<()> {
             std::fs::rename(&tmp, path)?;
