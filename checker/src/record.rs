@@ -329,6 +329,37 @@ async fn read_all(endpoints: &[String], what: &'static str) -> Result<(i64, Vec<
     }
 }
 
+/// What waiting on a watch stream gave.
+enum Received {
+    Response(WatchResponse),
+    /// Nothing within the wait.
+    Nothing,
+    /// The stream ended or broke.
+    End,
+}
+
+/// The next response of `w` within `wait`.
+async fn receive(w: &mut etcd_client::WatchStream, wait: Duration) -> Received {
+    match tokio::time::timeout(wait, w.message()).await {
+        Ok(Ok(Some(r))) => Received::Response(WatchResponse {
+            revision: revision_of(r.header()),
+            events: r.events().iter().filter_map(event_of).collect(),
+            created: r.created(),
+            canceled: r.canceled(),
+            compact_revision: r.compact_revision(),
+        }),
+        Ok(_) => Received::End,
+        Err(_) => Received::Nothing,
+    }
+}
+
+/// Adds `resp` to `stream`; whether it ended the stream (a cancellation).
+fn record(stream: &mut WatchStream, resp: WatchResponse) -> bool {
+    let canceled = resp.canceled;
+    stream.responses.push(resp);
+    canceled
+}
+
 /// The watch of every key: (re)opened from the revision after the last one it reported, through each endpoint in
 /// turn, until `stop` is set and it has reported up to the revision `stop` holds.
 async fn watch_all(endpoints: Vec<String>, from: i64, until: Arc<Mutex<Option<i64>>>) -> (Vec<WatchStream>, i64) {
@@ -374,29 +405,18 @@ async fn watch_all(endpoints: Vec<String>, from: i64, until: Arc<Mutex<Option<i6
                 }
                 let _ = w.request_progress().await;
             }
-            match tokio::time::timeout(Duration::from_millis(500), w.message()).await {
-                Ok(Ok(Some(r))) => {
-                    let events: Vec<Event> = r.events().iter().filter_map(event_of).collect();
-                    let resp = WatchResponse {
-                        revision: revision_of(r.header()),
-                        events,
-                        created: r.created(),
-                        canceled: r.canceled(),
-                        compact_revision: r.compact_revision(),
-                    };
-                    if let Some(last) = resp.events.last() {
-                        covered = covered.max(last.kv.mod_revision);
-                    } else if resp.is_progress() {
-                        covered = covered.max(resp.revision);
-                    }
-                    let canceled = resp.canceled;
-                    stream.responses.push(resp);
-                    if canceled {
-                        break;
-                    }
-                }
-                Ok(_) => break,
-                Err(_) => {}
+            let resp = match receive(&mut w, Duration::from_millis(500)).await {
+                Received::Response(r) => r,
+                Received::Nothing => continue,
+                Received::End => break,
+            };
+            if let Some(last) = resp.events.last() {
+                covered = covered.max(last.kv.mod_revision);
+            } else if resp.is_progress() {
+                covered = covered.max(resp.revision);
+            }
+            if record(&mut stream, resp) {
+                break;
             }
         }
         streams.push(stream);
@@ -443,30 +463,20 @@ async fn watch_resuming(
         };
         let stop = Instant::now() + Duration::from_millis(300 + rng.below(1500));
         while Instant::now() < stop.min(end) {
-            match tokio::time::timeout(Duration::from_millis(200), w.message()).await {
-                Ok(Ok(Some(r))) => {
-                    let resp = WatchResponse {
-                        revision: revision_of(r.header()),
-                        events: r.events().iter().filter_map(event_of).collect(),
-                        created: r.created(),
-                        canceled: r.canceled(),
-                        compact_revision: r.compact_revision(),
-                    };
-                    if let Some(last) = resp.events.last() {
-                        next = next.max(last.kv.mod_revision + 1);
-                    }
-                    let canceled = resp.canceled;
-                    if canceled && resp.compact_revision > 0 {
-                        // Compacted past where it would resume: start again at the compaction point.
-                        next = next.max(resp.compact_revision);
-                    }
-                    stream.responses.push(resp);
-                    if canceled {
-                        break;
-                    }
-                }
-                Ok(_) => break,
-                Err(_) => {}
+            let resp = match receive(&mut w, Duration::from_millis(200)).await {
+                Received::Response(r) => r,
+                Received::Nothing => continue,
+                Received::End => break,
+            };
+            if let Some(last) = resp.events.last() {
+                next = next.max(last.kv.mod_revision + 1);
+            }
+            if resp.canceled && resp.compact_revision > 0 {
+                // Compacted past where it would resume: start again at the compaction point.
+                next = next.max(resp.compact_revision);
+            }
+            if record(&mut stream, resp) {
+                break;
             }
         }
         streams.push(stream);

@@ -95,21 +95,9 @@ async fn reads_without_read_index_are_caught() {
     let dir = tempfile::tempdir().unwrap();
     let (specs, cluster) = common::cluster::specs(3);
     let env = [("GOFAIL_FAILPOINTS", "skipReadIndex=return")];
-    let members: Vec<_> = specs
-        .iter()
-        .map(|s| {
-            let flags = ["--name", &s.name, "--initial-cluster", &cluster, "--heartbeat-interval", "50"];
-            let flags = [&flags[..], &["--election-timeout", "500"]].concat();
-            let c = format!("http://127.0.0.1:{}", s.client);
-            let p = format!("http://127.0.0.1:{}", s.peer);
-            let data = dir.path().join(&s.name);
-            let mut args = vec!["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c];
-            args.extend_from_slice(&["--advertise-client-urls", &c, "--listen-peer-urls", &p]);
-            args.extend_from_slice(&["--initial-advertise-peer-urls", &p]);
-            args.extend_from_slice(&flags);
-            common::spawn_detached_env(&args, &env, format!("127.0.0.1:{}", s.client))
-        })
-        .collect::<Vec<_>>()
+    let started: Vec<_> =
+        specs.iter().map(|s| common::cluster::launch_env(dir.path(), s, &cluster, &[], &env)).collect();
+    let members: Vec<common::Member> = started
         .into_iter()
         .map(|(m, ready)| {
             ready.recv_timeout(Duration::from_secs(20)).expect("ready");
@@ -140,23 +128,9 @@ async fn reads_without_read_index_are_caught() {
 async fn a_dropped_watch_event_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let (c, p) = (common::free_port(), common::free_port());
-    let (cu, pu) = (format!("http://127.0.0.1:{c}"), format!("http://127.0.0.1:{p}"));
-    let data = dir.path().join("m");
-    let args = [
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen-client-urls",
-        &cu,
-        "--advertise-client-urls",
-        &cu,
-        "--listen-peer-urls",
-        &pu,
-        "--initial-advertise-peer-urls",
-        &pu,
-        "--initial-cluster",
-        &format!("default={pu}"),
-    ];
-    let m = common::spawn_env(&args, &[("GOFAIL_FAILPOINTS", "watchDropEvent=1*return")], format!("127.0.0.1:{c}"));
+    let env = [("GOFAIL_FAILPOINTS", "watchDropEvent=1*return")];
+    let (m, ready) = common::start_detached_env(&dir.path().join("m"), c, p, &[], &env);
+    ready.recv_timeout(Duration::from_secs(20)).expect("ready");
     let mut cfg = config(vec![format!("http://{}", m.endpoint)], 5);
     cfg.duration = Duration::from_secs(3);
     let Recording { mut history, watches, complete_to } = run(&cfg).await.unwrap();

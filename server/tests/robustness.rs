@@ -34,33 +34,9 @@ struct Cluster {
 
 impl Cluster {
     fn start_member(&self, i: usize) -> Member {
-        let s = &self.specs[i];
-        let c = format!("http://127.0.0.1:{}", s.client);
-        let p = format!("http://127.0.0.1:{}", s.peer);
-        let data = self.dir.join(&s.name);
         let fail = format!("127.0.0.1:{}", self.fail_ports[i]);
-        let args = [
-            "--name",
-            &s.name,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen-client-urls",
-            &c,
-            "--advertise-client-urls",
-            &c,
-            "--listen-peer-urls",
-            &p,
-            "--initial-advertise-peer-urls",
-            &p,
-            "--initial-cluster",
-            &self.initial,
-            "--heartbeat-interval",
-            "50",
-            "--election-timeout",
-            "500",
-        ];
-        let (m, ready) =
-            common::spawn_detached_env(&args, &[("GOFAIL_HTTP", &fail)], format!("127.0.0.1:{}", s.client));
+        let env = [("GOFAIL_HTTP", fail.as_str())];
+        let (m, ready) = common::cluster::launch_env(&self.dir, &self.specs[i], &self.initial, &[], &env);
         // A restarted member is ready once it has caught up with the others, which a paused quorum may delay.
         let _ = ready.recv_timeout(Duration::from_secs(20));
         m

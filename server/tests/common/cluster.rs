@@ -9,7 +9,7 @@ use server::proto::etcdserverpb::{
     HashKvRequest, RangeRequest, StatusRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
 };
 
-use super::{Member, free_port, start_with};
+use super::{Member, free_port};
 
 /// One member's name and ports.
 pub struct Spec {
@@ -33,6 +33,19 @@ pub fn launch(dir: &Path, s: &Spec, cluster: &str) -> Member {
 
 /// Like [`launch`], with extra flags.
 pub fn launch_with(dir: &Path, s: &Spec, cluster: &str, extra: &[&str]) -> Member {
+    let (m, ready) = launch_env(dir, s, cluster, extra, &[]);
+    super::ready_within_20s(m, ready)
+}
+
+/// Like [`launch_with`], with these environment variables, without waiting: the receiver signals the ready line
+/// (a member that joins a cluster is ready only once a quorum is).
+pub fn launch_env(
+    dir: &Path,
+    s: &Spec,
+    cluster: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Member, std::sync::mpsc::Receiver<()>) {
     let mut flags = vec![
         "--name",
         &s.name,
@@ -44,7 +57,7 @@ pub fn launch_with(dir: &Path, s: &Spec, cluster: &str, extra: &[&str]) -> Membe
         "500",
     ];
     flags.extend_from_slice(extra);
-    start_with(&dir.join(&s.name), s.client, s.peer, &flags)
+    super::start_detached_env(&dir.join(&s.name), s.client, s.peer, &flags, env)
 }
 
 /// (member id, leader id) as `endpoint` reports them.

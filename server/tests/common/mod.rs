@@ -144,13 +144,26 @@ pub fn start(data: &Path, client: u16, peer: u16) -> Member {
 
 /// Like [`start`], with extra flags.
 pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member {
+    let (m, ready) = start_detached_env(data, client, peer, extra, &[]);
+    ready_within_20s(m, ready)
+}
+
+/// Like [`start_with`], with these environment variables (gofail's, say), without waiting: the receiver signals
+/// the ready line.
+pub fn start_detached_env(
+    data: &Path,
+    client: u16,
+    peer: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Member, mpsc::Receiver<()>) {
     let c = format!("http://127.0.0.1:{client}");
     let p = format!("http://127.0.0.1:{peer}");
     let mut args =
         vec!["--data-dir", data.to_str().unwrap(), "--listen-client-urls", &c, "--advertise-client-urls", &c];
     args.extend_from_slice(&["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p]);
     args.extend_from_slice(extra);
-    spawn(&args, format!("127.0.0.1:{client}"))
+    spawn_detached_env(&args, env, format!("127.0.0.1:{client}"))
 }
 
 /// Starts ferrokv with exactly `args`, without waiting; the receiver signals its ready line.
@@ -180,6 +193,11 @@ pub fn spawn(args: &[&str], endpoint: String) -> Member {
 /// Like [`spawn`], with these environment variables set.
 pub fn spawn_env(args: &[&str], env: &[(&str, &str)], endpoint: String) -> Member {
     let (member, ready) = spawn_detached_env(args, env, endpoint);
+    ready_within_20s(member, ready)
+}
+
+/// `member` once `ready` signals its ready line; a failure with its last log lines if that takes over 20 s.
+pub fn ready_within_20s(member: Member, ready: mpsc::Receiver<()>) -> Member {
     if let Err(e) = ready.recv_timeout(Duration::from_secs(20)) {
         // Dropping the member while panicking prints its last log lines.
         std::thread::sleep(Duration::from_millis(100));
