@@ -71,9 +71,9 @@ e2e=$?
 set -e
 [ "$e2e" -eq 0 ] || echo "scripts/test.sh: etcd's e2e suite: a listed test failed (status $e2e)" >&2
 [ "$status" -ne 0 ] || status=$e2e
-# A minute of fuzzing per target, three at a time (issue 20): a crash, a hang or runaway memory fails the run.
+# A minute of fuzzing per target, all at once (issue 20): a crash, a hang or runaway memory fails the run.
 set +e
-timeout --kill-after=30s 15m bash scripts/fuzz.sh --seconds 60 --jobs 3
+timeout --kill-after=30s 15m bash scripts/fuzz.sh --seconds 60 --jobs 6
 fuzz=$?
 set -e
 [ "$fuzz" -eq 0 ] || echo "scripts/test.sh: fuzzing failed (status $fuzz); inputs are in fuzz/artifacts/" >&2

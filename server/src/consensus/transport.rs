@@ -405,8 +405,10 @@ pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> bool {
     if n > MAX_FRAME {
         return false;
     }
-    buf.resize(n, 0);
-    r.read_exact(buf).is_ok()
+    // Grown as bytes arrive, not to the announced length up front: a peer that announces 64 MiB and sends
+    // nothing holds no more than it sent (the peer_frame fuzz target spent its time zeroing such buffers).
+    buf.clear();
+    matches!(r.take(n as u64).read_to_end(buf), Ok(got) if got == n)
 }
 
 pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
@@ -615,6 +617,17 @@ mod tests {
         assert!(write_frame(&mut old, &[RAFT, 1, 2, 3]));
         assert!(check_hello(&mut &old[..]).unwrap_err().contains("not a ferrokv peer"));
         assert!(u32::from_le_bytes(PREAMBLE[..4].try_into().unwrap()) as usize > MAX_FRAME);
+    }
+
+    /// A peer that announces a frame of the largest size and sends ten bytes makes the reader hold about ten bytes,
+    /// not the announced 64 MiB (before, the buffer was zeroed to the announced length first).
+    #[test]
+    fn an_announced_frame_takes_memory_only_as_it_arrives() {
+        let mut wire = (MAX_FRAME as u32).to_le_bytes().to_vec();
+        wire.extend_from_slice(&[RAFT; 10]);
+        let mut buf = Vec::new();
+        assert!(!read_frame(&mut &wire[..], &mut buf), "a frame cut short is refused");
+        assert!(buf.capacity() < 1 << 20, "held {} bytes for 10 received", buf.capacity());
     }
 
     #[test]
