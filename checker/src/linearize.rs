@@ -4,8 +4,8 @@
 //! The algorithm is Wing and Gong's, with Lowe's memo (as porcupine runs it): the calls and returns, sorted by time,
 //! form a linked list. The search takes the first call in the list whose step the model accepts, lifts it and its
 //! return out of the list and starts again from the head; meeting a return means the operation it belongs to was
-//! not placed in time, so the search backtracks (the last lifted call goes back, and its next alternative, or the
-//! next call after it, is tried). A (placed set, state fingerprint) pair already explored is not explored again;
+//! not placed in time, so the search backtracks (the last lifted call goes back, and the next call after it is
+//! tried). A (placed set, state fingerprint) pair already explored is not explored again;
 //! both are 64-bit hashes, so a collision (odds about n²/2⁶⁴ for n explored states) could only make the search
 //! skip a state, never accept a history wrongly: a witness is a real order the model accepted step by step.
 //!
@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 
 use crate::history::{History, OpResult, Operation, Outcome, Request, Response, TxnOp};
-use crate::model::{Event, State, Successor};
+use crate::model::{Event, State};
 
 /// The verdict on a history.
 #[derive(Debug)]
@@ -117,8 +117,6 @@ impl List {
 struct Frame {
     node: usize,
     before: State,
-    /// Alternatives of this step not yet tried.
-    rest: Vec<Successor>,
     events: Vec<Event>,
 }
 
@@ -162,47 +160,36 @@ pub fn check(history: &History, budget: u64) -> Verdict {
         let n = list.nodes[node];
         if n.call {
             let op = ops[n.op];
-            let mut alternatives = state.step(&op.request, &op.outcome);
-            if op.outcome == Outcome::Unknown {
-                alternatives.retain(|(s, _)| s.revision == state.revision || !claimed.contains(&s.revision));
-            }
-            alternatives.reverse();
-            if let Some((next, events)) = take_unseen(&mut alternatives, &mut seen, placed ^ keys[n.op]) {
-                placed ^= keys[n.op];
-                left -= usize::from(definite(n.op));
-                let before = std::mem::replace(&mut state, next);
-                stack.push(Frame { node, before, rest: alternatives, events });
-                list.lift(node);
-                if stack.len() > deepest.0.len() {
-                    deepest = (stack.iter().map(|f| list.nodes[f.node].op).collect(), state.revision);
+            // An unknown write may only take a revision no definite write was told is its own.
+            let next = state.step(&op.request, &op.outcome).filter(|(s, _)| {
+                op.outcome != Outcome::Unknown || s.revision == state.revision || !claimed.contains(&s.revision)
+            });
+            match next {
+                Some((next, events)) if seen.insert((placed ^ keys[n.op], next.fingerprint())) => {
+                    placed ^= keys[n.op];
+                    left -= usize::from(definite(n.op));
+                    let before = std::mem::replace(&mut state, next);
+                    stack.push(Frame { node, before, events });
+                    list.lift(node);
+                    if stack.len() > deepest.0.len() {
+                        deepest = (stack.iter().map(|f| list.nodes[f.node].op).collect(), state.revision);
+                    }
+                    node = list.first();
                 }
-                node = list.first();
-            } else {
-                node = n.next;
+                _ => node = n.next,
             }
             continue;
         }
-        // A return: its operation was not placed in time. Undo the last placement and try its next alternative,
-        // or the next call after it.
-        let Some(mut f) = stack.pop() else {
+        // A return: its operation was not placed in time. Undo the last placement and try the next call after it.
+        let Some(f) = stack.pop() else {
             return not_linearizable(&ops, &kept, deepest, history);
         };
         let op = list.nodes[f.node].op;
         list.unlift(f.node);
         placed ^= keys[op];
         left += usize::from(definite(op));
-        state = f.before.clone();
-        if let Some((next, events)) = take_unseen(&mut f.rest, &mut seen, placed ^ keys[op]) {
-            placed ^= keys[op];
-            left -= usize::from(definite(op));
-            state = next;
-            f.events = events;
-            list.lift(f.node);
-            stack.push(f);
-            node = list.first();
-        } else {
-            node = list.nodes[f.node].next;
-        }
+        state = f.before;
+        node = list.nodes[f.node].next;
     }
 }
 
@@ -229,16 +216,6 @@ fn splitmix(i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The next alternative (from the back of `alternatives`) whose (placed set with it, state) is new.
-fn take_unseen(alternatives: &mut Vec<Successor>, seen: &mut HashSet<(u64, u64)>, placed: u64) -> Option<Successor> {
-    while let Some((s, events)) = alternatives.pop() {
-        if seen.insert((placed, s.fingerprint())) {
-            return Some((s, events));
-        }
-    }
-    None
-}
-
 /// The report of a failed search: replays the deepest prefix and says why each operation callable after it fails.
 fn not_linearizable(
     ops: &[&Operation],
@@ -249,7 +226,7 @@ fn not_linearizable(
     let (prefix, revision) = deepest;
     let mut state = State::new(history.start_revision, &history.start);
     for &op in &prefix {
-        if let Some((s, _)) = state.step(&ops[op].request, &ops[op].outcome).into_iter().last() {
+        if let Some((s, _)) = state.step(&ops[op].request, &ops[op].outcome) {
             state = s;
         }
     }

@@ -65,7 +65,7 @@ pub struct State {
     fingerprint: u64,
 }
 
-/// What one step may lead to: the state after, and the events its write made (empty for reads and refusals).
+/// What one step leads to: the state after, and the events its write made (empty for reads and refusals).
 pub type Successor = (State, Vec<Event>);
 
 impl State {
@@ -124,24 +124,15 @@ impl State {
         &self.kvs
     }
 
-    /// The states `request` may lead to, given that it ended with `outcome` (none: it cannot have ended so here).
-    /// An unknown outcome leads only to the state where the request took effect.
-    pub fn step(&self, request: &Request, outcome: &Outcome) -> Vec<Successor> {
-        match outcome {
-            // Only the alternative where it took effect: one that never did is the same as one placed last, after
-            // everything else, where it changes nothing (see `linearize`).
-            Outcome::Unknown => match self.attempt(request) {
-                Ok((s, _, events)) if s.fingerprint != self.fingerprint => vec![(s, events)],
-                _ => Vec::new(),
-            },
-            Outcome::Failed(refusal) => match self.attempt(request) {
-                Err(r) if r == *refusal => vec![(self.clone(), Vec::new())],
-                _ => Vec::new(),
-            },
-            Outcome::Ok(response) => match self.attempt(request) {
-                Ok((s, expected, events)) if expected == *response => vec![(s, events)],
-                _ => Vec::new(),
-            },
+    /// The state `request` leads to, given that it ended with `outcome` (none: it cannot have ended so here). An
+    /// unknown outcome leads to the state where the request took effect: one that never did is the same as one
+    /// placed last, after everything else, where it changes nothing (see `linearize`).
+    pub fn step(&self, request: &Request, outcome: &Outcome) -> Option<Successor> {
+        match (outcome, self.attempt(request)) {
+            (Outcome::Unknown, Ok((s, _, events))) if s.fingerprint != self.fingerprint => Some((s, events)),
+            (Outcome::Failed(refusal), Err(r)) if r == *refusal => Some((self.clone(), Vec::new())),
+            (Outcome::Ok(response), Ok((s, expected, events))) if expected == *response => Some((s, events)),
+            _ => None,
         }
     }
 
