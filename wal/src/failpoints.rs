@@ -10,5 +10,9 @@ pub static WAL_BEFORE_FDATASYNC: Failpoint = Failpoint::new("walBeforeFdatasync"
 /// After a batch's fdatasync, before its appenders are told.
 pub static WAL_AFTER_FDATASYNC: Failpoint = Failpoint::new("walAfterFdatasync");
 
+/// ferrokv's own, a deliberately broken build for the power-loss tests: `return` makes a batch skip its
+/// fdatasync (it is still acknowledged), which crashfs's power-loss replay must catch.
+pub static WAL_SKIP_FDATASYNC: Failpoint = Failpoint::new("walSkipFdatasync");
+
 /// Every failpoint of this crate, for the binary to register.
-pub static ALL: [&Failpoint; 2] = [&WAL_BEFORE_FDATASYNC, &WAL_AFTER_FDATASYNC];
+pub static ALL: [&Failpoint; 3] = [&WAL_BEFORE_FDATASYNC, &WAL_AFTER_FDATASYNC, &WAL_SKIP_FDATASYNC];

@@ -32,6 +32,33 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     d.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// Creates `dir` and any missing parents, each new directory's name made durable by an fsync of its parent.
+///
+/// # Durability
+/// On `Ok`, `dir` exists and survives a power loss: without the parents' fsyncs a new directory's entry (and so
+/// everything later synced inside it) may be lost, though every file in it was synced.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at);
+        match at.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => continue,
+            Err(e) => return Err(Error::io("create directory", d, e)),
+        }
+        let parent = d.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 /// Allocates `len` bytes (fallocate mode 0).
 pub fn fallocate(file: &File, path: &Path, len: u64) -> Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| Error::Config(format!("size {len} too large")))?;

@@ -139,11 +139,12 @@ impl Wal {
     /// Creates a new, empty WAL in `dir` (created if missing; it must not already hold a WAL).
     ///
     /// # Durability
-    /// On `Ok`, the first segment and its directory entry are on stable storage.
+    /// On `Ok`, the first segment, its directory entry and the directory's own entry (and any parent it created)
+    /// are on stable storage.
     pub fn create(dir: impl AsRef<Path>, config: Config) -> Result<Wal> {
         let dir = dir.as_ref();
         config.check()?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        fs::create_dir_durable(dir)?;
         let lock = fs::lock_dir(dir)?;
         if !reader::list_segments(dir)?.is_empty() {
             return Err(Error::BadDir { dir: dir.to_path_buf(), why: "already holds a WAL" });

@@ -229,12 +229,12 @@ impl Engine for UringEngine {
                 entry.flags(squeue::Flags::IO_LINK).user_data(Token::Write { batch: id, chunk: i as u16 }.encode()),
             );
         }
-        entries.push(
-            opcode::Fsync::new(fd)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build()
-                .user_data(Token::Fsync { batch: id }.encode()),
-        );
+        let sync = if crate::failpoints::WAL_SKIP_FDATASYNC.eval().is_some() {
+            opcode::Nop::new().build()
+        } else {
+            opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build()
+        };
+        entries.push(sync.user_data(Token::Fsync { batch: id }.encode()));
         let writes_left = batch.chunks.len();
         self.in_flight.push_back(InFlight {
             id,
