@@ -23,7 +23,11 @@ pub static COMPACT_BEFORE_SET_FINISHED: Failpoint = Failpoint::new("compactBefor
 pub static COMPACT_AFTER_SET_FINISHED: Failpoint = Failpoint::new("compactAfterSetFinishedCompact");
 
 /// Every failpoint of this crate, for the binary to register.
-pub static ALL: [&Failpoint; 10] = [
+/// ferrokv's own, a deliberately broken build for the power-loss tests: `return` makes the pager's fdatasync do
+/// nothing (commits are still acknowledged), which crashfs's power-loss replay must catch.
+pub static SKIP_FDATASYNC: Failpoint = Failpoint::new("mvccSkipFdatasync");
+
+pub static ALL: [&Failpoint; 11] = [
     &BEFORE_COMMIT,
     &AFTER_COMMIT,
     &DEFRAG_BEFORE_COPY,
@@ -34,4 +38,5 @@ pub static ALL: [&Failpoint; 10] = [
     &COMPACT_AFTER_COMMIT_BATCH,
     &COMPACT_BEFORE_SET_FINISHED,
     &COMPACT_AFTER_SET_FINISHED,
+    &SKIP_FDATASYNC,
 ];

@@ -9,20 +9,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
+use common::{change, expected};
 use mvcc::{DbConfig, PutOptions, RangeOptions, Store, StoreConfig, SyncPolicy};
 
 const CHILD_PATH: &str = "MVCC_CRASH_CHILD_PATH";
 const CHILD_BATCHED: &str = "MVCC_CRASH_CHILD_BATCHED";
-
-/// What revision `r` does: `Some(value)` puts, `None` deletes (if the key exists).
-fn change(r: i64) -> (Vec<u8>, Option<Vec<u8>>) {
-    let key = format!("key-{:02}", (r * 7) % 50).into_bytes();
-    if r % 11 == 0 {
-        return (key, None);
-    }
-    let len = if r % 13 == 0 { 5000 } else { (r % 40) as usize };
-    (key, Some(format!("v{r}-").into_bytes().into_iter().cycle().take(len).collect()))
-}
 
 fn config(batched: bool) -> StoreConfig {
     let sync = if batched {
@@ -68,27 +61,6 @@ fn crash_child() {
         }
         out.flush().unwrap();
     }
-}
-
-/// The key space after applying steps `1..=applied`, and the revision it is at (1 plus the changes made).
-fn expected(applied: i64) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) {
-    let mut m = BTreeMap::new();
-    let mut rev = 1;
-    for step in 1..=applied {
-        let (k, v) = change(step);
-        match v {
-            Some(v) => {
-                m.insert(k, v);
-                rev += 1;
-            }
-            None => {
-                if m.remove(&k).is_some() {
-                    rev += 1;
-                }
-            }
-        }
-    }
-    (m, rev)
 }
 
 #[test]
