@@ -63,7 +63,8 @@ pub fn run(config: Config) -> Result<(), Error> {
     let member_dir = config.data_dir.join("member");
     // An etcd member's directory is converted (or an interrupted conversion finished) before anything opens it.
     crate::backup::migrate::convert_if_needed(&config.data_dir, config.wal_dir.as_deref())?;
-    std::fs::create_dir_all(member_dir.join("snap")).map_err(Error::io(member_dir.display()))?;
+    // Durably: a new data directory whose name a power loss takes back loses every write acknowledged in it.
+    wal::create_dir_durable(&member_dir.join("snap"))?;
     // The WAL is the source of truth: the store may lag by up to 100 ms of commits (--backend-batch-interval), or
     // 10,000 commits (--backend-batch-limit), which a restart replays.
     let sync = SyncPolicy {

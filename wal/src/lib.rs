@@ -56,6 +56,7 @@ use std::time::Duration;
 pub use completion::{Appended, Completion};
 pub use engine::EngineKind;
 pub use error::{Error, Result};
+pub use fs::create_dir_durable;
 pub use metrics::{Histogram, HistogramSnapshot, Metrics};
 pub use reader::Replay;
 pub use record::Record;

@@ -302,7 +302,7 @@ fn build(src: &Path, out: &Path) -> Result<(), Error> {
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(Error::io(format!("remove {}", out.display())))?;
     }
-    std::fs::create_dir_all(out.join("snap")).map_err(Error::io(out.display()))?;
+    wal::create_dir_durable(&out.join("snap"))?;
     let wal = etcd_dir::read_wal(&src.join("wal"))?;
     let db = src.join("snap").join("db");
     let applied = consistent_index(&db)?;

@@ -63,7 +63,7 @@ pub fn restore(file: &Path, c: &Config, options: Options) -> Result<Imported, Er
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(Error::io(format!("remove {}", work.display())))?;
     }
-    std::fs::create_dir_all(work.join("snap")).map_err(Error::io(work.display()))?;
+    wal::create_dir_durable(&work.join("snap"))?;
     let (store, imported) = import::import(file, &work.join("snap").join("db"), mvcc::StoreConfig::default(), options)?;
     store.db().sync()?;
     drop(store);
