@@ -94,8 +94,8 @@ fn hot_key(c: &mut Criterion) {
     let event = |key: &[u8]| {
         put_one(&store, key, &value);
         let at = store.current_revision();
-        let (changes, _) = store.history(at, key, &[], true).expect("history");
-        assert_eq!(changes.len(), 1);
+        let h = store.history(at, key, &[], true, mvcc::HistoryLimit::ALL).expect("history");
+        assert_eq!(h.changes.len(), 1);
     };
     g.bench_function(format!("put_and_watch_event/nosync/{label}"), |b| b.iter(|| event(b"hot")));
     g.bench_function("put_and_watch_event/nosync/fresh_key", |b| {

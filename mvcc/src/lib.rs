@@ -31,6 +31,7 @@ pub use page::{PageId, TxnId};
 pub use revision::Revision;
 pub use snapshot::SnapshotInfo;
 pub use store::{
-    Change, CompactStats, Compare, CompareOp, CompareTarget, DeleteResult, KEYSPACES as STORE_KEYSPACES, PutOptions,
-    PutResult, RangeOptions, RangeResult, RequestOp, ResponseOp, Store, StoreConfig, StoreWrite, TxnRequest, TxnResult,
+    Change, CompactStats, Compare, CompareOp, CompareTarget, DeleteResult, History, HistoryLimit,
+    KEYSPACES as STORE_KEYSPACES, PutOptions, PutResult, RangeOptions, RangeResult, RequestOp, ResponseOp, Store,
+    StoreConfig, StoreWrite, TxnRequest, TxnResult,
 };

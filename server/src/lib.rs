@@ -17,6 +17,7 @@
 //! the WAL, the peer transport, snapshot transfer, bootstrap) → `apply` (committed entries onto mvcc: kv, leases,
 //! the membership registry). `tools` holds the operator subcommands (`bench`, `cluster`).
 
+pub mod accept;
 pub mod api;
 pub mod apply;
 pub mod backup;

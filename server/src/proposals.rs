@@ -1,6 +1,12 @@
 //! Proposals waiting for their entry to be applied: request id → the channel its handler waits on. An entry is
 //! matched to its waiter by id (never by position); a waiter that times out removes itself, and an applied entry
 //! whose waiter is gone (timed out, or proposed by another member) is simply not answered.
+//!
+//! **Bound.** At most [`MAX_PENDING`] proposals, and [`MAX_PENDING_BYTES`] of their encoded requests, wait at
+//! once; a proposal past either is refused at once with etcd's "too many requests" (a lone proposal larger than
+//! the byte bound still passes: `--max-request-bytes` bounds it). Without it, requests offered faster than the
+//! member applies them (a client pipelining without limit) would each hold their memory until applied, without
+//! end.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,18 +23,38 @@ use crate::request::{Op, RequestId};
 /// How long a request waits for its result (etcd's request timeout is about 7 s).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7);
 
+/// Proposals that may wait at once (etcd's own bound is its apply gap alone: see the module header).
+pub const MAX_PENDING: usize = 10_000;
+/// Bytes of encoded requests that may wait at once.
+pub const MAX_PENDING_BYTES: usize = 128 << 20;
+
 /// The registry.
 #[derive(Debug)]
 pub struct Proposals {
     next: AtomicU64,
     prefix: u64,
-    waiting: Mutex<HashMap<RequestId, oneshot::Sender<Applied>>>,
+    waiting: Mutex<Waiting>,
+}
+
+/// The waiters, each with the bytes its request was charged, and their sum.
+#[derive(Debug, Default)]
+struct Waiting {
+    map: HashMap<RequestId, (oneshot::Sender<Applied>, usize)>,
+    bytes: usize,
+}
+
+impl Waiting {
+    fn remove(&mut self, id: RequestId) -> Option<oneshot::Sender<Applied>> {
+        let (tx, bytes) = self.map.remove(&id)?;
+        self.bytes -= bytes;
+        Some(tx)
+    }
 }
 
 impl Proposals {
     /// Ids start from this member's id in the high bits, so ids from different members never collide.
     pub fn new(member_id: u64) -> Self {
-        Proposals { next: AtomicU64::new(1), prefix: member_id << 40, waiting: Mutex::new(HashMap::new()) }
+        Proposals { next: AtomicU64::new(1), prefix: member_id << 40, waiting: Mutex::new(Waiting::default()) }
     }
 
     /// A fresh id, unique across members, that nobody waits on (e.g. a ReadIndex context).
@@ -40,18 +66,38 @@ impl Proposals {
     pub fn register(&self) -> (RequestId, oneshot::Receiver<Applied>) {
         let id = self.next_id();
         let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        self.lock().map.insert(id, (tx, 0));
         (id, rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Charges waiter `id` with its request's `bytes`; refuses it (and drops it) past the bounds of the module
+    /// header.
+    pub fn charge(&self, id: RequestId, bytes: usize) -> Result<(), Error> {
+        let mut w = self.lock();
+        let over = w.map.len() > MAX_PENDING || (w.bytes > 0 && w.bytes + bytes > MAX_PENDING_BYTES);
+        if over {
+            w.remove(id);
+            return Err(Error::TooManyRequests);
+        }
+        if let Some(entry) = w.map.get_mut(&id) {
+            entry.1 += bytes;
+            w.bytes += bytes;
+        }
+        Ok(())
     }
 
     /// Proposals waiting to be applied (`etcd_server_proposals_pending`).
     pub fn pending(&self) -> usize {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().map.len()
     }
 
     /// Drops a waiter (timed out, or its proposal could not be sent).
     pub fn cancel(&self, id: RequestId) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.lock().remove(id);
     }
 }
 
@@ -97,6 +143,10 @@ impl Proposer {
             self.registry.cancel(id);
             return Err(Error::RequestTooLarge);
         }
+        if let Err(e) = self.registry.charge(id, data.len()) {
+            self.failed.inc();
+            return Err(e);
+        }
         self.submit(id, Msg::Propose { id, data }, rx).await
     }
 
@@ -133,7 +183,7 @@ impl Proposer {
 impl crate::apply::Waiters for Proposals {
     /// Hands an applied result to its waiter, if it is still waiting here.
     fn complete(&self, id: RequestId, result: Applied) {
-        if let Some(tx) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+        if let Some(tx) = self.lock().remove(id) {
             let _ = tx.send(result);
         }
     }
@@ -222,6 +272,35 @@ mod tests {
         let (p, registry, _rx) = proposer(4, 1 << 20);
         assert!(matches!(p.propose(&crate::request::Caller::default(), &put(1)).await, Err(Error::Timeout)));
         assert_eq!(registry.pending(), 0);
+    }
+
+    /// Past MAX_PENDING waiters, or MAX_PENDING_BYTES of them, a proposal is refused and leaves no waiter; one
+    /// proposal alone passes whatever its size; settled waiters give their bytes back.
+    #[test]
+    fn waiters_are_bounded_in_number_and_bytes() {
+        let r = Proposals::new(1);
+        let ids: Vec<RequestId> = (0..MAX_PENDING)
+            .map(|_| {
+                let (id, _rx) = r.register();
+                r.charge(id, 10).unwrap();
+                id
+            })
+            .collect();
+        let (id, _rx) = r.register();
+        assert!(matches!(r.charge(id, 10), Err(Error::TooManyRequests)));
+        assert_eq!(r.pending(), MAX_PENDING);
+        for id in ids {
+            r.cancel(id);
+        }
+        assert_eq!((r.pending(), r.lock().bytes), (0, 0));
+        let (big, _rx) = r.register();
+        r.charge(big, MAX_PENDING_BYTES * 2).unwrap();
+        let (next, _rx) = r.register();
+        assert!(matches!(r.charge(next, 1), Err(Error::TooManyRequests)));
+        crate::apply::Waiters::complete(&r, big, Err(Error::Stopped));
+        let (next, _rx) = r.register();
+        r.charge(next, 1).unwrap();
+        assert_eq!(r.lock().bytes, 1);
     }
 
     #[test]

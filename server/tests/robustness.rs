@@ -66,20 +66,6 @@ fn signal(m: &Member, sig: libc::c_int) {
     unsafe { libc::kill(m.child.id() as libc::pid_t, sig) };
 }
 
-/// Sets (or with `None` clears) a failpoint through member `i`'s gofail interface.
-fn failpoint(port: u16, name: &str, terms: Option<&str>) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
-    let req = match terms {
-        Some(t) => {
-            format!("PUT /{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{t}", t.len())
-        }
-        None => format!("DELETE /{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-    };
-    let _ = s.write_all(req.as_bytes());
-    let _ = s.read_to_end(&mut Vec::new());
-}
-
 /// Runs the faults in turn until `end`; returns what it did, with times.
 async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<String> {
     let mut log = Vec::new();
@@ -146,11 +132,11 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
             }
             _ => {
                 let port = c.lock().unwrap().fail_ports[victim];
-                tokio::task::spawn_blocking(move || failpoint(port, "walBeforeFdatasync", Some("sleep(30)")))
+                tokio::task::spawn_blocking(move || common::failpoint(port, "walBeforeFdatasync", Some("sleep(30)")))
                     .await
                     .unwrap();
                 tokio::time::sleep(down).await;
-                tokio::task::spawn_blocking(move || failpoint(port, "walBeforeFdatasync", None)).await.unwrap();
+                tokio::task::spawn_blocking(move || common::failpoint(port, "walBeforeFdatasync", None)).await.unwrap();
             }
         }
     }

@@ -20,6 +20,7 @@
 //! lock, then deletes old revisions in bounded batches, each its own commit, between which reads and writes go on.
 
 mod compact;
+mod history;
 
 pub use compact::CompactStats;
 mod key_index;
@@ -37,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::kv::{self, KeyValue};
 use crate::revision::Revision;
 
+pub use history::{History, HistoryLimit};
 pub use key_index::{Generation, KeyIndex, Tail, Visible};
 pub use txn::{Compare, CompareOp, CompareTarget, PutResult, RequestOp, ResponseOp, TxnRequest, TxnResult};
 pub use write::{Change, DeleteResult, PutOptions, StoreWrite};
@@ -238,46 +240,6 @@ impl Store {
             (visible, st.current, r)
         };
         finish_range(visible, opts, current, |rev| read_kv(&r, self.key, rev))
-    }
-
-    /// Every change to keys of `[key, range_end)` with main revision `>= from` (up to the current one), in order,
-    /// for watchers starting in the past; `with_prev` also reads each key's value before the change.
-    pub fn history(&self, from: i64, key: &[u8], range_end: &[u8], with_prev: bool) -> Result<(Vec<Change>, i64)> {
-        let (r, current) = {
-            let st = lock_read(&self.state);
-            if from < st.compact {
-                return Err(Error::Compacted);
-            }
-            (self.db.read(), st.current)
-        };
-        let range = KeyRange::new(key, range_end);
-        let in_range = |k: &[u8]| match &range {
-            KeyRange::One(one) => k == one.as_slice(),
-            KeyRange::From(start) => k >= start.as_slice(),
-            KeyRange::Between(a, b) => k >= a.as_slice() && k < b.as_slice(),
-        };
-        let start = Revision::new(from.max(1), 0).encode();
-        let end = Revision::new(current + 1, 0).encode();
-        let mut out = Vec::new();
-        for item in r.range(self.key, Bound::Included(&start), Bound::Excluded(&end))? {
-            let (k, v) = item?;
-            let rev = Revision::decode(k).ok_or_else(|| self.bad_record("revision key of the wrong length"))?;
-            let (kv, deleted) = kv::decode(v, rev.main).ok_or_else(|| self.bad_record("malformed record"))?;
-            if !in_range(&kv.key) {
-                continue;
-            }
-            let prev = if with_prev && rev.main > 1 {
-                match self.range(&kv.key, &[], RangeOptions { revision: rev.main - 1, ..RangeOptions::default() }) {
-                    Ok(r) => r.kvs.into_iter().next(),
-                    Err(Error::Compacted) => None,
-                    Err(e) => return Err(e),
-                }
-            } else {
-                None
-            };
-            out.push(Change { kv, deleted, prev });
-        }
-        Ok((out, current))
     }
 
     /// Checks the index invariants and the B+tree's (costly; for tests).

@@ -145,6 +145,18 @@ enum Accepted {
 }
 
 impl ClientListener {
+    /// The address it listens on, for the log.
+    fn name(&self) -> String {
+        match self {
+            ClientListener::Tcp { listener, .. } => listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            ClientListener::Unix(listener) => listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default(),
+        }
+    }
+
     async fn accept(&self) -> io::Result<Accepted> {
         match self {
             ClientListener::Tcp { listener, .. } => Ok(Accepted::Tcp(listener.accept().await?.0)),
@@ -166,12 +178,27 @@ pub fn incoming(
         ClientListener::Unix(_) => (true, None),
     };
     tokio::spawn(async move {
+        let mut backoff = crate::accept::Backoff::new(listener.name());
         loop {
             let conn = tokio::select! {
                 conn = listener.accept() => conn,
                 () = tx.closed() => return,
             };
-            let Ok(conn) = conn else { continue };
+            let conn = match conn {
+                Ok(c) => {
+                    backoff.succeeded();
+                    c
+                }
+                Err(e) => {
+                    // Out of descriptors, say: accept fails at once until some close. Waiting keeps the
+                    // connections already served from starving (see crate::accept).
+                    let wait = backoff.failed(&e);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = tx.closed() => return,
+                    }
+                }
+            };
             let (tx, tls, bytes) = (tx.clone(), tls.clone(), bytes.clone());
             tokio::spawn(async move {
                 let io = match conn {

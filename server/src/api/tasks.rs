@@ -13,6 +13,11 @@ use crate::proposals::Proposer;
 use crate::proto::etcdserverpb as pb;
 use crate::request::Op;
 
+/// How often the leader looks for expired leases.
+const LEASE_TICK: Duration = Duration::from_millis(500);
+/// Revocations started a tick at most: 1,000 a second, etcd's `leaseRevokeRate`.
+const REVOKES_PER_TICK: usize = 500;
+
 /// Before a graceful stop, a leader of several members hands leadership to the best-placed voter, as etcd does,
 /// so that a rolling restart costs no election timeout. Gives up after a few election timeouts (the stop goes on).
 pub async fn hand_over_leadership(cluster: &ClusterView) {
@@ -49,7 +54,8 @@ pub async fn publish(proposer: Proposer, cluster: ClusterView, me: pb::Member, r
     }
 }
 
-/// Proposes the revocation of every expired lease, twice a second (the leader decides expiry; see
+/// Proposes the revocation of expired leases, twice a second and at most [`REVOKES_PER_TICK`] each time (the
+/// leader decides expiry; see
 /// `apply::lease`). On becoming leader, every lease first gets a full TTL again (plus `election`): the old
 /// leader's renewals were not seen here.
 /// `expired` counts the revocations that went through (`etcd_debugging_server_lease_expired_total`).
@@ -60,7 +66,7 @@ pub async fn expire_leases(
     election: Duration,
     expired: prometheus::IntCounter,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(LEASE_TICK);
     let mut leading = false;
     loop {
         tick.tick().await;
@@ -74,7 +80,9 @@ pub async fn expire_leases(
             leases.lock().promote(since, election);
             continue;
         }
-        let due = leases.lock().take_expired(Instant::now());
+        // At most REVOKES_PER_TICK a tick, 1,000 a second as etcd's leaseRevokeRate: an expiry storm (thousands of
+        // leases granted together) must not crowd clients' proposals out.
+        let due = leases.lock().take_expired(Instant::now(), REVOKES_PER_TICK);
         for id in due {
             let (proposer, leases, expired) = (proposer.clone(), leases.clone(), expired.clone());
             tokio::spawn(async move {

@@ -6,15 +6,20 @@
 //! falls behind the broadcast is caught up from history again. A start revision below the compaction point gets
 //! etcd's canceled response with `compact_revision` set.
 //!
-//! **A client that stops reading** holds at most its stream's queue (`OUT` answers): when a batch's answers no
-//! longer fit, the session marks itself behind and keeps draining the broadcast without delivering (so the
-//! broadcast does not retain revisions for it), and once the client has read again it catches every watcher up
-//! from history, as after a lag. Progress notifications are skipped while the queue is full.
+//! **A client that stops reading** holds at most its stream's queue: `OUT` answers and `QUEUE_BYTES` of them (one
+//! larger answer waits for an empty queue). When a batch's answers no longer fit, the session marks itself behind
+//! and keeps draining the broadcast without delivering (so the broadcast does not retain revisions for it), and
+//! once the client has read again it catches every watcher up from history, as after a lag. Progress
+//! notifications are skipped while the queue is full.
+//!
+//! **Catching up** reads history in steps of at most `CATCH_UP_REVS` revisions and about `CATCH_UP_BYTES` (see
+//! `mvcc::HistoryLimit`), each sent before the next is read: a watcher starting far in the past, or a client
+//! reading again after a long stall, costs a step's memory, not its whole history's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -80,7 +85,9 @@ impl Watcher {
 
 struct Session {
     service: WatchService,
-    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    out: mpsc::Sender<Outgoing>,
+    /// The bytes the queue may hold, in KiB permits, each answer holding its own until the stream takes it.
+    budget: Arc<Semaphore>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
     /// The highest revision of an event sent on this stream.
@@ -109,8 +116,27 @@ impl Drop for Session {
     }
 }
 
+/// Where catching a watcher up stands after a step.
+enum Step {
+    /// More history to read.
+    More,
+    /// Caught up (or the watcher is gone).
+    Done,
+    /// The stream is gone.
+    Gone,
+}
+
 /// Answers a stream's queue holds before its session counts the client as not reading.
 const OUT: usize = 256;
+/// Bytes of answers a stream's queue holds (in KiB permits), likewise.
+const QUEUE_KIB: usize = 16 << 10;
+/// An answer in a stream's queue, with its share of the queue's bytes.
+type Outgoing = (Result<pb::WatchResponse, Status>, Option<OwnedSemaphorePermit>);
+
+/// The queue's bytes an answer takes, in KiB permits (at most the whole queue).
+fn cost(r: &pb::WatchResponse) -> u32 {
+    (prost::Message::encoded_len(r) / 1024 + 1).min(QUEUE_KIB) as u32
+}
 /// Revisions in one catch-up response at most (etcd's watchBatchMaxRevs).
 const CATCH_UP_REVS: usize = 1000;
 /// Bytes of keys and values past which a catch-up response is cut (at a revision's end).
@@ -146,7 +172,13 @@ impl Session {
             r.events.remove(0);
         }
         self.service.metrics.watch_events.inc_by(r.events.len() as u64);
-        self.out.send(Ok(r)).await.is_ok()
+        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(cost(&r)).await else { return false };
+        self.out.send((Ok(r), Some(permit))).await.is_ok()
+    }
+
+    /// Ends the stream with `status`.
+    async fn fail(&self, status: Status) {
+        let _ = self.out.send((Err(status), None)).await;
     }
 
     /// Catches every watcher up from history; false if the stream is gone.
@@ -160,17 +192,30 @@ impl Session {
         true
     }
 
-    /// Sends history from the watcher's next revision on; false if the stream is gone.
+    /// Sends history from the watcher's next revision on, a step at a time (see the module header); false if the
+    /// stream is gone.
     async fn catch_up(&mut self, id: i64) -> bool {
-        let Some(w) = self.watchers.get(&id) else { return true };
+        loop {
+            match self.catch_up_step(id).await {
+                Step::More => continue,
+                Step::Done => return true,
+                Step::Gone => return false,
+            }
+        }
+    }
+
+    /// Reads and sends one step of the watcher's history.
+    async fn catch_up_step(&mut self, id: i64) -> Step {
+        let Some(w) = self.watchers.get(&id) else { return Step::Done };
         let store = self.service.stores.get();
         let (from, key, end, prev) = (w.next, w.key.clone(), w.range_end.clone(), w.prev_kv);
-        let history = tokio::task::spawn_blocking(move || store.history(from, &key, &end, prev)).await;
+        let limit = mvcc::HistoryLimit { revisions: CATCH_UP_REVS, bytes: CATCH_UP_BYTES };
+        let history = tokio::task::spawn_blocking(move || store.history(from, &key, &end, prev, limit)).await;
         match history {
-            Ok(Ok((changes, current))) => {
-                let Some(w) = self.watchers.get_mut(&id) else { return true };
+            Ok(Ok(h)) => {
+                let Some(w) = self.watchers.get_mut(&id) else { return Step::Done };
                 let mut by_rev: BTreeMap<i64, Vec<mvcc::Change>> = BTreeMap::new();
-                for c in changes {
+                for c in h.changes {
                     by_rev.entry(c.kv.mod_revision).or_default().push(c);
                 }
                 // At most CATCH_UP_REVS revisions (etcd's watchBatchMaxRevs) and about CATCH_UP_BYTES of events per
@@ -196,41 +241,42 @@ impl Session {
                         c.extend(events);
                     }
                 }
-                w.next = w.next.max(current + 1);
+                w.next = w.next.max(h.read_to + 1);
+                let done = if h.read_to >= h.current { Step::Done } else { Step::More };
                 if chunks.iter().all(Vec::is_empty) {
-                    return true;
+                    return done;
                 }
-                self.sent = self.sent.max(current);
+                self.sent = self.sent.max(h.read_to);
                 for events in chunks.into_iter().filter(|c| !c.is_empty()) {
-                    let header = self.header(current);
+                    let header = self.header(h.current);
                     if !self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await {
-                        return false;
+                        return Step::Gone;
                     }
                 }
-                true
+                done
             }
             Ok(Err(mvcc::Error::Compacted)) => {
                 self.watchers.remove(&id);
                 let compact = self.service.stores.get().compact_revision();
                 let header = self.header(self.service.stores.get().current_revision());
-                self.send(pb::WatchResponse {
+                let canceled = pb::WatchResponse {
                     header,
                     watch_id: id,
                     canceled: true,
                     compact_revision: compact,
                     cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
                     ..Default::default()
-                })
-                .await
+                };
+                if self.send(canceled).await { Step::Done } else { Step::Gone }
             }
             Ok(Err(e)) => {
                 // The stream ends with the error; the client re-creates its watchers.
-                let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
-                false
+                self.fail(Status::internal(e.to_string())).await;
+                Step::Gone
             }
             Err(e) => {
-                let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
-                false
+                self.fail(Status::internal(e.to_string())).await;
+                Step::Gone
             }
         }
     }
@@ -304,7 +350,13 @@ impl Session {
                 out.push((*id, events));
             }
         }
-        if self.out.capacity() < out.len() {
+        let header = self.service.headers.at(batch.revision, batch.term);
+        let answers: Vec<pb::WatchResponse> = out
+            .into_iter()
+            .map(|(id, events)| pb::WatchResponse { header, watch_id: id, events, ..Default::default() })
+            .collect();
+        let kib: usize = answers.iter().map(|a| cost(a) as usize).sum();
+        if self.out.capacity() < answers.len() || (kib > self.budget.available_permits() && !answers.is_empty()) {
             // The client is not reading: nothing of this batch is delivered (the watchers stay where they were,
             // to be caught up from history) and the broadcast is no longer held for it.
             self.behind = true;
@@ -313,12 +365,11 @@ impl Session {
         for w in self.watchers.values_mut() {
             w.next = w.next.max(batch.revision + 1);
         }
-        if !out.is_empty() {
+        if !answers.is_empty() {
             self.sent = self.sent.max(batch.revision);
         }
-        for (id, events) in out {
-            let header = self.service.headers.at(batch.revision, batch.term);
-            if !self.send(pb::WatchResponse { header, watch_id: id, events, ..Default::default() }).await {
+        for answer in answers {
+            if !self.send(answer).await {
                 return false;
             }
         }
@@ -406,14 +457,24 @@ impl Session {
         let every = self.service.progress_every;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let out = self.out.clone();
+        let (out, budget) = (self.out.clone(), Arc::clone(&self.budget));
+        // The client has read again: a slot is free, and half the queue's bytes.
+        let room = || {
+            let (out, budget) = (out.clone(), Arc::clone(&budget));
+            async move {
+                let Ok(half) = budget.acquire_many_owned(QUEUE_KIB as u32 / 2).await else { return false };
+                drop(half);
+                out.reserve().await.is_ok()
+            }
+        };
         loop {
             self.report();
             tokio::select! {
-                room = out.reserve(), if self.behind => {
+                room = room(), if self.behind => {
                     // The client read again: catch every watcher up from history.
-                    let Ok(room) = room else { return };
-                    drop(room);
+                    if !room {
+                        return;
+                    }
                     self.behind = false;
                     if !self.catch_up_all().await {
                         return;
@@ -492,7 +553,7 @@ impl WatchService {
         extensions: &tonic::Extensions,
         inbound: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin + Send + 'static,
     ) -> WatchStream {
-        let (tx, rx) = mpsc::channel(OUT);
+        let (tx, rx) = mpsc::channel::<Outgoing>(OUT);
         let live = self.events.subscribe();
         let token = crate::api::auth::token(metadata).map(str::to_string);
         let cert_user = crate::api::auth::cert_user(metadata, extensions).map(str::to_string);
@@ -503,6 +564,7 @@ impl WatchService {
             cert_user,
             service: self.clone(),
             out: tx,
+            budget: Arc::new(Semaphore::new(QUEUE_KIB)),
             watchers: BTreeMap::new(),
             next_id: 0,
             sent: 0,
@@ -512,6 +574,7 @@ impl WatchService {
         };
         self.metrics.watch_streams.inc();
         tokio::spawn(session.run(inbound, live));
-        Box::pin(ReceiverStream::new(rx))
+        // An answer's permit is released as the stream takes it: past here, HTTP/2's windows bound what waits.
+        Box::pin(ReceiverStream::new(rx).map(|(answer, _permit)| answer))
     }
 }

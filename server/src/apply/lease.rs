@@ -184,10 +184,13 @@ impl Lessor {
         self.leases.keys().copied().collect()
     }
 
-    /// Leases past their expiry that nobody is revoking yet; marks them as being revoked.
-    pub fn take_expired(&mut self, now: Instant) -> Vec<i64> {
+    /// Up to `max` leases past their expiry that nobody is revoking yet; marks them as being revoked.
+    pub fn take_expired(&mut self, now: Instant, max: usize) -> Vec<i64> {
         let mut out = Vec::new();
         for (id, l) in self.leases.iter_mut() {
+            if out.len() == max {
+                break;
+            }
             if !l.revoking && l.expiry <= now {
                 l.revoking = true;
                 out.push(*id);
@@ -243,13 +246,17 @@ mod tests {
         l.reattach(b"k", 7, 8);
         assert_eq!(l.keys(7), Vec::<Vec<u8>>::new());
         assert_eq!(l.keys(8), vec![b"k".to_vec()]);
-        assert_eq!(l.take_expired(t), vec![7], "a zero TTL has expired at once; 100 s has not");
-        assert_eq!(l.take_expired(t), Vec::<i64>::new(), "a lease being revoked is not handed out twice");
+        assert_eq!(l.take_expired(t, usize::MAX), vec![7], "a zero TTL has expired at once; 100 s has not");
+        assert_eq!(l.take_expired(t, usize::MAX), Vec::<i64>::new(), "a lease being revoked is not handed out twice");
         l.retry(7);
-        assert_eq!(l.take_expired(t), vec![7]);
+        assert_eq!(l.take_expired(t, usize::MAX), vec![7]);
         assert_eq!(l.renew(8, t), Some(100));
         assert_eq!(l.renew(9, t), None);
-        assert_eq!(l.take_expired(t + Duration::from_secs(100)), vec![8], "expires exactly a TTL after renewal");
+        assert_eq!(
+            l.take_expired(t + Duration::from_secs(100), usize::MAX),
+            vec![8],
+            "expires exactly a TTL after renewal"
+        );
         assert_eq!(l.revoke(8).map(|k| k.len()), Some(1));
         assert!(!l.exists(8));
     }
@@ -268,7 +275,7 @@ mod tests {
         assert_eq!(l.time_to_live(2, at).map(|v| v.0), Some(17));
         assert_eq!(l.time_to_live(1, at).map(|v| v.0), Some(18), "20 s + 1 s from t, 2.2 s later");
         assert_eq!(l.time_to_live(2, t + ms(100) + Duration::from_secs(20)).map(|v| v.0), Some(0));
-        assert_eq!(l.take_expired(t + ms(100) + Duration::from_secs(20)), vec![2]);
+        assert_eq!(l.take_expired(t + ms(100) + Duration::from_secs(20), usize::MAX), vec![2]);
         l.renew(1, at);
         l.promote(at - ms(1), Duration::from_secs(1));
         assert_eq!(l.time_to_live(1, at + ms(500)).map(|v| v.0), Some(19), "a renewal after the promotion is exact");

@@ -418,27 +418,39 @@ pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> bool {
 /// Accepts peer connections on `addr`; every Raft message received is handed to the Raft thread, every lease
 /// renewal to the lessor. A unix socket's stale file (from an earlier run) is removed first, as etcd does.
 pub fn listen(addr: &PeerAddr, peer: PeerShared) -> Result<(), Error> {
-    let mut accept: Box<dyn FnMut() -> Option<(PeerConnRaw, String)> + Send> = match addr {
+    type Accept = Box<dyn FnMut() -> std::io::Result<(PeerConnRaw, String)> + Send>;
+    let mut accept: Accept = match addr {
         PeerAddr::Tcp(a) => {
             let listener = TcpListener::bind(a).map_err(Error::io(format!("listen peer {addr}")))?;
             Box::new(move || {
-                let conn = listener.accept().ok()?.0;
+                let conn = listener.accept()?.0;
                 let from = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                Some((PeerConnRaw::Tcp(conn), from))
+                Ok((PeerConnRaw::Tcp(conn), from))
             })
         }
         PeerAddr::Unix(path) => {
             crate::consensus::conn::remove_stale_socket(path, &addr.to_string())?;
             let listener = UnixListener::bind(path).map_err(Error::io(format!("listen peer {addr}")))?;
             let from = addr.to_string();
-            Box::new(move || Some((PeerConnRaw::Unix(listener.accept().ok()?.0), from.clone())))
+            Box::new(move || Ok((PeerConnRaw::Unix(listener.accept()?.0), from.clone())))
         }
     };
+    let mut backoff = crate::accept::Backoff::new(addr.to_string());
     std::thread::Builder::new()
         .name("peer-listen".into())
         .spawn(move || {
             loop {
-                let Some((conn, from)) = accept() else { continue };
+                let (conn, from) = match accept() {
+                    Ok(c) => {
+                        backoff.succeeded();
+                        c
+                    }
+                    // Out of descriptors, say: waiting keeps this thread from spinning (see crate::accept).
+                    Err(e) => {
+                        std::thread::sleep(backoff.failed(&e));
+                        continue;
+                    }
+                };
                 let peer = peer.clone();
                 let _ = std::thread::Builder::new().name("peer-read".into()).spawn(move || {
                     let conn = match (conn, &peer.tls) {

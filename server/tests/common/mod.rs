@@ -97,6 +97,19 @@ pub fn is_root(what: &str) -> bool {
     false
 }
 
+/// Sets (or with `None` clears) a failpoint through a member's gofail interface (`GOFAIL_HTTP`) on `port`.
+pub fn failpoint(port: u16, name: &str, terms: Option<&str>) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return };
+    let req = match terms {
+        Some(t) => {
+            format!("PUT /{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{t}", t.len())
+        }
+        None => format!("DELETE /{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    };
+    let _ = s.write_all(req.as_bytes());
+    let _ = s.read_to_end(&mut Vec::new());
+}
+
 /// A plain HTTP/1.1 GET; returns (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
