@@ -6,16 +6,19 @@
 # fuzz/) into a scratch corpus; two run at once. A crash, a timeout (10 s per input) or memory over 2 GiB fails
 # the run, and the input is kept in fuzz/artifacts/<target>/ to reproduce with `<binary> <file>`.
 #
-# Usage: scripts/fuzz.sh [--seconds N] [--jobs J] [target...]   (default: 60 s each, every target)
+# Usage: scripts/fuzz.sh [--seconds N] [--jobs J] [--build-only] [target...]   (default: 60 s each, every target)
+# --build-only builds the targets and stops (scripts/test.sh builds them at low priority while other tests run).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=60
 jobs=2
+build_only=false
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) secs=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --build-only) build_only=true; shift ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -29,6 +32,7 @@ export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 bins=()
 for t in "${targets[@]}"; do bins+=(--bin "$t"); done
 cargo build --release --locked --target "$host" "${bins[@]}"
+! $build_only || exit 0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 run() {
