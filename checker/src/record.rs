@@ -23,6 +23,7 @@
 //! **Threading.** Everything runs on the caller's tokio runtime: one task per client, one for the watch of every
 //! key, one per watcher.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,6 +123,9 @@ struct Worker {
     leases: Vec<i64>,
     next_lease: i64,
     timeout: Duration,
+    /// The revision the watch of every key has reported up to: compactions stay at or below it, so the oracle
+    /// never loses history it has yet to deliver (a watch on a member cut off from its peers falls behind).
+    oracle: Arc<AtomicI64>,
 }
 
 impl Worker {
@@ -173,7 +177,8 @@ impl Worker {
                 Request::LeaseRevoke { id: self.leases.remove(i) }
             }
             98..=99 if self.last_revision > 100 && self.rng.below(4) == 0 => {
-                Request::Compact { revision: self.last_revision - 50 }
+                let revision = (self.last_revision - 50).min(self.oracle.load(Ordering::Relaxed));
+                if revision > 1 { Request::Compact { revision } } else { Request::Get { key, revision: 0 } }
             }
             _ => Request::Get { key, revision: 0 },
         }
@@ -362,7 +367,12 @@ fn record(stream: &mut WatchStream, resp: WatchResponse) -> bool {
 
 /// The watch of every key: (re)opened from the revision after the last one it reported, through each endpoint in
 /// turn, until `stop` is set and it has reported up to the revision `stop` holds.
-async fn watch_all(endpoints: Vec<String>, from: i64, until: Arc<Mutex<Option<i64>>>) -> (Vec<WatchStream>, i64) {
+async fn watch_all(
+    endpoints: Vec<String>,
+    from: i64,
+    until: Arc<Mutex<Option<i64>>>,
+    oracle: Arc<AtomicI64>,
+) -> (Vec<WatchStream>, i64) {
     let mut streams = Vec::new();
     let mut covered = from - 1;
     let mut attempt = 0usize;
@@ -415,6 +425,7 @@ async fn watch_all(endpoints: Vec<String>, from: i64, until: Arc<Mutex<Option<i6
             } else if resp.is_progress() {
                 covered = covered.max(resp.revision);
             }
+            oracle.store(covered, Ordering::Relaxed);
             if record(&mut stream, resp) {
                 break;
             }
@@ -488,7 +499,9 @@ async fn watch_resuming(
 pub async fn run(config: &Config) -> Result<Recording, Error> {
     let (start_revision, start) = read_all(&config.endpoints, "starting").await?;
     let until = Arc::new(Mutex::new(None));
-    let watcher = tokio::spawn(watch_all(config.endpoints.clone(), start_revision + 1, Arc::clone(&until)));
+    let oracle = Arc::new(AtomicI64::new(start_revision));
+    let watcher =
+        tokio::spawn(watch_all(config.endpoints.clone(), start_revision + 1, Arc::clone(&until), Arc::clone(&oracle)));
     let epoch = Instant::now();
     let end = epoch + config.duration;
     let watchers: Vec<_> = (0..config.watchers)
@@ -512,6 +525,7 @@ pub async fn run(config: &Config) -> Result<Recording, Error> {
             leases: Vec::new(),
             next_lease: ((id as i64) + 1) << 32,
             timeout: config.timeout,
+            oracle: Arc::clone(&oracle),
         };
         tasks.push(tokio::spawn(async move {
             let mut ops = Vec::new();

@@ -14,6 +14,12 @@
 //!
 //! A resumed watch is a stream of its own that starts where the last one stopped, so "resumes exactly" is the same
 //! check.
+//!
+//! **`prev_kv` and compaction.** A compaction at revision C removes every version a newer version at or below C
+//! supersedes, so the state before an event at revision r <= C is gone once C is compacted. etcd then sends the
+//! event without `prev_kv` (its watch server reads the previous version at r - 1 and leaves the field out when that
+//! read is refused as compacted), and so does ferrokv. [`check_compacted`] accepts exactly that: a missing
+//! `prev_kv` on an event at or below a compaction the history requested.
 
 use std::collections::HashMap;
 
@@ -84,12 +90,28 @@ pub fn events_of(witness: &[(usize, Vec<Event>)]) -> Vec<Event> {
     witness.iter().flat_map(|(_, e)| e.iter().cloned()).collect()
 }
 
-/// Checks every stream against `events` (the witness's, in order).
+/// Checks every stream against `events` (the witness's, in order), with no compaction in the history.
 pub fn check(streams: &[WatchStream], events: &[Event]) -> Vec<Anomaly> {
-    streams.iter().enumerate().flat_map(|(i, s)| check_stream(i, s, events)).collect()
+    check_compacted(streams, events, 0)
 }
 
-fn check_stream(id: usize, s: &WatchStream, all: &[Event]) -> Vec<Anomaly> {
+/// Like [`check`], where the history compacted up to revision `compacted` (see the module header).
+pub fn check_compacted(streams: &[WatchStream], events: &[Event], compacted: i64) -> Vec<Anomaly> {
+    streams.iter().enumerate().flat_map(|(i, s)| check_stream(i, s, events, compacted)).collect()
+}
+
+/// The highest revision a compaction of `history` asked for, whether it was answered or its outcome is unknown.
+pub fn compacted(history: &History) -> i64 {
+    history
+        .operations
+        .iter()
+        .filter(|o| !matches!(o.outcome, Outcome::Failed(_)))
+        .filter_map(|o| if let Request::Compact { revision } = o.request { Some(revision) } else { None })
+        .max()
+        .unwrap_or(0)
+}
+
+fn check_stream(id: usize, s: &WatchStream, all: &[Event], compacted: i64) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let start = if s.start_revision > 0 {
         s.start_revision
@@ -132,9 +154,10 @@ fn check_stream(id: usize, s: &WatchStream, all: &[Event]) -> Vec<Anomaly> {
                 out.push(Anomaly::Gap { stream: id, missing });
             }
             let want = due[j];
+            let prev_gone = ev.prev.is_none() && rev <= compacted;
             let same = ev.kind == want.kind
                 && ev.kv == want.kv
-                && if s.prev_kv { ev.prev == want.prev } else { ev.prev.is_none() };
+                && if s.prev_kv { ev.prev == want.prev || prev_gone } else { ev.prev.is_none() };
             if !same {
                 out.push(Anomaly::Wrong { stream: id, got: Box::new(ev.clone()), want: Box::new(want.clone()) });
             }
@@ -158,8 +181,10 @@ fn check_stream(id: usize, s: &WatchStream, all: &[Event]) -> Vec<Anomaly> {
 /// order of their calls, the delete events of that key that no write of definite outcome accounts for (deletes of
 /// one key are alike), or, if none is left, deleted nothing and are dropped (a delete made by a revoke told that revision is the revoke's,
 /// and a key a revoke of unknown outcome may have deleted keeps its unknown deletes). The streams that watch every
-/// key are taken together as the complete record (a resumed watch is a stream of its own). Returns (resolved,
-/// dropped).
+/// key are taken together as the complete record (a resumed watch is a stream of its own). A read of unknown
+/// outcome (a get, or a transaction of gets only) is dropped whatever the streams say: it changed nothing and its
+/// answer was never seen, so it constrains no order, and every one kept doubles the orders the search may try.
+/// Returns (resolved, dropped).
 pub fn resolve_unknown(history: &mut History, streams: &[WatchStream], complete_to: Option<i64>) -> (usize, usize) {
     let mut seen: HashMap<(&[u8], &[u8]), i64> = HashMap::new();
     for s in streams {
@@ -241,6 +266,13 @@ pub fn resolve_unknown(history: &mut History, streams: &[WatchStream], complete_
             continue;
         }
         match &op.request {
+            // A read of unknown outcome changed nothing and told nothing: it constrains no order.
+            Request::Get { .. } => never.push(i),
+            Request::Txn { success, failure, .. }
+                if success.iter().chain(failure).all(|o| matches!(o, TxnOp::Get { .. })) =>
+            {
+                never.push(i)
+            }
             Request::Put { key, value, .. } => match seen.get(&(key.as_slice(), value.as_slice())) {
                 Some(&revision) => {
                     op.outcome = Outcome::Ok(Response::Put { revision });

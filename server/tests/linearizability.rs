@@ -21,7 +21,8 @@ fn verify(what: &str, rec: Recording) -> String {
     let started = std::time::Instant::now();
     match check(&history, 20_000_000) {
         Verdict::Linearizable(witness) => {
-            let anomalies = watch::check(&watches, &watch::events_of(&witness));
+            let compacted = watch::compacted(&history);
+            let anomalies = watch::check_compacted(&watches, &watch::events_of(&witness), compacted);
             assert!(anomalies.is_empty(), "{what}: watch anomalies: {anomalies:#?}");
             let summary = format!(
                 "{what}: {total} operations ({unknown} unknown: {resolved} resolved, {dropped} dropped by the \

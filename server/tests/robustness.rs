@@ -8,8 +8,13 @@
 //! 4. a leader transfer (MoveLeader to the next member);
 //! 5. defragmentation of a member;
 //! 6. a slow disk: `walBeforeFdatasync=sleep(30)` on the leader for 1 s (gofail's interface);
+//! 7. an asymmetric partition of the leader for 1.5 s: every peer message *to* it is blackholed (a proxy in front of
+//!    its peer port, `common::proxy`), while it still sends;
+//! 8. the same for a follower;
 //!
-//! then every member must end with the same HashKV. Each fault is logged with its time, so a failure can be laid
+//! and with `--snapshot-count 100`, so a member restarted after a kill, or healed after a cut, is often behind the
+//! leader's compacted log and catches up by snapshot (the run prints how many snapshots were received). Then every
+//! member must end with the same HashKV. Each fault is logged with its time, so a failure can be laid
 //! against the history.
 
 mod common;
@@ -22,12 +27,14 @@ use checker::record::{Config, Recording, run};
 use checker::watch;
 use common::Member;
 use common::cluster::{Spec, converged, specs, status};
+use common::proxy::PeerProxy;
 use server::proto::etcdserverpb::{DefragmentRequest, MoveLeaderRequest, maintenance_client::MaintenanceClient};
 
 struct Cluster {
     dir: std::path::PathBuf,
     specs: Vec<Spec>,
-    initial: String,
+    /// In front of each member's peer port; the members advertise these.
+    proxies: Vec<PeerProxy>,
     fail_ports: Vec<u16>,
     members: Vec<Option<Member>>,
 }
@@ -36,7 +43,40 @@ impl Cluster {
     fn start_member(&self, i: usize) -> Member {
         let fail = format!("127.0.0.1:{}", self.fail_ports[i]);
         let env = [("GOFAIL_HTTP", fail.as_str())];
-        let (m, ready) = common::cluster::launch_env(&self.dir, &self.specs[i], &self.initial, &[], &env);
+        let s = &self.specs[i];
+        let initial = self
+            .specs
+            .iter()
+            .zip(&self.proxies)
+            .map(|(s, p)| format!("{}=http://127.0.0.1:{}", s.name, p.port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let (data, client) = (self.dir.join(&s.name), format!("http://127.0.0.1:{}", s.client));
+        let (listen, advertise) =
+            (format!("http://127.0.0.1:{}", s.peer), format!("http://127.0.0.1:{}", self.proxies[i].port));
+        let args = [
+            "--name",
+            &s.name,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--initial-cluster",
+            &initial,
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &listen,
+            "--initial-advertise-peer-urls",
+            &advertise,
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+            "--snapshot-count",
+            "100",
+        ];
+        let (m, ready) = common::spawn_detached_env(&args, &env, self.endpoint(i));
         // A restarted member is ready once it has caught up with the others, which a paused quorum may delay.
         let _ = ready.recv_timeout(Duration::from_secs(20));
         m
@@ -80,14 +120,16 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
         let follower = if n == 1 { l } else { (l + 1 + turn % (n - 1)) % n };
         let at = epoch.elapsed().as_secs_f64();
         // One member has no follower to kill or lead to move: its turns are the other four.
-        let kind = if n == 1 { [1, 2, 4, 5][turn % 4] } else { turn % 6 };
+        let kind = if n == 1 { [1, 2, 4, 5][turn % 4] } else { turn % 8 };
         let (what, victim, down) = match kind {
             0 => ("kill -9 follower", follower, Duration::from_millis(1000)),
             1 => ("SIGSTOP leader", l, Duration::from_millis(1500)),
             2 => ("kill -9 leader", l, Duration::from_millis(1500)),
             3 => ("move leader", l, Duration::ZERO),
             4 => ("defragment", follower, Duration::ZERO),
-            _ => ("slow WAL fdatasync on leader", l, Duration::from_millis(1000)),
+            5 => ("slow WAL fdatasync on leader", l, Duration::from_millis(1000)),
+            6 => ("cut peer traffic to leader", l, Duration::from_millis(1500)),
+            _ => ("cut peer traffic to follower", follower, Duration::from_millis(1500)),
         };
         turn += 1;
         log.push(format!("{at:6.2} s: {what} (m{})", victim + 1));
@@ -124,6 +166,12 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
                     .await;
                 }
             }
+            "cut peer traffic to leader" | "cut peer traffic to follower" => {
+                let proxy = c.lock().unwrap().proxies[victim].clone();
+                proxy.set_cut(true);
+                tokio::time::sleep(down).await;
+                proxy.set_cut(false);
+            }
             "defragment" => {
                 let e = c.lock().unwrap().endpoint(victim);
                 if let Ok(mut m) = MaintenanceClient::connect(format!("http://{e}")).await {
@@ -131,6 +179,7 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
                 }
             }
             _ => {
+                debug_assert_eq!(what, "slow WAL fdatasync on leader");
                 let port = c.lock().unwrap().fail_ports[victim];
                 tokio::task::spawn_blocking(move || common::failpoint(port, "walBeforeFdatasync", Some("sleep(30)")))
                     .await
@@ -155,9 +204,13 @@ async fn one_member_histories_under_faults_are_linearizable() {
 
 async fn under_faults(size: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (specs, initial) = specs(size);
+    let (specs, _) = specs(size);
     let fail_ports = (0..size).map(|_| common::free_port()).collect();
-    let cluster = Cluster { dir: dir.path().to_path_buf(), specs, initial, fail_ports, members: Vec::new() };
+    let mut proxies = Vec::new();
+    for s in &specs {
+        proxies.push(PeerProxy::start(s.peer).await);
+    }
+    let cluster = Cluster { dir: dir.path().to_path_buf(), specs, proxies, fail_ports, members: Vec::new() };
     let started: Vec<Option<Member>> = (0..size).map(|i| Some(cluster.start_member(i))).collect();
     let cluster = Arc::new(Mutex::new(Cluster { members: started, ..cluster }));
     let endpoints: Vec<String> = {
@@ -183,16 +236,33 @@ async fn under_faults(size: usize) {
     println!("faults:\n{}", log.join("\n"));
     // Every member is back: the same store everywhere.
     converged(&endpoints).await;
+    let mut snapshots = 0.0;
+    for e in &endpoints {
+        let (_, text) = tokio::task::block_in_place(|| common::http_get(e, "/metrics"));
+        snapshots += text
+            .lines()
+            .filter(|l| l.starts_with("etcd_network_snapshot_receive_success"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    println!("snapshots received by members catching up: {snapshots}");
 
     let Recording { mut history, watches, complete_to } = rec;
     let recorded = history.clone();
     let total = history.operations.len();
     let unknown = history.operations.iter().filter(|o| o.outcome == checker::history::Outcome::Unknown).count();
     let (resolved, dropped) = watch::resolve_unknown(&mut history, &watches, complete_to);
+    let mut left: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for op in history.operations.iter().filter(|o| o.outcome == checker::history::Outcome::Unknown) {
+        let kind = format!("{:?}", op.request);
+        *left.entry(kind.split([' ', '{', '(']).next().unwrap_or("").to_string()).or_default() += 1;
+    }
+    println!("unknown after the watch resolved what it saw: {left:?} (the watch complete to {complete_to:?})");
+    let steps = std::env::var("ROBUSTNESS_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(500_000_000);
     let checking = Instant::now();
-    match check(&history, 500_000_000) {
+    match check(&history, steps) {
         Verdict::Linearizable(witness) => {
-            let anomalies = watch::check(&watches, &watch::events_of(&witness));
+            let anomalies = watch::check_compacted(&watches, &watch::events_of(&witness), watch::compacted(&history));
             assert!(anomalies.is_empty(), "watch anomalies: {anomalies:#?}");
         }
         Verdict::NotLinearizable { placed, stuck, revision } => {

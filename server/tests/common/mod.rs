@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod history;
 pub mod pki;
+pub mod proxy;
 pub mod writer;
 
 use std::collections::VecDeque;
