@@ -140,6 +140,30 @@ pub struct Journal {
     pub ops: Vec<Op>,
 }
 
+/// What [`Journal::check_images`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Operations in the journal.
+    pub operations: usize,
+    /// Images checked.
+    pub checked: usize,
+    /// One line per image that failed its check.
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    /// Panics, with the first failures, unless every image passed.
+    pub fn assert_clean(&self, what: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{what}: {} of {} crash images lose or damage acknowledged writes; the first:\n{}",
+            self.failures.len(),
+            self.checked,
+            self.failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
 /// One crash point during a replay: the marks made before it, and the images it can leave.
 #[derive(Debug)]
 pub struct Crash<'a> {
@@ -198,6 +222,29 @@ impl Journal {
             let Some(op) = self.ops.get(k) else { break };
             disk.apply(op, &mut marks);
         }
+    }
+
+    /// Writes the image of each of up to `max_points` crash points under each of `losses` to a fresh temporary
+    /// directory and calls `check(directory, marks made before the crash)`; what it returns as `Err` is a failure.
+    pub fn check_images(
+        &self,
+        max_points: usize,
+        losses: &[Loss],
+        mut check: impl FnMut(&Path, &[u64]) -> Result<(), String>,
+    ) -> Report {
+        let points = self.crash_points(max_points);
+        let mut report = Report { operations: self.ops.len(), checked: 0, failures: Vec::new() };
+        self.replay(&points, |crash| {
+            for &loss in losses {
+                let out = tempfile::tempdir().expect("a temporary directory");
+                crash.image(loss).write_to(out.path()).expect("the image written out");
+                report.checked += 1;
+                if let Err(why) = check(out.path(), crash.marks) {
+                    report.failures.push(format!("crash point {} of {}, {loss:?}: {why}", crash.point, self.ops.len()));
+                }
+            }
+        });
+        report
     }
 
     /// The marks in the whole journal.

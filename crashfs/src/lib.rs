@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use content::Content;
-pub use journal::{Crash, Data, Image, Journal, Kind, Loss, Op};
+pub use journal::{Crash, Data, Image, Journal, Kind, Loss, Op, Report};
 
 /// What can go wrong mounting, or writing an image.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,17 @@ impl CrashFs {
             return Err("mounting needs root".into());
         }
         Ok(())
+    }
+
+    /// For tests: mounts at `mountpoint`, or returns `None` (the test skips, saying why) where this process may not
+    /// mount FUSE file systems; under `CI=true` that is a failure instead, as CI runs the suite as root.
+    pub fn mount_or_skip(mountpoint: impl AsRef<Path>) -> Option<CrashFs> {
+        if let Err(why) = CrashFs::available() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "crashfs needs FUSE under CI: {why}");
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        Some(CrashFs::mount(mountpoint).expect("mount crashfs"))
     }
 
     /// Mounts an empty file system at `mountpoint` (an existing, empty directory).

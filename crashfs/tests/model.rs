@@ -7,16 +7,6 @@ use std::os::unix::fs::FileExt;
 
 use crashfs::{CrashFs, Journal, Loss};
 
-/// Mounts, or returns `None` (skipping) where FUSE mounts are not allowed; under CI=true that is a failure.
-pub fn mount(dir: &std::path::Path) -> Option<CrashFs> {
-    if let Err(why) = CrashFs::available() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "crashfs tests need FUSE under CI: {why}");
-        eprintln!("skipping: {why}");
-        return None;
-    }
-    Some(CrashFs::mount(dir).expect("mount crashfs"))
-}
-
 fn sync_dir(p: &std::path::Path) {
     File::open(p).unwrap().sync_all().unwrap();
 }
@@ -34,7 +24,7 @@ fn at_end(j: &Journal, loss: Loss) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn only_synced_data_under_synced_names_survives_a_power_loss() {
     let mnt = tempfile::tempdir().unwrap();
-    let Some(fs) = mount(mnt.path()) else { return };
+    let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
     let root = fs.path().to_path_buf();
     std::fs::create_dir(root.join("d")).unwrap();
     let mut f = File::create(root.join("d/a")).unwrap();
@@ -68,7 +58,7 @@ fn only_synced_data_under_synced_names_survives_a_power_loss() {
 #[test]
 fn unsynced_writes_tear_at_sectors_and_lengths_and_truncates_follow_the_file() {
     let mnt = tempfile::tempdir().unwrap();
-    let Some(fs) = mount(mnt.path()) else { return };
+    let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
     let p = fs.path().join("f");
     let f = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&p).unwrap();
     f.set_len(8192).unwrap();
@@ -104,7 +94,7 @@ fn unsynced_writes_tear_at_sectors_and_lengths_and_truncates_follow_the_file() {
 #[test]
 fn images_write_out_as_sparse_files_and_crash_points_cover_every_sync() {
     let mnt = tempfile::tempdir().unwrap();
-    let Some(fs) = mount(mnt.path()) else { return };
+    let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
     let p = fs.path().join("big");
     let f = File::create(&p).unwrap();
     f.set_len(64 << 20).unwrap();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 mod common;
 
-use common::{change, expected};
-use mvcc::{DbConfig, PutOptions, RangeOptions, Store, StoreConfig, SyncPolicy};
+use common::{commit_step, expected};
+use mvcc::{DbConfig, RangeOptions, Store, StoreConfig, SyncPolicy};
 
 const CHILD_PATH: &str = "MVCC_CRASH_CHILD_PATH";
 const CHILD_BATCHED: &str = "MVCC_CRASH_CHILD_BATCHED";
@@ -36,18 +36,7 @@ fn crash_child() {
     loop {
         // Like a Raft index: one step per applied entry, whether or not it changes anything.
         let next = store.applied().0 as i64 + 1;
-        let (key, value) = change(next);
-        let mut w = store.write().unwrap();
-        match &value {
-            Some(v) => {
-                w.put(&key, v, 0, PutOptions::default()).unwrap();
-            }
-            None => {
-                w.delete_range(&key, &[]).unwrap();
-            }
-        }
-        w.set_applied(next as u64, 1);
-        let rev = w.commit().unwrap();
+        let rev = commit_step(&store, next);
         if next % 97 == 0 && rev > 31 && rev - 30 > store.compact_revision() {
             store.compact(rev - 30).unwrap();
         }

@@ -14,21 +14,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use common::{change, expected};
-use crashfs::{CrashFs, Journal, Loss};
-use mvcc::{Db, DbConfig, DefragConfig, PutOptions, RangeOptions, Store, StoreConfig};
+use common::{commit_step, expected};
+use crashfs::{CrashFs, Loss};
+use mvcc::{Db, DbConfig, DefragConfig, RangeOptions, Store, StoreConfig};
 
 /// The mark of the restored copy's acknowledgement (far above any step).
 const RESTORED: u64 = 1 << 40;
-
-fn mount(dir: &Path) -> Option<CrashFs> {
-    if let Err(why) = CrashFs::available() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the power-loss test needs FUSE under CI: {why}");
-        eprintln!("skipping: {why}");
-        return None;
-    }
-    Some(CrashFs::mount(dir).expect("mount crashfs"))
-}
 
 fn config() -> StoreConfig {
     StoreConfig { compaction_batch: 50, ..StoreConfig::default() }
@@ -37,18 +28,7 @@ fn config() -> StoreConfig {
 fn workload(fs: &CrashFs, steps: u64) {
     let store = Store::open(fs.path().join("store"), &[], config()).unwrap();
     for step in 1..=steps {
-        let (key, value) = change(step as i64);
-        let mut w = store.write().unwrap();
-        match &value {
-            Some(v) => {
-                w.put(&key, v, 0, PutOptions::default()).unwrap();
-            }
-            None => {
-                w.delete_range(&key, &[]).unwrap();
-            }
-        }
-        w.set_applied(step, 1);
-        let rev = w.commit().unwrap();
+        let rev = commit_step(&store, step as i64);
         fs.mark(step);
         if step % 47 == 0 && rev > 31 && rev - 30 > store.compact_revision() {
             store.compact(rev - 30).unwrap();
@@ -110,53 +90,35 @@ fn check(dir: &Path, marks: &[u64]) -> Result<(), String> {
     Ok(())
 }
 
-fn check_all(journal: &Journal, max_points: usize) -> (usize, Vec<String>) {
-    let points = journal.crash_points(max_points);
-    let (mut checked, mut failures) = (0, Vec::new());
-    journal.replay(&points, |crash| {
-        for loss in [Loss::Everything, Loss::Prefix(3), Loss::Sectors(4)] {
-            let out = tempfile::tempdir().unwrap();
-            crash.image(loss).write_to(out.path()).unwrap();
-            checked += 1;
-            if let Err(why) = check(out.path(), crash.marks) {
-                failures.push(format!("crash point {} of {}, {loss:?}: {why}", crash.point, journal.ops.len()));
-            }
-        }
-    });
-    (checked, failures)
-}
+const LOSSES: [Loss; 3] = [Loss::Everything, Loss::Prefix(3), Loss::Sectors(4)];
 
 #[test]
 fn acknowledged_commits_survive_power_loss_at_every_crash_point() {
     let max_points = std::env::var("MVCC_POWER_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let mnt = tempfile::tempdir().unwrap();
-    let Some(fs) = mount(mnt.path()) else { return };
+    let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
     workload(&fs, 400);
     let journal = fs.unmount().unwrap();
     assert!(journal.marks().contains(&RESTORED));
-    let (checked, failures) = check_all(&journal, max_points);
+    let report = journal.check_images(max_points, &LOSSES, check);
     eprintln!(
-        "mvcc: {} journal operations, {checked} crash images checked, {} failed",
-        journal.ops.len(),
-        failures.len()
+        "mvcc: {} journal operations, {} crash images checked, {} failed",
+        report.operations,
+        report.checked,
+        report.failures.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} crash images lose or damage acknowledged commits; first ones:\n{}",
-        failures.len(),
-        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
-    );
+    report.assert_clean("mvcc");
 
     // The same on a deliberately broken build: commits acknowledged without the pager's fdatasync (failpoints are
     // process-wide, so this runs after the honest run, not beside it).
     let mnt = tempfile::tempdir().unwrap();
-    let fs = mount(mnt.path()).expect("mounted once already");
+    let fs = CrashFs::mount_or_skip(mnt.path()).expect("mounted once already");
     mvcc::failpoints::SKIP_FDATASYNC.set("return").unwrap();
     workload(&fs, 200);
     mvcc::failpoints::SKIP_FDATASYNC.clear().unwrap();
     let journal = fs.unmount().unwrap();
-    let (checked, failures) = check_all(&journal, 100);
-    eprintln!("mvcc without fdatasync: {checked} crash images checked, {} failed", failures.len());
-    assert!(!failures.is_empty(), "skipping every fdatasync went unnoticed in {checked} images");
-    eprintln!("  e.g. {}", failures[failures.len() / 2]);
+    let report = journal.check_images(100, &LOSSES, check);
+    eprintln!("mvcc without fdatasync: {} crash images checked, {} failed", report.checked, report.failures.len());
+    assert!(!report.failures.is_empty(), "skipping every fdatasync went unnoticed in {} images", report.checked);
+    eprintln!("  e.g. {}", report.failures[report.failures.len() / 2]);
 }

@@ -14,18 +14,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use common::{payload, small};
-use crashfs::{CrashFs, Journal, Loss};
+use crashfs::{CrashFs, Loss};
 use wal::{EngineKind, RaftIndex, Record, Term, Wal};
-
-/// Mounts crashfs, or skips (`None`) where FUSE mounts are not allowed; under CI=true that fails instead.
-fn mount(dir: &Path) -> Option<CrashFs> {
-    if let Err(why) = CrashFs::available() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the power-loss test needs FUSE under CI: {why}");
-        eprintln!("skipping: {why}");
-        return None;
-    }
-    Some(CrashFs::mount(dir).expect("mount crashfs"))
-}
 
 /// Creates a WAL on the mount and appends `total` entries from four threads, marking each acknowledged index; a
 /// quarter of the way in, segments below the halfway index are released (removed).
@@ -90,56 +80,37 @@ fn check(image_dir: &Path, marks: &[u64], engine: EngineKind) -> Result<(), Stri
     Ok(())
 }
 
-/// Checks every crash point of `journal` under every loss mode; returns the failures (point, loss, why).
-pub fn check_all(journal: &Journal, engine: EngineKind, max_points: usize) -> (usize, Vec<String>) {
-    let points = journal.crash_points(max_points);
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    journal.replay(&points, |crash| {
-        for loss in [Loss::Everything, Loss::Prefix(1), Loss::Sectors(2)] {
-            let out = tempfile::tempdir().unwrap();
-            crash.image(loss).write_to(out.path()).unwrap();
-            checked += 1;
-            if let Err(why) = check(out.path(), crash.marks, engine) {
-                failures.push(format!("crash point {} of {}, {loss:?}: {why}", crash.point, journal.ops.len()));
-            }
-        }
-    });
-    (checked, failures)
-}
+const LOSSES: [Loss; 3] = [Loss::Everything, Loss::Prefix(1), Loss::Sectors(2)];
 
 #[test]
 fn acknowledged_appends_survive_power_loss_at_every_crash_point() {
     let max_points = std::env::var("WAL_POWER_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
     for engine in [EngineKind::Sync, EngineKind::Uring] {
         let mnt = tempfile::tempdir().unwrap();
-        let Some(fs) = mount(mnt.path()) else { return };
+        let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
         workload(&fs, engine, 600);
         let journal = fs.unmount().unwrap();
         assert_eq!(journal.marks().len(), 600);
-        let (checked, failures) = check_all(&journal, engine, max_points);
+        let report = journal.check_images(max_points, &LOSSES, |dir, marks| check(dir, marks, engine));
         eprintln!(
-            "{engine:?}: {} journal operations, {checked} crash images checked, {} failed",
-            journal.ops.len(),
-            failures.len()
+            "{engine:?}: {} journal operations, {} crash images checked, {} failed",
+            report.operations,
+            report.checked,
+            report.failures.len()
         );
-        assert!(
-            failures.is_empty(),
-            "{engine:?}: {} of {checked} crash images lose or damage acknowledged entries; first ones:\n{}",
-            failures.len(),
-            failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
-        );
+        report.assert_clean(&format!("{engine:?}"));
     }
     // The same test on a deliberately broken build: batches acknowledged without their fdatasync. (Failpoints are
     // process-wide, so this runs here, after the honest runs, not as a test of its own beside them.)
     for engine in [EngineKind::Sync, EngineKind::Uring] {
         let mnt = tempfile::tempdir().unwrap();
-        let Some(fs) = mount(mnt.path()) else { return };
+        let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
         wal::failpoints::WAL_SKIP_FDATASYNC.set("return").unwrap();
         workload(&fs, engine, 300);
         wal::failpoints::WAL_SKIP_FDATASYNC.clear().unwrap();
         let journal = fs.unmount().unwrap();
-        let (checked, failures) = check_all(&journal, engine, 100);
+        let report = journal.check_images(100, &LOSSES, |dir, marks| check(dir, marks, engine));
+        let (checked, failures) = (report.checked, &report.failures);
         eprintln!("{engine:?} without fdatasync: {checked} crash images checked, {} failed", failures.len());
         assert!(!failures.is_empty(), "{engine:?}: skipping every fdatasync went unnoticed in {checked} images");
         eprintln!("  e.g. {}", failures[failures.len() / 2]);

@@ -34,3 +34,19 @@ pub fn expected(applied: i64) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) {
     }
     (m, rev)
 }
+
+/// Commits step `step` of the workload (see [`change`]) with the applied index set to it; returns the revision.
+pub fn commit_step(store: &mvcc::Store, step: i64) -> i64 {
+    let (key, value) = change(step);
+    let mut w = store.write().unwrap();
+    match &value {
+        Some(v) => {
+            w.put(&key, v, 0, mvcc::PutOptions::default()).unwrap();
+        }
+        None => {
+            w.delete_range(&key, &[]).unwrap();
+        }
+    }
+    w.set_applied(step as u64, 1);
+    w.commit().unwrap()
+}
