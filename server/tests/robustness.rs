@@ -11,6 +11,8 @@
 //! 7. an asymmetric partition of the leader for 1.5 s: every peer message *to* it is blackholed (a proxy in front of
 //!    its peer port, `common::proxy`), while it still sends;
 //! 8. the same for a follower;
+//! 9. a membership change: a follower is removed (MemberRemove), stopped and its data deleted, then added again as
+//!    a new member (MemberAdd) and started empty with `--initial-cluster-state existing`, to catch up by snapshot;
 //!
 //! and with `--snapshot-count 100`, so a member restarted after a kill, or healed after a cut, is often behind the
 //! leader's compacted log and catches up by snapshot (the run prints how many snapshots were received). Then every
@@ -41,6 +43,11 @@ struct Cluster {
 
 impl Cluster {
     fn start_member(&self, i: usize) -> Member {
+        self.start_member_as(i, "new")
+    }
+
+    /// Starts member `i`: of a new cluster (`state` "new"), or joining the running one ("existing").
+    fn start_member_as(&self, i: usize, state: &str) -> Member {
         let fail = format!("127.0.0.1:{}", self.fail_ports[i]);
         let env = [("GOFAIL_HTTP", fail.as_str())];
         let s = &self.specs[i];
@@ -75,6 +82,8 @@ impl Cluster {
             "500",
             "--snapshot-count",
             "100",
+            "--initial-cluster-state",
+            state,
         ];
         let (m, ready) = common::spawn_detached_env(&args, &env, self.endpoint(i));
         // A restarted member is ready once it has caught up with the others, which a paused quorum may delay.
@@ -106,6 +115,64 @@ fn signal(m: &Member, sig: libc::c_int) {
     unsafe { libc::kill(m.child.id() as libc::pid_t, sig) };
 }
 
+/// Removes member `victim` through the leader `l`, stops it and deletes its data, adds it back as a new member and
+/// starts it empty, joining the running cluster.
+async fn replace(c: &Arc<Mutex<Cluster>>, l: usize, victim: usize) -> Result<(), String> {
+    use server::proto::etcdserverpb::{
+        MemberAddRequest, MemberListRequest, MemberRemoveRequest, cluster_client::ClusterClient,
+    };
+    let (leader, url, data) = {
+        let c = c.lock().unwrap();
+        let url = format!("http://127.0.0.1:{}", c.proxies[victim].port);
+        (c.endpoint(l), url, c.dir.join(&c.specs[victim].name))
+    };
+    let t = Duration::from_secs(3);
+    let mut cl = ClusterClient::connect(format!("http://{leader}")).await.map_err(|e| e.to_string())?;
+    let list = tokio::time::timeout(t, cl.member_list(MemberListRequest { linearizable: true }))
+        .await
+        .map_err(|_| "member list timed out".to_string())?
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let id = list.members.iter().find(|m| m.peer_ur_ls.contains(&url)).map(|m| m.id).ok_or("victim not listed")?;
+    // A removal that would leave fewer started members than a quorum is refused ("unhealthy cluster", etcd's
+    // strict reconfiguration check) while a member killed by an earlier fault catches up: retried for 6 s.
+    let mut removed = Err("member remove never tried".to_string());
+    for _ in 0..20 {
+        removed = match tokio::time::timeout(t, cl.member_remove(MemberRemoveRequest { id })).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("member remove timed out".to_string()),
+        };
+        match &removed {
+            Err(e) if e.contains("unhealthy cluster") => {}
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    removed?;
+    let m = c.lock().unwrap().members[victim].take();
+    drop(m); // Member's drop kills (SIGKILL) and reaps it.
+    std::fs::remove_dir_all(&data).map_err(|e| e.to_string())?;
+    let add = MemberAddRequest { peer_ur_ls: vec![url], is_learner: false };
+    let mut added = Err("member add never tried".to_string());
+    for _ in 0..5 {
+        added = match tokio::time::timeout(t, cl.member_add(add.clone())).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("member add timed out".to_string()),
+        };
+        if added.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    added?;
+    let c2 = Arc::clone(c);
+    let m = tokio::task::spawn_blocking(move || c2.lock().unwrap().start_member_as(victim, "existing")).await.unwrap();
+    c.lock().unwrap().members[victim] = Some(m);
+    Ok(())
+}
+
 /// Runs the faults in turn until `end`; returns what it did, with times.
 async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<String> {
     let mut log = Vec::new();
@@ -120,7 +187,7 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
         let follower = if n == 1 { l } else { (l + 1 + turn % (n - 1)) % n };
         let at = epoch.elapsed().as_secs_f64();
         // One member has no follower to kill or lead to move: its turns are the other four.
-        let kind = if n == 1 { [1, 2, 4, 5][turn % 4] } else { turn % 8 };
+        let kind = if n == 1 { [1, 2, 4, 5][turn % 4] } else { [0, 5, 8, 1, 6, 2, 3, 7, 4][turn % 9] };
         let (what, victim, down) = match kind {
             0 => ("kill -9 follower", follower, Duration::from_millis(1000)),
             1 => ("SIGSTOP leader", l, Duration::from_millis(1500)),
@@ -129,7 +196,8 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
             4 => ("defragment", follower, Duration::ZERO),
             5 => ("slow WAL fdatasync on leader", l, Duration::from_millis(1000)),
             6 => ("cut peer traffic to leader", l, Duration::from_millis(1500)),
-            _ => ("cut peer traffic to follower", follower, Duration::from_millis(1500)),
+            7 => ("cut peer traffic to follower", follower, Duration::from_millis(1500)),
+            _ => ("replace follower", follower, Duration::ZERO),
         };
         turn += 1;
         log.push(format!("{at:6.2} s: {what} (m{})", victim + 1));
@@ -171,6 +239,11 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
                 proxy.set_cut(true);
                 tokio::time::sleep(down).await;
                 proxy.set_cut(false);
+            }
+            "replace follower" => {
+                if let Err(why) = replace(&c, l, victim).await {
+                    log.push(format!("        not done: {why}"));
+                }
             }
             "defragment" => {
                 let e = c.lock().unwrap().endpoint(victim);
@@ -218,7 +291,9 @@ async fn under_faults(size: usize) {
         (0..size).map(|i| c.endpoint(i)).collect()
     };
     common::cluster::agreed_leader(&endpoints).await;
-    let secs = std::env::var("ROBUSTNESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    // Long enough for every fault in turn: nine kinds on three members, four on one.
+    let default = if size == 1 { 20 } else { 28 };
+    let secs = std::env::var("ROBUSTNESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     let duration = Duration::from_secs(secs);
     let epoch = Instant::now();
     let faults = tokio::spawn(nemesis(Arc::clone(&cluster), epoch + duration, epoch));

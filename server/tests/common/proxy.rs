@@ -26,8 +26,16 @@ pub struct PeerProxy {
 impl PeerProxy {
     /// Starts a proxy on a free port forwarding to 127.0.0.1:`target`.
     pub async fn start(target: u16) -> PeerProxy {
-        let port = super::free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        // A port free when chosen may be taken before the bind (by another test process): choose again.
+        let mut attempt = 0;
+        let (port, listener) = loop {
+            let port = super::free_port();
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => break (port, l),
+                Err(e) if attempt == 10 => panic!("no port for a peer proxy: {e}"),
+                Err(_) => attempt += 1,
+            }
+        };
         let (generation, _) = watch::channel(0u64);
         let p = PeerProxy { port, cut: Arc::default(), generation, forwarded: Arc::default() };
         let proxy = p.clone();
