@@ -1,7 +1,8 @@
 //! Issue 20, line 2: histories recorded while a nemesis injects faults are linearizable, and the watches deliver
 //! what the linearization says. Three members on 127.0.0.1 (and one, with the faults that need no peers); while 8
-//! clients and 4 resumed watchers run the `checker` crate's workload (compactions included) for 20 s (or
-//! `ROBUSTNESS_SECS`: the long profile in docs/reliability.md), the nemesis takes turns every 1.2 s at:
+//! clients and 4 resumed watchers run the `checker` crate's workload (compactions included) for 33 s on three
+//! members and 20 s on one (or `ROBUSTNESS_SECS`: the long profile in docs/reliability.md), the nemesis takes turns
+//! every 1.2 s at:
 //! 1. `kill -9` of a follower, restarted on its data 1 s later;
 //! 2. SIGSTOP of the leader for 1.5 s (three election timeouts), then SIGCONT;
 //! 3. `kill -9` of the leader, restarted 1.5 s later;
@@ -13,6 +14,8 @@
 //! 8. the same for a follower;
 //! 9. a membership change: a follower is removed (MemberRemove), stopped and its data deleted, then added again as
 //!    a new member (MemberAdd) and started empty with `--initial-cluster-state existing`, to catch up by snapshot;
+//! 10. a stuck disk: `walBeforeFdatasync=1*sleep(3000)` on the leader, one fdatasync that takes 3 s (six
+//!     election timeouts), so the others elect a new leader while it waits;
 //!
 //! and with `--snapshot-count 100`, so a member restarted after a kill, or healed after a cut, is often behind the
 //! leader's compacted log and catches up by snapshot (the run prints how many snapshots were received). Then every
@@ -187,7 +190,7 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
         let follower = if n == 1 { l } else { (l + 1 + turn % (n - 1)) % n };
         let at = epoch.elapsed().as_secs_f64();
         // One member has no follower to kill or lead to move: its turns are the other four.
-        let kind = if n == 1 { [1, 2, 4, 5][turn % 4] } else { [0, 5, 8, 1, 6, 2, 3, 7, 4][turn % 9] };
+        let kind = if n == 1 { [1, 2, 4, 5][turn % 4] } else { [0, 5, 8, 1, 9, 6, 2, 3, 7, 4][turn % 10] };
         let (what, victim, down) = match kind {
             0 => ("kill -9 follower", follower, Duration::from_millis(1000)),
             1 => ("SIGSTOP leader", l, Duration::from_millis(1500)),
@@ -197,7 +200,8 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
             5 => ("slow WAL fdatasync on leader", l, Duration::from_millis(1000)),
             6 => ("cut peer traffic to leader", l, Duration::from_millis(1500)),
             7 => ("cut peer traffic to follower", follower, Duration::from_millis(1500)),
-            _ => ("replace follower", follower, Duration::ZERO),
+            8 => ("replace follower", follower, Duration::ZERO),
+            _ => ("stuck WAL fdatasync on leader", l, Duration::from_millis(3500)),
         };
         turn += 1;
         log.push(format!("{at:6.2} s: {what} (m{})", victim + 1));
@@ -251,6 +255,16 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
                     let _ = tokio::time::timeout(Duration::from_secs(5), m.defragment(DefragmentRequest {})).await;
                 }
             }
+            "stuck WAL fdatasync on leader" => {
+                let port = c.lock().unwrap().fail_ports[victim];
+                tokio::task::spawn_blocking(move || {
+                    common::failpoint(port, "walBeforeFdatasync", Some("1*sleep(3000)"))
+                })
+                .await
+                .unwrap();
+                tokio::time::sleep(down).await;
+                tokio::task::spawn_blocking(move || common::failpoint(port, "walBeforeFdatasync", None)).await.unwrap();
+            }
             _ => {
                 debug_assert_eq!(what, "slow WAL fdatasync on leader");
                 let port = c.lock().unwrap().fail_ports[victim];
@@ -291,8 +305,8 @@ async fn under_faults(size: usize) {
         (0..size).map(|i| c.endpoint(i)).collect()
     };
     common::cluster::agreed_leader(&endpoints).await;
-    // Long enough for every fault in turn: nine kinds on three members, four on one.
-    let default = if size == 1 { 20 } else { 28 };
+    // Long enough for every fault in turn: ten kinds on three members, four on one.
+    let default = if size == 1 { 20 } else { 33 };
     let secs = std::env::var("ROBUSTNESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     let duration = Duration::from_secs(secs);
     let epoch = Instant::now();
