@@ -68,12 +68,18 @@ impl CrashFs {
     /// For tests: mounts at `mountpoint`, or returns `None` (the test skips, saying why) where this process may not
     /// mount FUSE file systems; under `CI=true` that is a failure instead, as CI runs the suite as root.
     pub fn mount_or_skip(mountpoint: impl AsRef<Path>) -> Option<CrashFs> {
+        CrashFs::usable_or_skip().then(|| CrashFs::mount(mountpoint).expect("mount crashfs"))
+    }
+
+    /// For tests: whether this process may mount FUSE file systems; if not, says why (the test skips), and under
+    /// `CI=true` fails instead, as CI runs the suite as root.
+    pub fn usable_or_skip() -> bool {
         if let Err(why) = CrashFs::available() {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "crashfs needs FUSE under CI: {why}");
             eprintln!("skipping: {why}");
-            return None;
+            return false;
         }
-        Some(CrashFs::mount(mountpoint).expect("mount crashfs"))
+        true
     }
 
     /// Mounts an empty file system at `mountpoint` (an existing, empty directory).

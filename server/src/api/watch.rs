@@ -164,7 +164,13 @@ impl Session {
         self.service.headers.at_revision(revision)
     }
 
-    async fn send(&self, mut r: pb::WatchResponse) -> bool {
+    async fn send(&self, r: pb::WatchResponse) -> bool {
+        let kib = cost(&r);
+        self.send_costed(r, kib).await
+    }
+
+    /// Sends `r`, whose cost the caller already knows, taking that many of the queue's permits.
+    async fn send_costed(&self, mut r: pb::WatchResponse, kib: u32) -> bool {
         if let Some(failpoint::Fired::Sleep(d)) = crate::failpoints::BEFORE_SEND_WATCH_RESPONSE.eval_deferred() {
             tokio::time::sleep(d).await;
         }
@@ -172,7 +178,7 @@ impl Session {
             r.events.remove(0);
         }
         self.service.metrics.watch_events.inc_by(r.events.len() as u64);
-        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(cost(&r)).await else { return false };
+        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(kib).await else { return false };
         self.out.send((Ok(r), Some(permit))).await.is_ok()
     }
 
@@ -355,7 +361,8 @@ impl Session {
             .into_iter()
             .map(|(id, events)| pb::WatchResponse { header, watch_id: id, events, ..Default::default() })
             .collect();
-        let kib: usize = answers.iter().map(|a| cost(a) as usize).sum();
+        let costs: Vec<u32> = answers.iter().map(cost).collect();
+        let kib: usize = costs.iter().map(|&c| c as usize).sum();
         if self.out.capacity() < answers.len() || (kib > self.budget.available_permits() && !answers.is_empty()) {
             // The client is not reading: nothing of this batch is delivered (the watchers stay where they were,
             // to be caught up from history) and the broadcast is no longer held for it.
@@ -368,8 +375,8 @@ impl Session {
         if !answers.is_empty() {
             self.sent = self.sent.max(batch.revision);
         }
-        for answer in answers {
-            if !self.send(answer).await {
+        for (answer, kib) in answers.into_iter().zip(costs) {
+            if !self.send_costed(answer, kib).await {
                 return false;
             }
         }
