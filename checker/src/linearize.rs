@@ -142,6 +142,9 @@ pub fn check(history: &History, budget: u64) -> Verdict {
     let mut stack: Vec<Frame> = Vec::new();
     let mut state = State::new(history.start_revision, &history.start);
     let mut deepest: (Vec<usize>, i64) = (Vec::new(), state.revision);
+    // `deepest.0[..same]` is the stack's prefix: a new deepest copies only what differs, so keeping it costs one
+    // copy per placement at most, not the whole stack per placement (quadratic on a long history).
+    let mut same = 0;
     let mut node = list.first();
     let mut steps = 0u64;
     let claimed: HashSet<i64> = ops.iter().filter_map(|o| claims(o)).collect();
@@ -172,7 +175,10 @@ pub fn check(history: &History, budget: u64) -> Verdict {
                     stack.push(Frame { node, before, events });
                     list.lift(node);
                     if stack.len() > deepest.0.len() {
-                        deepest = (stack.iter().map(|f| list.nodes[f.node].op).collect(), state.revision);
+                        deepest.0.truncate(same);
+                        deepest.0.extend(stack[same..].iter().map(|f| list.nodes[f.node].op));
+                        deepest.1 = state.revision;
+                        same = stack.len();
                     }
                     node = list.first();
                 }
@@ -184,6 +190,7 @@ pub fn check(history: &History, budget: u64) -> Verdict {
         let Some(f) = stack.pop() else {
             return not_linearizable(&ops, &kept, deepest, history);
         };
+        same = same.min(stack.len());
         let op = list.nodes[f.node].op;
         list.unlift(f.node);
         placed ^= keys[op];

@@ -52,6 +52,20 @@ struct Past {
     older: Option<Rc<Past>>,
 }
 
+impl Drop for Past {
+    /// Unlinks the chain a node at a time: dropped recursively, the chain of a long history (one node a revision)
+    /// would overflow the stack.
+    fn drop(&mut self) {
+        let mut next = self.older.take();
+        while let Some(rc) = next {
+            next = match Rc::try_unwrap(rc) {
+                Ok(mut past) => past.older.take(),
+                Err(_) => None,
+            };
+        }
+    }
+}
+
 /// The store after a prefix of a linearization.
 #[derive(Debug, Clone)]
 pub struct State {

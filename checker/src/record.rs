@@ -4,7 +4,9 @@
 //! **Workload.** A few keys (`k0`, `k1`, …), so operations collide; every value is unique (`c<client>-<n>`), which
 //! is what ties a watch event or a read to the write that made it. Each client runs puts (some with its own lease),
 //! gets (latest and at a recent revision), deletes, compare-and-swap transactions on a key's version, lease grants
-//! and revokes (ids unique per client), and rare compactions a little behind the revision it last saw.
+//! and revokes (ids unique per client), and rare compactions a little behind the revision it last saw, or, half the
+//! time, at the revision of its last delete that deleted a key (a deletion at the compaction point is the case
+//! etcd #18089 lost from watches).
 //!
 //! **Outcomes.** A gRPC error whose message is one of etcd's definite refusals is [`Outcome::Failed`]; any other
 //! error, and a request that does not answer within the timeout, is [`Outcome::Unknown`].
@@ -17,7 +19,8 @@
 //!
 //! **Resumed watches.** `watchers` more clients each watch one key from a revision a little in the past, for a
 //! random while, then cancel and resume from the revision after the last event they got (or the last progress),
-//! through the next endpoint: each stream is checked on its own, so a resumption that skips or repeats an event
+//! through the next endpoint, every other time after a pause of up to 1.5 s (so that compactions often refuse the
+//! resumption, which then starts at the compaction point): each stream is checked on its own, so a resumption that skips or repeats an event
 //! shows as a gap or a duplicate.
 //!
 //! **Threading.** Everything runs on the caller's tokio runtime: one task per client, one for the watch of every
@@ -119,6 +122,8 @@ struct Worker {
     keys: usize,
     serial: u64,
     last_revision: i64,
+    /// The revision of this client's last delete that deleted a key.
+    last_delete: i64,
     versions: Vec<i64>,
     leases: Vec<i64>,
     next_lease: i64,
@@ -177,7 +182,12 @@ impl Worker {
                 Request::LeaseRevoke { id: self.leases.remove(i) }
             }
             98..=99 if self.last_revision > 100 && self.rng.below(4) == 0 => {
-                let revision = (self.last_revision - 50).min(self.oracle.load(Ordering::Relaxed));
+                let behind = if self.last_delete > 1 && self.rng.below(2) == 0 {
+                    self.last_delete
+                } else {
+                    self.last_revision - 50
+                };
+                let revision = behind.min(self.oracle.load(Ordering::Relaxed));
                 if revision > 1 { Request::Compact { revision } } else { Request::Get { key, revision: 0 } }
             }
             _ => Request::Get { key, revision: 0 },
@@ -263,6 +273,9 @@ impl Worker {
                 }
             }
             (Request::LeaseGrant { id }, _) => self.leases.push(*id),
+            (Request::Delete { .. }, Response::Delete { revision, deleted }) if *deleted > 0 => {
+                self.last_delete = *revision;
+            }
             _ => {}
         }
     }
@@ -491,6 +504,11 @@ async fn watch_resuming(
             }
         }
         streams.push(stream);
+        // Every other time, away for a while before resuming, as a client that reconnects late: compactions meanwhile
+        // refuse the resumption, which then starts again at the compaction point.
+        if rng.below(2) == 0 {
+            tokio::time::sleep(Duration::from_millis(rng.below(1500))).await;
+        }
     }
     streams
 }
@@ -521,6 +539,7 @@ pub async fn run(config: &Config) -> Result<Recording, Error> {
             keys: config.keys,
             serial: 0,
             last_revision: start_revision,
+            last_delete: 0,
             versions: vec![0; config.keys],
             leases: Vec::new(),
             next_lease: ((id as i64) + 1) << 32,

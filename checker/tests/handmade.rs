@@ -381,3 +381,15 @@ fn unknown_deletes_take_the_unaccounted_delete_events_in_call_order() {
     assert_eq!(h.operations[1].call, 11, "the earlier call took revision 3");
     assert!(linearizable(&h));
 }
+
+/// A long history is checked within an ordinary thread's stack: the model's chain of past revisions (one a write)
+/// is released a link at a time, not recursively (the 240-second nemesis run overflowed the stack before).
+#[test]
+fn a_long_history_fits_an_ordinary_stack() {
+    let n = 100_000u64;
+    let ops = (0..n).map(|i| (0, 2 * i, 2 * i + 1, put("k", &i.to_string()), put_ok(i as i64 + 2))).collect();
+    let h = history(ops);
+    let verdict =
+        std::thread::Builder::new().stack_size(512 << 10).spawn(move || linearizable(&h)).unwrap().join().unwrap();
+    assert!(verdict);
+}

@@ -153,6 +153,10 @@ fn a_stop_request_ends_it_at_the_next_step() {
         w.delete_range(&key(i), &[]).unwrap();
     }
     w.commit().unwrap();
+    // One more revision, so the compaction is past the deletions (the file keeps those at the point itself).
+    let mut w = store.write().unwrap();
+    w.put(b"last", b"", 0, PutOptions::default()).unwrap();
+    w.commit().unwrap();
     store.compact(store.current_revision()).unwrap();
     let stop = AtomicBool::new(false);
     // A pause between steps makes the whole run take long (thousands of steps) and one step short.

@@ -8,84 +8,20 @@
 //!    "leader failed to send out heartbeat on time" warning and hands leadership to the best-placed voter;
 //! 3. no acknowledged put is lost and every member ends with the same HashKV.
 //!
-//! A frozen file system must never outlive the test: a detached watchdog process thaws every mount after 60 s
-//! whatever happens to the test process, and the guard thaws, stops the members and unmounts on the way out.
+//! A frozen file system must never outlive the test: a detached watchdog process thaws every mount after 60 s or
+//! once the test process ends, and the guard thaws, stops the members and unmounts on the way out (`common::disks`).
 //! Needs root (mount, fsfreeze), as CI has; elsewhere it skips with a message (under CI=true it fails).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Member;
 use common::cluster::{agreed_leader, holds_all, launch, specs, status};
+use common::disks::Disks;
 use common::writer::Writer;
 use server::proto::etcdserverpb::{PutRequest, kv_client::KvClient};
-
-fn run(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Loop-mounted ext4 file systems, one per member, thawed and unmounted when dropped.
-struct Disks {
-    mounts: Vec<PathBuf>,
-    watchdog: Child,
-}
-
-impl Disks {
-    fn create(dir: &Path, names: &[&str]) -> Disks {
-        let mounts: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-        // The backstop: thaw everything after 60 s even if this process dies with a file system frozen.
-        let thaw_all = mounts.iter().map(|m| format!("fsfreeze -u '{}' 2>/dev/null;", m.display())).collect::<String>();
-        let watchdog = Command::new("setsid")
-            .args(["sh", "-c", &format!("sleep 60; {thaw_all}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("setsid");
-        let disks = Disks { mounts, watchdog };
-        for m in &disks.mounts {
-            let image = m.with_extension("img");
-            let f = std::fs::File::create(&image).unwrap();
-            f.set_len(512 << 20).unwrap();
-            std::fs::create_dir_all(m).unwrap();
-            assert!(run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]), "mkfs.ext4");
-            assert!(run("mount", &["-o", "loop", image.to_str().unwrap(), m.to_str().unwrap()]), "mount -o loop");
-        }
-        disks
-    }
-
-    fn freeze(&self, i: usize) {
-        assert!(run("fsfreeze", &["-f", self.mounts[i].to_str().unwrap()]), "fsfreeze -f");
-    }
-
-    fn thaw(&self, i: usize) {
-        run("fsfreeze", &["-u", self.mounts[i].to_str().unwrap()]);
-    }
-}
-
-impl Drop for Disks {
-    fn drop(&mut self) {
-        for i in 0..self.mounts.len() {
-            self.thaw(i);
-        }
-        for m in &self.mounts {
-            // Lazy: members still running (a failing test drops the disks first) must not keep the mount.
-            run("umount", &["-l", m.to_str().unwrap()]);
-        }
-        let _ = self.watchdog.kill();
-        let _ = self.watchdog.wait();
-    }
-}
 
 /// Waits (up to `limit`) until the members at `endpoints` agree on a leader other than `old`; that leader.
 async fn new_leader(endpoints: &[String], old: u64, limit: Duration) -> u64 {
@@ -115,7 +51,7 @@ fn a_leader_with_a_stalled_disk_stops_leading() {
     let dir = tempfile::tempdir().unwrap();
     let (specs, cluster) = specs(3);
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    let disks = Disks::create(dir.path(), &names);
+    let disks = Disks::create(dir.path(), &names, Duration::from_secs(60));
     let members: Vec<Member> = specs.iter().map(|s| launch(dir.path(), s, &cluster)).collect();
     let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

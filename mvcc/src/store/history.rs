@@ -143,6 +143,49 @@ mod tests {
         }
     }
 
+    /// A watch may start at the compaction point; a deletion made at exactly that revision is still in its history
+    /// (etcd #18089), after a reopen too, until a later compaction removes it.
+    #[test]
+    fn a_deletion_at_the_compaction_point_stays_in_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let store = Store::open(&path, &[], StoreConfig::default()).unwrap();
+        let mut w = store.write().unwrap();
+        w.put(b"a", b"1", 0, PutOptions::default()).unwrap();
+        w.commit().unwrap();
+        let mut w = store.write().unwrap();
+        w.delete(b"a", &[], false).unwrap();
+        w.commit().unwrap();
+        let mut w = store.write().unwrap();
+        w.put(b"b", b"2", 0, PutOptions::default()).unwrap();
+        w.commit().unwrap();
+        store.compact(3).unwrap();
+        let deleted = |store: &Store, from| -> Vec<(i64, bool)> {
+            let h = store.history(from, b"a", &[], true, HistoryLimit::ALL).unwrap();
+            h.changes.iter().map(|c| (c.kv.mod_revision, c.deleted)).collect()
+        };
+        assert_eq!(deleted(&store, 3), [(3, true)]);
+        let mut hashed = Vec::new();
+        store
+            .visit_hashed(3, &mut |r, _| {
+                hashed.push(r.main);
+                Ok(())
+            })
+            .unwrap();
+        assert!(hashed.is_empty(), "HashKV covers what etcd 3.4 keeps, and it deletes the tombstone: {hashed:?}");
+        assert!(store.range(b"a", &[], RangeOptions { revision: 3, ..Default::default() }).unwrap().kvs.is_empty());
+        store.check().unwrap();
+        drop(store);
+        let store = Store::open(&path, &[], StoreConfig::default()).unwrap();
+        store.check().unwrap();
+        assert_eq!(deleted(&store, 3), [(3, true)], "after a reopen");
+        assert!(store.range(b"a", &[], RangeOptions::default()).unwrap().kvs.is_empty());
+        store.compact(4).unwrap();
+        assert!(deleted(&store, 4).is_empty());
+        let records = store.db().read().range(store.key, Bound::Unbounded, Bound::Unbounded).unwrap().count();
+        assert_eq!(records, 1, "only b's put is left in the file");
+    }
+
     #[test]
     fn steps_stop_at_either_bound_and_together_read_every_revision_once() {
         let (_dir, store) = store();

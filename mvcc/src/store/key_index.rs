@@ -130,13 +130,21 @@ impl KeyIndex {
         self.generations.iter().flat_map(|g| g.revs.iter().copied())
     }
 
-    /// Drops history superseded at `at`: returns the revisions `<= at` kept (still needed to read at `at` or
-    /// later). Afterwards the index may be empty (see [`KeyIndex::is_empty`]).
+    /// Drops history superseded at `at`: returns the revisions `<= at` the file keeps (still needed to read at `at`
+    /// or later, or to tell a watch from `at` of a deletion at `at`). Afterwards the index may be empty (see
+    /// [`KeyIndex::is_empty`]).
     pub fn compact(&mut self, at: i64, keep: &mut Vec<Revision>) {
         // The first generation still alive after `at`: one not yet closed by a tombstone at or before `at`.
         let mut gi = 0;
         while gi + 1 < self.generations.len() && self.generations[gi].revs.last().is_some_and(|r| r.main <= at) {
             gi += 1;
+        }
+        // A deletion at exactly `at` stays in the file (not in the index): a watch may start at `at`, the oldest
+        // revision still allowed, and must see it (etcd #18089). The next compaction deletes it, as no index holds it.
+        if let Some(tombstone) = gi.checked_sub(1).and_then(|i| self.generations[i].revs.last()) {
+            if tombstone.main == at {
+                keep.push(*tombstone);
+            }
         }
         self.generations.drain(..gi);
         let g = &mut self.generations[0];
@@ -280,8 +288,11 @@ mod tests {
         assert_eq!(k.at(3).map(|v| (v.modified, v.version)), Some((r(3), 2)), "version survives compaction");
         let mut keep = Vec::new();
         k.compact(5, &mut keep);
-        assert!(keep.is_empty(), "the deleted generation goes, tombstone included");
-        assert_eq!(k.generations.len(), 1);
+        assert_eq!(keep, vec![r(5)], "the file keeps a deletion at the compaction point, for a watch from there");
+        assert_eq!(k.generations.len(), 1, "the index drops the deleted generation, tombstone included");
+        let mut keep = Vec::new();
+        k.compact(6, &mut keep);
+        assert!(keep.is_empty(), "no index holds it now, so the next compaction deletes it from the file");
         let mut keep = Vec::new();
         k.compact(8, &mut keep);
         assert_eq!(keep, vec![r(7)]);
@@ -289,7 +300,8 @@ mod tests {
         k.tombstone(r(10));
         let mut keep = Vec::new();
         k.compact(10, &mut keep);
-        assert!(k.is_empty() && keep.is_empty(), "a key deleted at or before the compaction point vanishes");
+        assert!(k.is_empty(), "a key deleted at or before the compaction point vanishes from the index");
+        assert_eq!(keep, vec![r(10)]);
         k.check().unwrap();
     }
 

@@ -320,7 +320,8 @@ pub(crate) fn read_kv(r: &ReadTxn, ks: KeyspaceId, rev: Revision) -> Result<KeyV
 impl Store {
     /// The history etcd's HashKV covers at `rev` (0: current), in revision order: every stored revision above
     /// the compaction point and `<= rev`, and, at or below the compaction point, only each key's latest revision
-    /// `<= rev` that is not a deletion (etcd's `kvindex.Keep(rev)`; when no key has one, every revision). `visit`
+    /// `<= rev` that is not a deletion (etcd's `kvindex.Keep(rev)`; when no key has one, every revision but a
+    /// deletion at the compaction point). `visit`
     /// gets each (revision, record); returns the revision hashed to and the compaction revision. The caller
     /// encodes and hashes (see the server's `backup::export::hash_kv`).
     pub fn visit_hashed(&self, rev: i64, visit: &mut dyn FnMut(Revision, &[u8]) -> Result<()>) -> Result<(i64, i64)> {
@@ -344,7 +345,10 @@ impl Store {
         for item in r.range(self.key, Bound::Unbounded, Bound::Excluded(&end))? {
             let (k, v) = item?;
             let rev = Revision::decode(k).ok_or_else(|| self.bad_record("revision key of the wrong length"))?;
-            if rev.main > compact || !any || keep.contains(&rev) {
+            // A deletion at the compaction point that the file keeps only for watches (see `KeyIndex::compact`)
+            // is no revision etcd's Keep names, and etcd 3.4 has already removed it: never hashed.
+            let watch_only = || rev.main == compact && kv::decode(v, rev.main).is_some_and(|(_, deleted)| deleted);
+            if rev.main > compact || keep.contains(&rev) || (!any && !watch_only()) {
                 visit(rev, v)?;
             }
         }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod disks;
 pub mod etcd;
 pub mod history;
 pub mod pki;
