@@ -30,8 +30,15 @@
 //! batch's) leave in one `writev`, as grpc-go's writer sends whatever is queued when it flushes. The cost is one
 //! more poll of the connection per flush.
 //!
+//! **A PING ACK leaves with the next response.** grpc-go's clients send a PING with their requests (its BDP
+//! estimator), and h2 answers each at once, in a `writev` of its own: on loopback that doubled the writes of a put,
+//! against etcd's one (docs/performance.md). A write made only of PING ACK frames is held, for at most `PING_HOLD`,
+//! and leaves in the same `writev` as the next write; if none comes, a timer wakes the connection and the flush
+//! sends it. Nothing else is held: a WINDOW_UPDATE a sending client waits for leaves at once.
+//!
 //! **Invariants**: bytes other than the HEADERS/CONTINUATION frames of renamed blocks are forwarded unchanged and
-//! in order; server-to-client bytes are never touched (only, at times, sent one scheduler pass later).
+//! in order; server-to-client bytes are never touched (only, at times, sent one scheduler pass later, and a PING
+//! ACK at most `PING_HOLD` later, always before anything written after it).
 
 use std::io;
 use std::pin::Pin;
@@ -85,6 +92,24 @@ pub struct ClientConn {
     write_yielded: bool,
     /// Bytes read and written (`etcd_network_client_grpc_{received,sent}_bytes_total`).
     bytes: Option<ClientBytes>,
+    /// PING ACK frames accepted from the server and not yet written (see the module header), and when they must
+    /// leave.
+    held: Vec<u8>,
+    hold_until: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// How long a PING ACK waits for a response to leave with.
+const PING_HOLD: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The bytes of `bufs` if they are nothing but whole PING ACK frames (type 6, flag ACK, 8 octets of payload).
+fn only_ping_acks(bufs: &[io::IoSlice<'_>]) -> Option<Vec<u8>> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    if total == 0 || total % 17 != 0 || total > 4 * 17 {
+        return None;
+    }
+    let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+    let acks = bytes.chunks(17).all(|f| f[..3] == [0, 0, 8] && f[3] == 6 && f[4] & 1 == 1);
+    acks.then_some(bytes)
 }
 
 impl ClientConn {
@@ -123,7 +148,63 @@ impl ClientConn {
             block: None,
             write_yielded: false,
             bytes: None,
+            held: Vec::new(),
+            hold_until: None,
         }
+    }
+
+    /// Writes `bufs`, after the held PING ACKs if there are any, in one `writev` (see the module header).
+    fn write_slices(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.yield_before_write(cx));
+        if let Some(acks) = only_ping_acks(bufs).filter(|a| self.held.len() + a.len() <= 8 * 17) {
+            if self.held.is_empty() {
+                self.hold_until = Some(Box::pin(tokio::time::sleep(PING_HOLD)));
+            }
+            self.held.extend_from_slice(&acks);
+            return Poll::Ready(Ok(acks.len()));
+        }
+        while !self.held.is_empty() {
+            let before = self.held.len();
+            let mut slices = Vec::with_capacity(bufs.len() + 1);
+            slices.push(io::IoSlice::new(&self.held));
+            slices.extend(bufs.iter().map(|b| io::IoSlice::new(b)));
+            let written = Pin::new(&mut self.inner).poll_write_vectored(cx, &slices);
+            self.sent(&written);
+            match written {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) if n >= before => {
+                    self.held.clear();
+                    self.hold_until = None;
+                    if n > before {
+                        return Poll::Ready(Ok(n - before));
+                    }
+                }
+                Poll::Ready(Ok(n)) => drop(self.held.drain(..n)),
+                other => return other,
+            }
+        }
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.sent(&written);
+        written
+    }
+
+    /// Writes the held PING ACKs out if `now` or their time is up; `Ready` once none is held or they wait.
+    fn release_held(&mut self, cx: &mut Context<'_>, now: bool) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            let due = now || self.hold_until.as_mut().is_none_or(|t| t.as_mut().poll(cx).is_ready());
+            if !due {
+                return Poll::Ready(Ok(()));
+            }
+            let written = Pin::new(&mut self.inner).poll_write(cx, &self.held);
+            self.sent(&written);
+            match std::task::ready!(written) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => drop(self.held.drain(..n)),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.hold_until = None;
+        Poll::Ready(Ok(()))
     }
 
     /// `Pending` once per flush, with the connection's wake deferred until the runtime has run what is queued
@@ -404,19 +485,18 @@ impl AsyncRead for ClientConn {
 
 impl AsyncWrite for ClientConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.yield_before_write(cx));
-        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.sent(&written);
-        written
+        self.write_slices(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.release_held(cx, false))?;
         std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
         self.write_yielded = false;
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.release_held(cx, true))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -425,10 +505,7 @@ impl AsyncWrite for ClientConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.yield_before_write(cx));
-        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.sent(&written);
-        written
+        self.write_slices(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
