@@ -20,8 +20,8 @@
 //! **Resumed watches.** `watchers` more clients each watch one key from a revision a little in the past, for a
 //! random while, then cancel and resume from the revision after the last event they got (or the last progress),
 //! through the next endpoint, every other time after a pause of up to 1.5 s (so that compactions often refuse the
-//! resumption, which then starts at the compaction point): each stream is checked on its own, so a resumption that skips or repeats an event
-//! shows as a gap or a duplicate.
+//! resumption, which then starts at the compaction point): each stream is checked on its own, so a resumption that
+//! skips or repeats an event shows as a gap or a duplicate.
 //!
 //! **Threading.** Everything runs on the caller's tokio runtime: one task per client, one for the watch of every
 //! key, one per watcher.

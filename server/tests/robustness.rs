@@ -308,20 +308,12 @@ async fn nemesis(c: Arc<Mutex<Cluster>>, end: Instant, epoch: Instant) -> Vec<St
                     let _ = tokio::time::timeout(Duration::from_secs(5), m.defragment(DefragmentRequest {})).await;
                 }
             }
-            "stuck WAL fdatasync on leader" => {
-                let port = c.lock().unwrap().fail_ports[victim];
-                tokio::task::spawn_blocking(move || {
-                    common::failpoint(port, "walBeforeFdatasync", Some("1*sleep(3000)"))
-                })
-                .await
-                .unwrap();
-                tokio::time::sleep(down).await;
-                tokio::task::spawn_blocking(move || common::failpoint(port, "walBeforeFdatasync", None)).await.unwrap();
-            }
             _ => {
-                debug_assert_eq!(what, "slow WAL fdatasync on leader");
+                // A stuck disk: one fdatasync of six election timeouts; a slow one: every fdatasync 30 ms longer.
+                let terms = if what == "stuck WAL fdatasync on leader" { "1*sleep(3000)" } else { "sleep(30)" };
+                debug_assert!(what.ends_with("WAL fdatasync on leader"), "{what}");
                 let port = c.lock().unwrap().fail_ports[victim];
-                tokio::task::spawn_blocking(move || common::failpoint(port, "walBeforeFdatasync", Some("sleep(30)")))
+                tokio::task::spawn_blocking(move || common::failpoint(port, "walBeforeFdatasync", Some(terms)))
                     .await
                     .unwrap();
                 tokio::time::sleep(down).await;
@@ -557,23 +549,19 @@ async fn the_peer_proxy_cuts_one_sender_only() {
         }
     });
     let proxy = PeerProxy::start(target).await;
-    proxy.set_cut_from(peer_ip(0), true);
-    let mut answered = Vec::new();
-    for i in 0..2 {
+    // Whether "hello", sent through the proxy from `source`, comes back within `wait`.
+    let echoed = |source, wait| async move {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(std::net::SocketAddr::new(peer_ip(i), 0)).unwrap();
+        socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
         let mut conn = socket.connect(([127, 0, 0, 1], proxy.port).into()).await.unwrap();
         conn.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 5];
-        let got = tokio::time::timeout(Duration::from_millis(500), conn.read_exact(&mut buf)).await;
-        answered.push(matches!(got, Ok(Ok(5))));
-    }
+        matches!(tokio::time::timeout(wait, conn.read_exact(&mut buf)).await, Ok(Ok(5)))
+    };
+    proxy.set_cut_from(peer_ip(0), true);
+    let short = Duration::from_millis(500);
+    let answered = [echoed(peer_ip(0), short).await, echoed(peer_ip(1), short).await];
     assert_eq!(answered, [false, true], "cut from 127.0.1.1 only");
     proxy.set_cut_from(peer_ip(0), false);
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(std::net::SocketAddr::new(peer_ip(0), 0)).unwrap();
-    let mut conn = socket.connect(([127, 0, 0, 1], proxy.port).into()).await.unwrap();
-    conn.write_all(b"hello").await.unwrap();
-    let mut buf = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(2), conn.read_exact(&mut buf)).await.unwrap().unwrap();
+    assert!(echoed(peer_ip(0), Duration::from_secs(2)).await, "healed, 127.0.1.1 is carried again");
 }

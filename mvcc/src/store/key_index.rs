@@ -141,10 +141,10 @@ impl KeyIndex {
         }
         // A deletion at exactly `at` stays in the file (not in the index): a watch may start at `at`, the oldest
         // revision still allowed, and must see it (etcd #18089). The next compaction deletes it, as no index holds it.
-        if let Some(tombstone) = gi.checked_sub(1).and_then(|i| self.generations[i].revs.last()) {
-            if tombstone.main == at {
-                keep.push(*tombstone);
-            }
+        if let Some(tombstone) = gi.checked_sub(1).and_then(|i| self.generations[i].revs.last())
+            && tombstone.main == at
+        {
+            keep.push(*tombstone);
         }
         self.generations.drain(..gi);
         let g = &mut self.generations[0];
