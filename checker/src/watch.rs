@@ -21,7 +21,7 @@
 //! read is refused as compacted), and so does ferrokv. [`check_compacted`] accepts exactly that: a missing
 //! `prev_kv` on an event at or below a compaction the history requested.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::history::{History, Outcome, Request, Response, TxnOp};
 use crate::model::{Event, EventKind};
@@ -102,13 +102,34 @@ pub fn check_compacted(streams: &[WatchStream], events: &[Event], compacted: i64
 
 /// The highest revision a compaction of `history` asked for, whether it was answered or its outcome is unknown.
 pub fn compacted(history: &History) -> i64 {
+    compactions(history).last().copied().unwrap_or(0)
+}
+
+/// Every revision a compaction of `history` asked for, whether it was answered or its outcome is unknown.
+pub fn compactions(history: &History) -> BTreeSet<i64> {
     history
         .operations
         .iter()
         .filter(|o| !matches!(o.outcome, Outcome::Failed(_)))
         .filter_map(|o| if let Request::Compact { revision } = o.request { Some(revision) } else { None })
-        .max()
-        .unwrap_or(0)
+        .collect()
+}
+
+/// Whether `a` is etcd 3.4's known defect, etcd #18089 (fixed in later etcd releases): a watch that starts at a
+/// revision C the history compacted to never receives the deletions made at exactly C. That is, `a` is a gap whose
+/// every missing event is a deletion at the stream's own start revision, and a compaction asked for that revision.
+/// Only the check of etcd's own histories uses this; ferrokv delivers those deletions, and its checks accept no gap.
+pub fn is_etcd_18089(a: &Anomaly, streams: &[WatchStream], events: &[Event], compactions: &BTreeSet<i64>) -> bool {
+    let Anomaly::Gap { stream, missing } = a else { return false };
+    let Some(s) = streams.get(*stream) else { return false };
+    let start = s.start_revision;
+    start > 0
+        && compactions.contains(&start)
+        && !missing.is_empty()
+        && missing.iter().all(|(rev, key)| {
+            *rev == start
+                && events.iter().any(|e| e.kind == EventKind::Delete && e.kv.mod_revision == *rev && e.kv.key == *key)
+        })
 }
 
 fn check_stream(id: usize, s: &WatchStream, all: &[Event], compacted: i64) -> Vec<Anomaly> {

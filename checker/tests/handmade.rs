@@ -393,3 +393,40 @@ fn a_long_history_fits_an_ordinary_stack() {
         std::thread::Builder::new().stack_size(512 << 10).spawn(move || linearizable(&h)).unwrap().join().unwrap();
     assert!(verdict);
 }
+
+/// etcd 3.4's lost deletion at the compaction point (etcd #18089) is recognised exactly: a gap of a deletion at
+/// the stream's own start revision, which a compaction asked for. A gap of a put there, or with no compaction at
+/// that revision, is not it.
+#[test]
+fn etcd_18089_is_recognised_and_nothing_else_is() {
+    let h = history(vec![
+        (0, 0, 10, put("a", "1"), put_ok(2)),
+        (0, 11, 20, Request::Delete { key: "a".into() }, ok(Response::Delete { revision: 3, deleted: 1 })),
+        (0, 21, 30, Request::Compact { revision: 3 }, ok(Response::Compact { revision: 3 })),
+        (0, 31, 40, put("a", "2"), put_ok(4)),
+    ]);
+    let Verdict::Linearizable(w) = check(&h, BUDGET) else { panic!("the run is linearizable") };
+    let ev = watch::events_of(&w);
+    let mut last = ev[2].clone();
+    last.prev = None;
+    let from = |start: i64| WatchStream {
+        key: b"a".to_vec(),
+        range_end: vec![],
+        start_revision: start,
+        prev_kv: false,
+        responses: vec![resp(4, vec![last.clone()])],
+    };
+    let compactions = watch::compactions(&h);
+    assert_eq!(compactions.iter().copied().collect::<Vec<_>>(), vec![3]);
+    let at_compaction = [from(3)];
+    let found = watch::check(&at_compaction, &ev);
+    assert!(matches!(&found[..], [Anomaly::Gap { missing, .. }] if missing == &vec![(3, b"a".to_vec())]));
+    assert!(watch::is_etcd_18089(&found[0], &at_compaction, &ev, &compactions));
+    // The same gap with no compaction at 3 is a plain gap.
+    assert!(!watch::is_etcd_18089(&found[0], &at_compaction, &ev, &[2].into()));
+    // From revision 2 the put at 2 and the deletion at 3 are both missing: not the defect.
+    let earlier = [from(2)];
+    let found = watch::check(&earlier, &ev);
+    assert!(matches!(&found[..], [Anomaly::Gap { missing, .. }] if missing.len() == 2));
+    assert!(!watch::is_etcd_18089(&found[0], &earlier, &ev, &[2, 3].into()));
+}

@@ -1,7 +1,9 @@
 //! Issue 20, line 1: whole histories of concurrent clients (the `checker` crate's recorder: puts, gets latest and
 //! at a revision, deletes, compare-and-swap transactions, leases with keys, compaction, and a watch of every key)
 //! are linearizable under etcd's semantics, and every watch stream delivers what the linearization says it must.
-//! The same recorder and checker run against etcd 3.4.23, so a model that disagreed with etcd would show there.
+//! The same recorder and checker run against etcd 3.4.23, so a model that disagreed with etcd would show there;
+//! etcd 3.4.23's one known watch defect the recorder provokes (etcd #18089: a deletion at exactly the compaction
+//! revision never reaches a watch started there) is recognised by its exact form and counted, nothing else.
 
 mod common;
 
@@ -13,6 +15,12 @@ use checker::watch;
 
 /// Checks a recording; returns a one-line summary.
 fn verify(what: &str, rec: Recording) -> String {
+    verify_allowing(what, rec, false)
+}
+
+/// Checks a recording; with `etcd_18089`, watch gaps of etcd 3.4's known lost deletion at the compaction point
+/// (see [`watch::is_etcd_18089`]) are counted in the summary instead of failing. Only etcd's own run allows them.
+fn verify_allowing(what: &str, rec: Recording, etcd_18089: bool) -> String {
     let Recording { mut history, watches, complete_to } = rec;
     let total = history.operations.len();
     let unknown = history.operations.iter().filter(|o| o.outcome == checker::history::Outcome::Unknown).count();
@@ -22,11 +30,19 @@ fn verify(what: &str, rec: Recording) -> String {
     match check(&history, 20_000_000) {
         Verdict::Linearizable(witness) => {
             let compacted = watch::compacted(&history);
-            let anomalies = watch::check_compacted(&watches, &watch::events_of(&witness), compacted);
+            let events_of = watch::events_of(&witness);
+            let mut anomalies = watch::check_compacted(&watches, &events_of, compacted);
+            let compactions = watch::compactions(&history);
+            let before = anomalies.len();
+            if etcd_18089 {
+                anomalies.retain(|a| !watch::is_etcd_18089(a, &watches, &events_of, &compactions));
+            }
+            let known = before - anomalies.len();
             assert!(anomalies.is_empty(), "{what}: watch anomalies: {anomalies:#?}");
             let summary = format!(
                 "{what}: {total} operations ({unknown} unknown: {resolved} resolved, {dropped} dropped by the \
-                 watch), linearizable (checked in {:.2} s); {} watch streams, {events} events, complete to {:?}",
+                 watch), linearizable (checked in {:.2} s); {} watch streams, {events} events, complete to {:?}; \
+                 {known} deletions at a compaction point lost (etcd #18089)",
                 started.elapsed().as_secs_f64(),
                 watches.len(),
                 complete_to
@@ -85,7 +101,7 @@ async fn etcd_histories_pass_the_same_checker() {
     let e = common::etcd::start(&dir.path().join("etcd"), c, p);
     let rec = run(&config(vec![format!("http://{}", e.endpoint)], 3)).await.unwrap();
     assert!(rec.complete_to.is_some(), "the watch reached the final revision");
-    verify("etcd 3.4.23, 1 member", rec);
+    verify_allowing("etcd 3.4.23, 1 member", rec, true);
 }
 
 /// The checker catches a broken build: with `skipReadIndex=return` on every member, linearizable reads read the
