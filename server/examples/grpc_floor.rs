@@ -156,7 +156,8 @@ mod raw_h2 {
         framed.push(0);
         framed.extend_from_slice(&(reply.len() as u32).to_be_bytes());
         framed.extend_from_slice(&reply);
-        let response = http::Response::builder().header("content-type", "application/grpc").body(()).unwrap_or_default();
+        let response =
+            http::Response::builder().header("content-type", "application/grpc").body(()).unwrap_or_default();
         let Ok(mut send) = respond.send_response(response, false) else { return };
         let _ = send.send_data(Bytes::from(framed), false);
         let mut trailers = http::HeaderMap::new();
