@@ -395,8 +395,8 @@ fn a_long_history_fits_an_ordinary_stack() {
 }
 
 /// etcd 3.4's lost deletion at the compaction point (etcd #18089) is recognised exactly: a gap of a deletion at
-/// the stream's own start revision, which a compaction asked for. A gap of a put there, or with no compaction at
-/// that revision, is not it.
+/// the stream's own start revision, which a compaction asked for. The same gap with no compaction at that
+/// revision is not it, nor a gap that also misses an earlier event.
 #[test]
 fn etcd_18089_is_recognised_and_nothing_else_is() {
     let h = history(vec![

@@ -92,7 +92,7 @@ fn main() {
         let listener = server::api::client_tls::ClientListener::Tcp { listener, plain: true, tls: None };
         let incoming = server::api::client_tls::incoming(listener, None);
         if raw {
-            return raw_h2::serve(incoming).await;
+            return raw_h2::serve(incoming, std::sync::Arc::new(Floor::default())).await;
         }
         tonic::transport::Server::builder()
             .accept_http1(true)
@@ -110,23 +110,24 @@ fn main() {
 /// The `h2` floor: gRPC unary Put over the h2 crate's server, nothing between.
 mod raw_h2 {
     use std::io;
+    use std::sync::Arc;
 
+    use super::Floor;
     use prost::Message;
     use server::api::client_conn::ClientConn;
     use server::proto::etcdserverpb as pb;
     use tonic::codegen::Bytes;
     use tonic::codegen::tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-    /// Serves every connection `incoming` yields until it ends.
-    pub async fn serve(mut incoming: ReceiverStream<io::Result<ClientConn>>) -> io::Result<()> {
-        let revision = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    /// Serves every connection `incoming` yields until it ends; `floor` numbers the response headers.
+    pub async fn serve(mut incoming: ReceiverStream<io::Result<ClientConn>>, floor: Arc<Floor>) -> io::Result<()> {
         while let Some(conn) = incoming.next().await {
             let Ok(conn) = conn else { continue };
-            let revision = revision.clone();
+            let floor = floor.clone();
             tokio::spawn(async move {
                 let Ok(mut h2) = h2::server::handshake(conn).await else { return };
                 while let Some(Ok((request, respond))) = h2.accept().await {
-                    tokio::spawn(answer(request, respond, revision.clone()));
+                    tokio::spawn(answer(request, respond, floor.clone()));
                 }
             });
         }
@@ -137,7 +138,7 @@ mod raw_h2 {
     async fn answer(
         request: http::Request<h2::RecvStream>,
         mut respond: h2::server::SendResponse<Bytes>,
-        revision: std::sync::Arc<std::sync::atomic::AtomicI64>,
+        floor: Arc<Floor>,
     ) {
         let mut body = request.into_body();
         let mut message = Vec::new();
@@ -149,9 +150,7 @@ mod raw_h2 {
             Some(Ok(p)) if !p.key.is_empty() => "0",
             _ => "3",
         };
-        let revision = revision.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let header = pb::ResponseHeader { cluster_id: 1, member_id: 1, revision, raft_term: 2 };
-        let reply = pb::PutResponse { header: Some(header), prev_kv: None }.encode_to_vec();
+        let reply = pb::PutResponse { header: floor.header(), prev_kv: None }.encode_to_vec();
         let mut framed = Vec::with_capacity(5 + reply.len());
         framed.push(0);
         framed.extend_from_slice(&(reply.len() as u32).to_be_bytes());
