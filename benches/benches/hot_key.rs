@@ -40,7 +40,7 @@ fn hot_key(c: &mut Criterion) {
     let dir = benches::scratch();
     let config = StoreConfig {
         db: DbConfig {
-            sync: SyncPolicy { max_commits: u32::MAX, max_delay: Duration::from_secs(3600) },
+            sync: SyncPolicy { max_commits: u32::MAX, max_delay: Duration::from_secs(3600), background: false },
             ..DbConfig::default()
         },
         ..StoreConfig::default()

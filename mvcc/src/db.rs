@@ -5,7 +5,7 @@
 //! blocks the writer or other readers. The writer is serialized by `writer` (a `WriteTxn` holds that lock), which
 //! is handed over fairly: a transaction that ends passes the lock to the longest waiter, so a loop of short write
 //! transactions (defragmentation, compaction) cannot starve another writer.
-//! Lock order: `writer`, then `readers`, then `current`.
+//! Lock order: `writer`, then `readers`, then `current`; `writer`, then `meta_io` (see `sync`).
 //!
 //! **Reuse rule** (allocator invariant 2): pages freed by transaction T are reused once every registered reader's
 //! snapshot is `>= T` and the newest durable meta is `>= T`. The second condition is enough for crash safety: the
@@ -14,8 +14,9 @@
 //!
 //! **Durability.** A commit either syncs (data pages, fdatasync, meta into the slot holding the older meta,
 //! fdatasync), or, under a batching [`SyncPolicy`], only writes its data pages: readers see it at once through the
-//! mapping, and the meta waits for the next sync. A crash loses unsynced commits as a whole; the caller's
-//! write-ahead log (carrying the applied index stored in each meta) replays them.
+//! mapping, and the meta waits for the next sync, which may run beside later commits (module `sync`). A crash loses
+//! unsynced commits as a whole; the caller's write-ahead log (carrying the applied index stored in each meta)
+//! replays them.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -35,6 +36,7 @@ use crate::page::alloc::Allocator;
 use crate::page::layout::{self, PageId, PageType, TxnId};
 use crate::page::meta::{Keyspace, MAX_KEYSPACES, Meta};
 use crate::page::pager::Pager;
+use crate::sync::{MetaIo, sync_meta};
 
 /// A keyspace's handle, from [`Db::keyspace`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,14 +47,18 @@ pub struct KeyspaceId(pub(crate) usize);
 pub struct SyncPolicy {
     /// Sync at the latest every this many commits (1: every commit is durable).
     pub max_commits: u32,
-    /// Sync a commit at the latest this long after the first unsynced one (checked at each commit and by
-    /// [`Db::sync_if_due`]).
+    /// Sync a commit at the latest this long after the first unsynced one (checked at each commit, unless
+    /// `background`, and by [`Db::sync_if_due`]).
     pub max_delay: Duration,
+    /// The caller keeps `max_delay` itself, calling [`Db::sync_if_due`] from a thread of its own, which syncs
+    /// beside the writers (see `sync`); commits then sync only at `max_commits`, and a writer never waits out the
+    /// disk for the delay.
+    pub background: bool,
 }
 
 impl Default for SyncPolicy {
     fn default() -> Self {
-        SyncPolicy { max_commits: 1, max_delay: Duration::ZERO }
+        SyncPolicy { max_commits: 1, max_delay: Duration::ZERO, background: false }
     }
 }
 
@@ -62,9 +68,9 @@ pub struct DbConfig {
     /// Page size for a new file (existing files keep theirs).
     pub page_size: usize,
     pub sync: SyncPolicy,
-    /// Told how long each commit took, from its start to its data being written (and synced, if it syncs), for
-    /// the server's `etcd_disk_backend_commit_duration_seconds`. Runs on the committing thread, the writer lock
-    /// held: it must only record.
+    /// Told how long each commit took, from its start to its data being written (and synced, if it syncs), and
+    /// how long each sync beside the writer took, for the server's `etcd_disk_backend_commit_duration_seconds`.
+    /// Runs on the committing or syncing thread, maybe with the writer lock held: it must only record.
     pub on_commit: Option<fn(Duration)>,
 }
 
@@ -88,13 +94,16 @@ pub struct Snapshot {
 pub(crate) struct Writer {
     pub(crate) alloc: Allocator,
     pub(crate) latest: Meta,
-    /// Transaction id held in each meta slot on disk.
-    disk: [TxnId; 2],
-    unsynced: u32,
-    first_unsynced: Option<Instant>,
+    /// Transaction id held in each meta slot on disk as this writer knows it: a copy of `MetaIo::slots`, which a
+    /// concurrent sync updates first (it may lag the disk, never lead it; see `sync`).
+    pub(crate) disk: [TxnId; 2],
+    pub(crate) unsynced: u32,
+    pub(crate) first_unsynced: Option<Instant>,
+    /// Syncs made under the writer lock so far.
+    pub(crate) syncs: u64,
     /// Pages written by commits so far.
     pages_written: u64,
-    poisoned: Option<String>,
+    pub(crate) poisoned: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -103,8 +112,10 @@ pub(crate) struct Shared {
     current: RwLock<Arc<Snapshot>>,
     readers: Mutex<BTreeMap<TxnId, usize>>,
     pub(crate) writer: FairMutex<Writer>,
-    policy: SyncPolicy,
-    on_commit: Option<fn(Duration)>,
+    /// The meta slots on disk and the right to write them; taken after `writer`, or alone (see `sync`).
+    pub(crate) meta_io: Mutex<MetaIo>,
+    pub(crate) policy: SyncPolicy,
+    pub(crate) on_commit: Option<fn(Duration)>,
     /// `Stats::in_use` as of the last commit or release, readable without the writer lock (quota checks).
     in_use: AtomicU64,
 }
@@ -188,9 +199,11 @@ impl Db {
                     disk,
                     unsynced: 0,
                     first_unsynced: None,
+                    syncs: 0,
                     pages_written: 0,
                     poisoned: None,
                 }),
+                meta_io: Mutex::new(MetaIo::new(disk)),
                 policy: config.sync,
                 on_commit: config.on_commit,
                 in_use,
@@ -346,13 +359,9 @@ impl Db {
         sync_meta(&self.shared, &mut w)
     }
 
-    /// Syncs if the policy's delay has passed since the first unsynced commit.
-    pub fn sync_if_due(&self) -> Result<()> {
-        let mut w = self.shared.writer.lock();
-        match w.first_unsynced {
-            Some(t) if t.elapsed() >= self.shared.policy.max_delay => sync_meta(&self.shared, &mut w),
-            _ => Ok(()),
-        }
+    /// When commits reach the disk, as opened.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.shared.policy
     }
 
     /// `Stats::in_use` as of the last commit, without waiting for a writer: cheap enough for every request.
@@ -454,44 +463,12 @@ pub(crate) fn mark_reachable(pager: &Pager, root: PageId, used: &mut [bool]) -> 
 
 /// Makes every page that no reader and no durable meta can reach any more reusable (allocator invariant 2):
 /// after each commit, and when readers have ended since (defragmentation asks before it measures).
-fn release_unpinned(shared: &Shared, w: &mut Writer) {
+pub(crate) fn release_unpinned(shared: &Shared, w: &mut Writer) {
     let oldest_reader = lock(&shared.readers).keys().next().copied().unwrap_or(w.latest.txn);
     let durable = w.disk[0].max(w.disk[1]);
     w.alloc.release(oldest_reader.min(durable));
     let in_use = (w.alloc.page_count() - w.alloc.free_pages()) * shared.pager.page_size() as u64;
     shared.in_use.store(in_use, Ordering::Relaxed);
-}
-
-/// Writes the latest meta into the slot holding the older one, between two fdatasyncs.
-fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
-    if let Some(p) = &w.poisoned {
-        return Err(Error::Poisoned(p.clone()));
-    }
-    if w.disk.contains(&w.latest.txn) {
-        return Ok(());
-    }
-    let result: Result<u64> = (|| {
-        // Step 1: every data page written by unsynced commits reaches the disk before the meta that names them.
-        shared.pager.sync()?;
-        // Step 2: the meta goes into the slot holding the older meta, so the newest durable one survives a tear.
-        let slot = if w.disk[0] <= w.disk[1] { 0 } else { 1 };
-        shared.pager.write_meta(slot, &w.latest.encode(PageId(slot)))?;
-        // Step 3: the meta is durable.
-        shared.pager.sync()?;
-        Ok(slot)
-    })();
-    match result {
-        Ok(slot) => {
-            w.disk[slot as usize] = w.latest.txn;
-            w.unsynced = 0;
-            w.first_unsynced = None;
-            Ok(())
-        }
-        Err(e) => {
-            w.poisoned = Some(e.to_string());
-            Err(e)
-        }
-    }
 }
 
 /// A consistent, read-only view of one commit. Pages it can reach stay untouched while it lives.
@@ -788,7 +765,8 @@ impl<'a> WriteTxn<'a> {
         let first = *w.first_unsynced.get_or_insert_with(Instant::now);
         // 3. Sync (fdatasync, meta, fdatasync) if forced or due under the policy.
         let policy = shared.policy;
-        if force_sync || w.unsynced >= policy.max_commits || first.elapsed() >= policy.max_delay {
+        if force_sync || w.unsynced >= policy.max_commits || (!policy.background && first.elapsed() >= policy.max_delay)
+        {
             sync_meta(&shared, &mut w)?;
         }
         crate::failpoints::AFTER_COMMIT.eval();

@@ -7,8 +7,9 @@
 //! 3. `page::alloc`: free space, rebuilt at open, reused only when nothing can reach it.
 //! 4. `btree::node`, `btree::read`: page codec and zero-copy reads; `btree::write`: copy-on-write changes and the
 //!    spill at commit; `btree::check`: the invariants.
-//! 5. `db`: keyspaces, snapshots for readers, the write transaction and its commit protocol; `defrag`: online
-//!    defragmentation in bounded copy-on-write steps.
+//! 5. `db`: keyspaces, snapshots for readers, the write transaction and its commit protocol; `sync`: making
+//!    commits durable, under the writer lock or beside it; `defrag`: online defragmentation in bounded
+//!    copy-on-write steps.
 //! 6. `revision`, `kv`: etcd's revisions and the record stored per revision.
 //! 7. `store`: the key index (generations), Range/Put/DeleteRange/Txn, and compaction.
 
@@ -22,6 +23,7 @@ pub mod page;
 pub mod revision;
 mod snapshot;
 pub mod store;
+mod sync;
 
 pub use db::{Db, DbConfig, KeyspaceId, RangeIter, ReadTxn, Snapshot, Stats, SyncPolicy, WriteTxn};
 pub use defrag::{DefragConfig, DefragOutcome, DefragReport, Layout};

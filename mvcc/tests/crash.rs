@@ -19,7 +19,7 @@ const CHILD_BATCHED: &str = "MVCC_CRASH_CHILD_BATCHED";
 
 fn config(batched: bool) -> StoreConfig {
     let sync = if batched {
-        SyncPolicy { max_commits: 8, max_delay: Duration::from_secs(3600) }
+        SyncPolicy { max_commits: 8, max_delay: Duration::from_secs(3600), background: false }
     } else {
         SyncPolicy::default()
     };

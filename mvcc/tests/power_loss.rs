@@ -7,6 +7,12 @@
 //! the store is opened on it: it must open, pass its invariant check, hold exactly the workload's prefix up to its
 //! applied index, and that index must include every acknowledged commit. Once the restore is acknowledged, the
 //! restored file must open too.
+//!
+//! The second test runs the store as the server does, with the periodic sync beside the writer
+//! (`SyncPolicy::background`): a thread syncs with `Db::sync_concurrent` while the workload commits, compacts and
+//! defragments (whose durable commits sync under the writer lock at the same time), and marks the applied index
+//! it read before each sync; each fdatasync takes 3 ms more, so commits land while a sync is under way. The same
+//! checks hold at every crash point.
 
 mod common;
 
@@ -16,7 +22,7 @@ use std::sync::atomic::AtomicBool;
 
 use common::{commit_step, expected};
 use crashfs::{CrashFs, Loss};
-use mvcc::{Db, DbConfig, DefragConfig, RangeOptions, Store, StoreConfig};
+use mvcc::{Db, DbConfig, DefragConfig, RangeOptions, Store, StoreConfig, SyncPolicy};
 
 /// The mark of the restored copy's acknowledgement (far above any step).
 const RESTORED: u64 = 1 << 40;
@@ -48,6 +54,43 @@ fn workload(fs: &CrashFs, steps: u64) {
             fs.mark(RESTORED);
         }
     }
+}
+
+/// The workload with the store's sync on a thread of its own: commits only write their pages, and the syncer
+/// marks the applied index it read before each sync that returned.
+fn workload_background(fs: &CrashFs, steps: u64) {
+    let sync = SyncPolicy { max_commits: u32::MAX, max_delay: std::time::Duration::ZERO, background: true };
+    let config = StoreConfig { db: DbConfig { sync, ..DbConfig::default() }, ..config() };
+    let store = Store::open(fs.path().join("store"), &[], config).unwrap();
+    // A disk whose fdatasync takes 3 ms, so that commits land while a sync is under way.
+    mvcc::failpoints::SKIP_FDATASYNC.set("sleep(3)").unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let applied = store.applied().0;
+                store.db().sync_if_due().unwrap();
+                fs.mark(applied);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        for step in 1..=steps {
+            let rev = commit_step(&store, step as i64);
+            if step % 47 == 0 && rev > 31 && rev - 30 > store.compact_revision() {
+                store.compact(rev - 30).unwrap();
+            }
+            if step == steps / 2 || step == steps * 9 / 10 {
+                store
+                    .db()
+                    .defrag(DefragConfig { keys_per_step: 8, ..DefragConfig::default() }, &AtomicBool::new(false))
+                    .unwrap();
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+    });
+    mvcc::failpoints::SKIP_FDATASYNC.clear().unwrap();
+    store.db().sync().unwrap();
+    fs.mark(steps);
 }
 
 /// Opens the store in `dir` and checks it against the acknowledged `marks`.
@@ -90,10 +133,14 @@ fn check(dir: &Path, marks: &[u64]) -> Result<(), String> {
     Ok(())
 }
 
+/// The tests run one at a time: the first sets a process-wide failpoint.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const LOSSES: [Loss; 3] = [Loss::Everything, Loss::Prefix(3), Loss::Sectors(4)];
 
 #[test]
 fn acknowledged_commits_survive_power_loss_at_every_crash_point() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let max_points = std::env::var("MVCC_POWER_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let mnt = tempfile::tempdir().unwrap();
     let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
@@ -121,4 +168,27 @@ fn acknowledged_commits_survive_power_loss_at_every_crash_point() {
     eprintln!("mvcc without fdatasync: {} crash images checked, {} failed", report.checked, report.failures.len());
     assert!(!report.failures.is_empty(), "skipping every fdatasync went unnoticed in {} images", report.checked);
     eprintln!("  e.g. {}", report.failures[report.failures.len() / 2]);
+}
+
+#[test]
+fn acknowledged_commits_survive_power_loss_with_the_sync_beside_the_writer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let max_points = std::env::var("MVCC_POWER_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let mnt = tempfile::tempdir().unwrap();
+    let Some(fs) = CrashFs::mount_or_skip(mnt.path()) else { return };
+    workload_background(&fs, 400);
+    let journal = fs.unmount().unwrap();
+    let marks = journal.marks();
+    // The syncer must have made commits durable while the workload ran, not only the last sync after it.
+    let during = marks.iter().filter(|&&m| m > 0 && m < 400).collect::<std::collections::BTreeSet<_>>().len();
+    assert!(during >= 10, "only {during} distinct applied indexes were made durable during the workload");
+    let report = journal.check_images(max_points, &LOSSES, check);
+    eprintln!(
+        "mvcc, sync beside the writer: {} journal operations, {during} durable points, {} crash images checked, {} \
+         failed",
+        report.operations,
+        report.checked,
+        report.failures.len()
+    );
+    report.assert_clean("mvcc with the sync beside the writer");
 }

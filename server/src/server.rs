@@ -66,10 +66,12 @@ pub fn run(config: Config) -> Result<(), Error> {
     // Durably: a new data directory whose name a power loss takes back loses every write acknowledged in it.
     wal::create_dir_durable(&member_dir.join("snap"))?;
     // The WAL is the source of truth: the store may lag by up to 100 ms of commits (--backend-batch-interval), or
-    // 10,000 commits (--backend-batch-limit), which a restart replays.
+    // 10,000 commits (--backend-batch-limit), which a restart replays. The interval is kept by the backend's sync
+    // thread, beside the apply thread (`apply::syncer`).
     let sync = SyncPolicy {
         max_commits: config.backend_batch_limit.map_or(10_000, |l| u32::try_from(l).unwrap_or(u32::MAX)),
         max_delay: config.backend_batch_interval.unwrap_or(Duration::from_millis(100)),
+        background: true,
     };
     let db = DbConfig { sync, on_commit: Some(crate::metrics::observe_commit), ..DbConfig::default() };
     let config_store = StoreConfig { db, ..StoreConfig::default() };

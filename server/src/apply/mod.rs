@@ -22,6 +22,7 @@ pub mod membership;
 pub mod perms;
 pub mod range;
 pub mod store;
+mod syncer;
 
 pub use range::range_options;
 
@@ -237,18 +238,38 @@ impl std::fmt::Debug for Apply {
 }
 
 impl Apply {
-    /// The apply thread's body: applies what the Raft thread hands over until it hangs up, syncs the store when
-    /// its sync policy says so, and every `snapshot_count` entries makes the store durable and tells the Raft
-    /// thread (`compactions`) that the log before it may go. Ends with a last sync; an error ends it at once,
-    /// with what failed (nothing more is applied; the Raft thread ends when it next hands entries over).
+    /// The apply thread's body: applies what the Raft thread hands over until it hangs up, and every
+    /// `snapshot_count` entries makes the store durable and tells the Raft thread (`compactions`) that the log
+    /// before it may go. Beside it, the backend's sync thread (`syncer`) keeps the store's sync interval. Ends with
+    /// a last sync; an error, its own or the sync thread's, ends it at once, with what failed (nothing more is
+    /// applied; the Raft thread ends when it next hands entries over).
     pub fn run(
         self,
         rx: std::sync::mpsc::Receiver<ApplyMsg>,
         compactions: std::sync::mpsc::Sender<u64>,
         snapshot_count: u64,
     ) -> Result<(), (&'static str, Error)> {
+        let syncer = syncer::Syncer::default();
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("backend-sync".into())
+                .spawn_scoped(s, || syncer.run(&self.store))
+                .map_err(|e| ("failed to start the backend sync thread", Error::io("spawn a thread")(e)))?;
+            let applied = self.apply_loop(rx, compactions, snapshot_count, &syncer);
+            syncer.stop();
+            applied
+        })?;
+        self.store.get().db().sync().map_err(|e| ("failed to sync the backend at shutdown", Error::from(e)))
+    }
+
+    fn apply_loop(
+        &self,
+        rx: std::sync::mpsc::Receiver<ApplyMsg>,
+        compactions: std::sync::mpsc::Sender<u64>,
+        snapshot_count: u64,
+        syncer: &syncer::Syncer,
+    ) -> Result<(), (&'static str, Error)> {
         use std::sync::mpsc::RecvTimeoutError;
-        let synced = |r: Result<(), mvcc::Error>, what| r.map_err(|e| (what, Error::from(e)));
         let mut last_compaction = self.store.get().applied().0;
         loop {
             match rx.recv_timeout(std::time::Duration::from_millis(50)) {
@@ -260,17 +281,18 @@ impl Apply {
                     last_compaction = index;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
-            synced(self.store.get().db().sync_if_due(), "failed to sync the backend")?;
+            if let Some(e) = syncer.failure() {
+                return Err(("failed to sync the backend", e.into()));
+            }
             let applied = self.store.get().applied().0;
             if applied >= last_compaction + snapshot_count {
-                synced(self.store.get().db().sync(), "failed to sync the backend")?;
+                self.store.get().db().sync().map_err(|e| ("failed to sync the backend", Error::from(e)))?;
                 let _ = compactions.send(applied);
                 last_compaction = applied;
             }
         }
-        synced(self.store.get().db().sync(), "failed to sync the backend at shutdown")
     }
 
     /// Replaces the store with the snapshot staged for `(index, term)` (see `store`): leases are rebuilt from

@@ -1,0 +1,162 @@
+//! Making commits durable: the meta write between two fdatasyncs, under the writer lock or beside it.
+//!
+//! **Two ways in.** A commit that must be durable (forced, or at the policy's commit limit) and [`Db::sync`] write
+//! the meta with the writer lock held, as before. [`Db::sync_if_due`] and [`Db::sync_concurrent`] take the writer
+//! lock only to read the latest meta and, afterwards, to record the result: the fdatasyncs and the meta write run
+//! while other threads commit, so a writer never waits out the disk for a sync it did not ask for.
+//!
+//! **Invariants.**
+//! 1. *One meta writer.* Only the holder of [`MetaIo`] writes a meta page or syncs for one. `MetaIo::slots` is the
+//!    transaction id each slot holds on disk, exactly, and only grows: a meta older than the newest durable one is
+//!    never written (it is checked under the lock), so a torn write always leaves the newest durable meta intact.
+//! 2. *The writer's view lags, never leads.* `Writer::disk`, which the reuse rule reads (see `db`), is a copy of
+//!    `MetaIo::slots` taken under the writer lock after a sync completes. While a concurrent sync writes meta `M`,
+//!    the view still says the older meta is the newest durable one, so no page freed after it is reused: every
+//!    page `M` reaches stays as `M`'s commit wrote it until `M`'s sync is recorded.
+//! 3. *Data before meta.* A commit's data pages are written before its meta becomes the latest, and the first
+//!    fdatasync of a sync follows the read of the latest meta, so every page the synced meta names is on disk
+//!    before the meta is written.
+//! 4. *A failure poisons.* A failed fdatasync or meta write leaves the slot in an unknown state: `MetaIo::failed`
+//!    refuses every later meta write, and the writer is poisoned too, so nothing commits on top of it.
+//!
+//! **Lock order**: `writer`, then `meta_io`. A concurrent sync holds `meta_io` without `writer`, and never takes
+//! `writer` while holding it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::MutexGuard as FairGuard;
+
+use crate::db::{Db, Shared, Writer, lock, release_unpinned};
+use crate::error::{Error, Result};
+use crate::page::layout::{PageId, TxnId};
+use crate::page::meta::Meta;
+use crate::page::pager::Pager;
+
+/// The meta slots on disk, and the right to write them (invariant 1).
+#[derive(Debug)]
+pub(crate) struct MetaIo {
+    /// Transaction id each slot holds on disk.
+    pub(crate) slots: [TxnId; 2],
+    /// Why meta writes stopped (invariant 4).
+    failed: Option<String>,
+}
+
+impl MetaIo {
+    pub(crate) fn new(slots: [TxnId; 2]) -> Self {
+        MetaIo { slots, failed: None }
+    }
+
+    /// Makes `meta` durable unless a meta at least as new already is: every data page written so far, then
+    /// `meta` into the slot holding the older meta, then that meta. Says whether it wrote.
+    fn write(&mut self, pager: &Pager, meta: &Meta) -> Result<bool> {
+        if let Some(why) = &self.failed {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        if self.slots.iter().any(|&t| t >= meta.txn) {
+            return Ok(false);
+        }
+        let slot = if self.slots[0] <= self.slots[1] { 0 } else { 1 };
+        let written =
+            pager.sync().and_then(|()| pager.write_meta(slot, &meta.encode(PageId(slot)))).and_then(|()| pager.sync());
+        match written {
+            Ok(()) => {
+                self.slots[slot as usize] = meta.txn;
+                Ok(true)
+            }
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Makes the latest commit durable with the writer lock held (a commit's own sync, [`Db::sync`]).
+pub(crate) fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
+    if let Some(p) = &w.poisoned {
+        return Err(Error::Poisoned(p.clone()));
+    }
+    if w.disk.contains(&w.latest.txn) {
+        return Ok(());
+    }
+    let mut io = lock(&shared.meta_io);
+    match io.write(&shared.pager, &w.latest) {
+        Ok(_) => {
+            w.disk = io.slots;
+            w.unsynced = 0;
+            w.first_unsynced = None;
+            w.syncs += 1;
+            Ok(())
+        }
+        Err(e) => {
+            w.poisoned = Some(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// What a concurrent sync read under the writer lock.
+struct Taken {
+    meta: Meta,
+    /// `Writer::syncs` then: a sync under the lock since makes `unsynced` count other commits.
+    syncs: u64,
+    unsynced: u32,
+    at: Instant,
+}
+
+/// Makes the latest commit durable while other threads commit (see the module header); with `due_only`, only if
+/// the policy's delay has passed since the first unsynced commit.
+pub(crate) fn sync_concurrent(shared: &Arc<Shared>, due_only: bool) -> Result<()> {
+    let taken = {
+        let w = shared.writer.lock();
+        if let Some(p) = &w.poisoned {
+            return Err(Error::Poisoned(p.clone()));
+        }
+        let due = w.first_unsynced.is_some_and(|t| t.elapsed() >= shared.policy.max_delay);
+        if w.disk.contains(&w.latest.txn) || (due_only && !due) {
+            return Ok(());
+        }
+        Taken { meta: w.latest.clone(), syncs: w.syncs, unsynced: w.unsynced, at: Instant::now() }
+    };
+    let written = lock(&shared.meta_io).write(&shared.pager, &taken.meta);
+    if let (Ok(true), Some(observe)) = (&written, shared.on_commit) {
+        // The sync is the part of etcd's batch commit that waits for the disk: it belongs in the commit time.
+        observe(taken.at.elapsed());
+    }
+    let mut w = shared.writer.lock();
+    if let Err(e) = written {
+        w.poisoned = Some(e.to_string());
+        return Err(e);
+    }
+    w.disk = lock(&shared.meta_io).slots;
+    if w.disk.contains(&w.latest.txn) {
+        w.unsynced = 0;
+        w.first_unsynced = None;
+    } else if w.syncs == taken.syncs {
+        // Commits made during the sync are still unsynced; the oldest of them is younger than `taken.at`.
+        w.unsynced = w.unsynced.saturating_sub(taken.unsynced);
+        w.first_unsynced = Some(taken.at);
+    }
+    release_unpinned(shared, &mut w);
+    FairGuard::unlock_fair(w);
+    Ok(())
+}
+
+impl Db {
+    /// Makes every commit so far durable, like [`Db::sync`], but writes while other threads go on committing:
+    /// the writer lock is held only to read the latest commit and to record the result.
+    ///
+    /// # Durability
+    /// On `Ok`, every commit that ended before the call survives a crash.
+    pub fn sync_concurrent(&self) -> Result<()> {
+        sync_concurrent(&self.shared, false)
+    }
+
+    /// Syncs, as [`Db::sync_concurrent`] does, if the policy's delay has passed since the first unsynced commit.
+    /// With [`SyncPolicy::background`](crate::SyncPolicy::background) set, the caller's own thread calls this
+    /// often enough to keep the delay.
+    pub fn sync_if_due(&self) -> Result<()> {
+        sync_concurrent(&self.shared, true)
+    }
+}
