@@ -153,6 +153,12 @@ impl Db {
         sync_concurrent(&self.shared, false)
     }
 
+    /// Drops the store's mapped pages from the process's resident set (see `Pager::forget_resident`): readers fault
+    /// back in what they read next, from the page cache.
+    pub fn forget_resident(&self) -> Result<()> {
+        self.shared.pager.forget_resident()
+    }
+
     /// Syncs, as [`Db::sync_concurrent`] does, if the policy's delay has passed since the first unsynced commit.
     /// With [`SyncPolicy::background`](crate::SyncPolicy::background) set, the caller's own thread calls this
     /// often enough to keep the delay.

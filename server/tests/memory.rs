@@ -1,5 +1,6 @@
 //! What a member keeps of a burst once it is over: the heap the burst freed goes back to the system within seconds
 //! (the binary's memory-return thread), instead of staying resident until the allocator is next busy.
+//! Nor does the store file stay mapped in full once read.
 
 mod common;
 
@@ -68,4 +69,49 @@ fn an_idle_member_holds_no_huge_pages_of_heap() {
     std::thread::sleep(Duration::from_secs(3));
     let heap = status_mib(m.child.id(), "RssAnon:");
     assert!(heap < 16, "{heap} MiB of anonymous memory in an idle member");
+}
+
+/// Resident kilobytes of `pid`'s mappings of `path`, from its smaps.
+fn mapped_kib(pid: u32, path: &std::path::Path) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let name = path.to_str().unwrap();
+    let mut inside = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            inside = line.ends_with(name);
+        } else if inside && let Some(rest) = line.strip_prefix("Rss:") {
+            kib += rest.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
+        }
+    }
+    kib
+}
+
+/// The store file is mapped, and every page a range read stayed mapped: after reading its whole 32 MiB store once,
+/// a member's resident set held all of it for good. The backend's sync thread drops the map's pages from the
+/// resident set every second; the page cache keeps them.
+#[test]
+fn the_store_s_map_does_not_stay_resident() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let cluster = format!("m=http://127.0.0.1:{peer}");
+    let m = start_with(dir.path(), client, peer, &["--name", "m", "--initial-cluster", &cluster]);
+    let value = "v".repeat(1 << 20);
+    for i in 0..32 {
+        let (ok, _, err) = common::etcdctl(&m.endpoint, &["put", &format!("big{i:02}")], Some(&value));
+        assert!(ok, "put of 1 MiB: {err}");
+    }
+    let (ok, out, err) = common::etcdctl(&m.endpoint, &["get", "--prefix", "big", "--print-value-only"], None);
+    assert!(ok && out.len() > 32 << 20, "a 32 MiB range: {} bytes, {err}", out.len());
+    let db = dir.path().join("member").join("snap").join("db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kib = mapped_kib(m.child.id(), &db);
+        if kib < 4 << 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "10 s after reading it, {kib} KiB of the store stays mapped");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -5,6 +5,10 @@
 //! `set_len` underneath the mapping, so the mapping never moves and readers never wait for a remap (bbolt
 //! blocks readers to remap when its file grows).
 //!
+//! **Resident pages.** Every page version a reader or the writer read stays mapped until
+//! [`Pager::forget_resident`] unmaps them all; the server does that every few seconds (its RSS would otherwise
+//! grow to the file's size, which etcd's, reading few of its pages, does not).
+//!
 //! **Checksums.** A page's checksum is verified the first time it is read, and the result is remembered in a
 //! bitmap. Pages are immutable until freed (copy-on-write), and a rewritten page is marked verified by the write
 //! that produced it. Corruption is reported as [`Error::Corrupted`] naming the page, never served.
@@ -18,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
 
 use crate::error::{Error, Result};
 use crate::page::layout::{self, PageId, PageType};
@@ -215,6 +219,21 @@ impl Pager {
             }
         }
         Ok(())
+    }
+
+    /// Drops the map's pages from this process's resident set. The page cache keeps them; the next read of one
+    /// maps it again (a minor fault). Pages a reader reached once stay mapped otherwise, so without this the
+    /// resident set grows to every page version ever read, live or freed: the whole file.
+    pub fn forget_resident(&self) -> Result<()> {
+        let len = (self.file_len() as usize).min(MAP_LEN);
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the mapping is shared, read-only and of a file: MADV_DONTNEED only unmaps its pages, and the next
+        // access maps the file's same bytes again (it zero-fills private mappings, never shared ones), so a slice
+        // borrowed from the map reads what it read before; the range lies inside the mapping.
+        unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, 0, len) }
+            .map_err(|e| Error::io("madvise", &self.path, e))
     }
 
     /// Writes a meta page into its slot.
