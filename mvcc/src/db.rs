@@ -35,8 +35,8 @@ use crate::error::{Error, Result};
 use crate::page::alloc::Allocator;
 use crate::page::layout::{self, PageId, PageType, TxnId};
 use crate::page::meta::{Keyspace, MAX_KEYSPACES, Meta};
+use crate::page::meta_io::MetaIo;
 use crate::page::pager::Pager;
-use crate::sync::{MetaIo, sync_meta};
 
 /// A keyspace's handle, from [`Db::keyspace`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -469,6 +469,30 @@ pub(crate) fn release_unpinned(shared: &Shared, w: &mut Writer) {
     w.alloc.release(oldest_reader.min(durable));
     let in_use = (w.alloc.page_count() - w.alloc.free_pages()) * shared.pager.page_size() as u64;
     shared.in_use.store(in_use, Ordering::Relaxed);
+}
+
+/// Makes the latest commit durable with the writer lock held (a commit's own sync, [`Db::sync`]).
+fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
+    if let Some(p) = &w.poisoned {
+        return Err(Error::Poisoned(p.clone()));
+    }
+    if w.disk.contains(&w.latest.txn) {
+        return Ok(());
+    }
+    let mut io = lock(&shared.meta_io);
+    match io.write(&shared.pager, &w.latest) {
+        Ok(_) => {
+            w.disk = io.slots;
+            w.unsynced = 0;
+            w.first_unsynced = None;
+            w.syncs += 1;
+            Ok(())
+        }
+        Err(e) => {
+            w.poisoned = Some(e.to_string());
+            Err(e)
+        }
+    }
 }
 
 /// A consistent, read-only view of one commit. Pages it can reach stay untouched while it lives.

@@ -1,12 +1,12 @@
 //! Making commits durable: the meta write between two fdatasyncs, under the writer lock or beside it.
 //!
 //! **Two ways in.** A commit that must be durable (forced, or at the policy's commit limit) and [`Db::sync`] write
-//! the meta with the writer lock held, as before. [`Db::sync_if_due`] and [`Db::sync_concurrent`] take the writer
+//! the meta with the writer lock held, as before (`db::sync_meta`). [`Db::sync_if_due`] and [`Db::sync_concurrent`] take the writer
 //! lock only to read the latest meta and, afterwards, to record the result: the fdatasyncs and the meta write run
 //! while other threads commit, so a writer never waits out the disk for a sync it did not ask for.
 //!
 //! **Invariants.**
-//! 1. *One meta writer.* Only the holder of [`MetaIo`] writes a meta page or syncs for one. `MetaIo::slots` is the
+//! 1. *One meta writer.* Only the holder of `MetaIo` (`page::meta_io`) writes a meta page or syncs for one. `MetaIo::slots` is the
 //!    transaction id each slot holds on disk, exactly, and only grows: a meta older than the newest durable one is
 //!    never written (it is checked under the lock), so a torn write always leaves the newest durable meta intact.
 //! 2. *The writer's view lags, never leads.* `Writer::disk`, which the reuse rule reads (see `db`), is a copy of
@@ -27,74 +27,9 @@ use std::time::Instant;
 
 use parking_lot::MutexGuard as FairGuard;
 
-use crate::db::{Db, Shared, Writer, lock, release_unpinned};
+use crate::db::{Db, Shared, lock, release_unpinned};
 use crate::error::{Error, Result};
-use crate::page::layout::{PageId, TxnId};
 use crate::page::meta::Meta;
-use crate::page::pager::Pager;
-
-/// The meta slots on disk, and the right to write them (invariant 1).
-#[derive(Debug)]
-pub(crate) struct MetaIo {
-    /// Transaction id each slot holds on disk.
-    pub(crate) slots: [TxnId; 2],
-    /// Why meta writes stopped (invariant 4).
-    failed: Option<String>,
-}
-
-impl MetaIo {
-    pub(crate) fn new(slots: [TxnId; 2]) -> Self {
-        MetaIo { slots, failed: None }
-    }
-
-    /// Makes `meta` durable unless a meta at least as new already is: every data page written so far, then
-    /// `meta` into the slot holding the older meta, then that meta. Says whether it wrote.
-    fn write(&mut self, pager: &Pager, meta: &Meta) -> Result<bool> {
-        if let Some(why) = &self.failed {
-            return Err(Error::Poisoned(why.clone()));
-        }
-        if self.slots.iter().any(|&t| t >= meta.txn) {
-            return Ok(false);
-        }
-        let slot = if self.slots[0] <= self.slots[1] { 0 } else { 1 };
-        let written =
-            pager.sync().and_then(|()| pager.write_meta(slot, &meta.encode(PageId(slot)))).and_then(|()| pager.sync());
-        match written {
-            Ok(()) => {
-                self.slots[slot as usize] = meta.txn;
-                Ok(true)
-            }
-            Err(e) => {
-                self.failed = Some(e.to_string());
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Makes the latest commit durable with the writer lock held (a commit's own sync, [`Db::sync`]).
-pub(crate) fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
-    if let Some(p) = &w.poisoned {
-        return Err(Error::Poisoned(p.clone()));
-    }
-    if w.disk.contains(&w.latest.txn) {
-        return Ok(());
-    }
-    let mut io = lock(&shared.meta_io);
-    match io.write(&shared.pager, &w.latest) {
-        Ok(_) => {
-            w.disk = io.slots;
-            w.unsynced = 0;
-            w.first_unsynced = None;
-            w.syncs += 1;
-            Ok(())
-        }
-        Err(e) => {
-            w.poisoned = Some(e.to_string());
-            Err(e)
-        }
-    }
-}
 
 /// What a concurrent sync read under the writer lock.
 struct Taken {
