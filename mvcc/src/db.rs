@@ -106,6 +106,13 @@ pub(crate) struct Writer {
     pub(crate) poisoned: Option<String>,
 }
 
+impl Writer {
+    /// `Err(Poisoned)` once a write or sync has failed: nothing may commit or sync on top of it.
+    pub(crate) fn unpoisoned(&self) -> Result<()> {
+        self.poisoned.as_ref().map_or(Ok(()), |p| Err(Error::Poisoned(p.clone())))
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) pager: Pager,
     path: PathBuf,
@@ -473,9 +480,7 @@ pub(crate) fn release_unpinned(shared: &Shared, w: &mut Writer) {
 
 /// Makes the latest commit durable with the writer lock held (a commit's own sync, [`Db::sync`]).
 fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
-    if let Some(p) = &w.poisoned {
-        return Err(Error::Poisoned(p.clone()));
-    }
+    w.unpoisoned()?;
     if w.disk.contains(&w.latest.txn) {
         return Ok(());
     }
@@ -599,9 +604,7 @@ impl std::fmt::Debug for WriteTxn<'_> {
 
 impl<'a> WriteTxn<'a> {
     fn begin(db: &'a Db, w: FairGuard<'a, Writer>) -> Result<Self> {
-        if let Some(p) = &w.poisoned {
-            return Err(Error::Poisoned(p.clone()));
-        }
+        w.unpoisoned()?;
         let keyspaces = w.latest.keyspaces.clone();
         let trees = keyspaces.iter().map(|_| None).collect();
         let txn = TxnId(w.latest.txn.0 + 1);

@@ -22,13 +22,12 @@
 //! **Lock order**: `writer`, then `meta_io`. A concurrent sync holds `meta_io` without `writer`, and never takes
 //! `writer` while holding it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::MutexGuard as FairGuard;
 
 use crate::db::{Db, Shared, lock, release_unpinned};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::page::meta::Meta;
 
 /// What a concurrent sync read under the writer lock.
@@ -42,12 +41,10 @@ struct Taken {
 
 /// Makes the latest commit durable while other threads commit (see the module header); with `due_only`, only if
 /// the policy's delay has passed since the first unsynced commit.
-pub(crate) fn sync_concurrent(shared: &Arc<Shared>, due_only: bool) -> Result<()> {
+pub(crate) fn sync_concurrent(shared: &Shared, due_only: bool) -> Result<()> {
     let taken = {
         let w = shared.writer.lock();
-        if let Some(p) = &w.poisoned {
-            return Err(Error::Poisoned(p.clone()));
-        }
+        w.unpoisoned()?;
         let due = w.first_unsynced.is_some_and(|t| t.elapsed() >= shared.policy.max_delay);
         if w.disk.contains(&w.latest.txn) || (due_only && !due) {
             return Ok(());
