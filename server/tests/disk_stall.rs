@@ -1,8 +1,11 @@
 //! A leader whose disk stalls stops being leader rather than stalling the cluster. Each of three members keeps its
 //! data on an ext4 file system of its own (a loop-mounted image); `fsfreeze` stalls the leader's, as a hung or
 //! saturated disk would. Under a writer that retries on another member as etcd's clients do:
-//! 1. **stuck disk** (frozen 2.5 s): the leader's Raft loop is blocked in its WAL write and sends nothing, so the
-//!    others elect a new leader and go on committing writes without it; thawed, the old leader follows;
+//! 1. **stuck disk** (frozen 2.5 s): a put sent to the leader right after the freeze blocks its Raft loop in the
+//!    WAL write, so it sends nothing and the others elect a new leader and go on committing writes without it;
+//!    thawed, the old leader follows. (A leader with nothing to append keeps sending heartbeats from its tick:
+//!    without that put, a freeze that caught the writer's put in the apply left the leader in place until the
+//!    writer's 3 s timeout, 4 runs in 30 here);
 //! 2. **slow disk** (frozen 400 ms of every 500 ms): heartbeats get out between stalls, so the followers never
 //!    time out on their own; the leader itself sees its WAL writes take over half an election timeout, logs etcd's
 //!    "leader failed to send out heartbeat on time" warning and hands leadership to the best-placed voter;
@@ -63,6 +66,16 @@ fn a_leader_with_a_stalled_disk_stops_leading() {
     let others: Vec<String> = (0..3).filter(|i| *i != li).map(|i| endpoints[i].clone()).collect();
     disks.freeze(li);
     let frozen_at = Instant::now();
+    // A put to the stuck leader itself, so its Raft loop has an entry to write: the writer's own put may be past
+    // the WAL and waiting in the (equally stuck) apply when the disk freezes, and a leader with nothing to append
+    // goes on sending heartbeats until the writer's 3 s timeout sends the next put its way.
+    let stuck = endpoints[li].clone();
+    rt.spawn(async move {
+        if let Ok(mut kv) = KvClient::connect(format!("http://{stuck}")).await {
+            let put = PutRequest { key: b"w/to-the-stuck-leader".to_vec(), value: b"v".to_vec(), ..Default::default() };
+            let _ = tokio::time::timeout(Duration::from_secs(5), kv.put(put)).await;
+        }
+    });
     let second = rt.block_on(new_leader(&others, leader, Duration::from_secs(2)));
     let elected_in = frozen_at.elapsed();
     // Puts straight to the new leader while the old one is stuck.
