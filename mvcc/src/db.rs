@@ -101,6 +101,8 @@ pub(crate) struct Writer {
     pub(crate) first_unsynced: Option<Instant>,
     /// Syncs made under the writer lock so far.
     pub(crate) syncs: u64,
+    /// The metas concurrent syncs are writing now (`sync`): protected like the metas on disk.
+    pub(crate) syncing: Vec<TxnId>,
     /// Pages written by commits so far.
     pages_written: u64,
     pub(crate) poisoned: Option<String>,
@@ -207,6 +209,7 @@ impl Db {
                     unsynced: 0,
                     first_unsynced: None,
                     syncs: 0,
+                    syncing: Vec::new(),
                     pages_written: 0,
                     poisoned: None,
                 }),
@@ -471,7 +474,16 @@ pub(crate) fn mark_reachable(pager: &Pager, root: PageId, used: &mut [bool]) -> 
 /// Makes every page that no reader and no durable meta can reach any more reusable (allocator invariant 2):
 /// after each commit, and when readers have ended since (defragmentation asks before it measures).
 pub(crate) fn release_unpinned(shared: &Shared, w: &mut Writer) {
-    let oldest_reader = lock(&shared.readers).keys().next().copied().unwrap_or(w.latest.txn);
+    let readers = lock(&shared.readers);
+    let oldest_reader = readers.keys().next().copied().unwrap_or(w.latest.txn);
+    // Young runs (allocator invariant 4): reachable from `born..died` only; free unless a snapshot lies there.
+    let (disk, syncing, latest) = (w.disk, std::mem::take(&mut w.syncing), w.latest.txn);
+    w.alloc.release_fresh(|born, died| {
+        let within = |m: TxnId| born <= m && m < died;
+        readers.range(born..died).next().is_some() || disk.iter().chain(&syncing).any(|&m| within(m)) || within(latest)
+    });
+    w.syncing = syncing;
+    drop(readers);
     let durable = w.disk[0].max(w.disk[1]);
     w.alloc.release(oldest_reader.min(durable));
     let in_use = (w.alloc.page_count() - w.alloc.free_pages()) * shared.pager.page_size() as u64;
@@ -488,6 +500,8 @@ fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
     match io.write(&shared.pager, &w.latest) {
         Ok(_) => {
             w.disk = io.slots;
+            let durable = w.disk[0].max(w.disk[1]);
+            w.alloc.forget_born_up_to(durable);
             w.unsynced = 0;
             w.first_unsynced = None;
             w.syncs += 1;
@@ -663,7 +677,8 @@ impl<'a> WriteTxn<'a> {
         let page_size = self.pager().page_size();
         let val = if value.len() > inline_max(page_size) {
             let n = node::overflow_pages(value.len() as u64, page_size);
-            let id = self.writer().alloc.alloc(n);
+            let txn = self.txn;
+            let id = self.writer().alloc.alloc_in(txn, n);
             let mut run = vec![0u8; n as usize * page_size];
             run[OVERFLOW_DATA - 8..OVERFLOW_DATA].copy_from_slice(&(value.len() as u64).to_le_bytes());
             run[OVERFLOW_DATA..OVERFLOW_DATA + value.len()].copy_from_slice(value);

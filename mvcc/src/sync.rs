@@ -43,12 +43,14 @@ struct Taken {
 /// the policy's delay has passed since the first unsynced commit.
 pub(crate) fn sync_concurrent(shared: &Shared, due_only: bool) -> Result<()> {
     let taken = {
-        let w = shared.writer.lock();
+        let mut w = shared.writer.lock();
         w.unpoisoned()?;
         let due = w.first_unsynced.is_some_and(|t| t.elapsed() >= shared.policy.max_delay);
         if w.disk.contains(&w.latest.txn) || (due_only && !due) {
             return Ok(());
         }
+        let txn = w.latest.txn;
+        w.syncing.push(txn);
         Taken { meta: w.latest.clone(), syncs: w.syncs, unsynced: w.unsynced, at: Instant::now() }
     };
     let written = lock(&shared.meta_io).write(&shared.pager, &taken.meta);
@@ -61,7 +63,13 @@ pub(crate) fn sync_concurrent(shared: &Shared, due_only: bool) -> Result<()> {
         w.poisoned = Some(e.to_string());
         return Err(e);
     }
+    // The meta is on disk (and in `disk`) from here on, or a newer one is: it no longer needs its own entry.
     w.disk = lock(&shared.meta_io).slots;
+    if let Some(i) = w.syncing.iter().position(|&t| t == taken.meta.txn) {
+        w.syncing.swap_remove(i);
+    }
+    let durable = w.disk[0].max(w.disk[1]);
+    w.alloc.forget_born_up_to(durable);
     if w.disk.contains(&w.latest.txn) {
         w.unsynced = 0;
         w.first_unsynced = None;

@@ -47,7 +47,7 @@ impl SpillCtx<'_> {
     }
 
     fn write_page(&mut self, ty: PageType, fill: impl FnOnce(&mut [u8]) -> u16) -> PageId {
-        let id = self.alloc.alloc(1);
+        let id = self.alloc.alloc_in(self.txn, 1);
         let mut page = vec![0u8; self.page_size()];
         let n = fill(&mut page);
         layout::seal(id, &mut page, ty, n, self.txn);

@@ -12,8 +12,17 @@
 //!    So a commit never overwrites a page that a reader or either meta slot can still reach.
 //! 3. Allocation is first-fit from the lowest address, which keeps live data near the head of the file and lets
 //!    defragmentation shrink it.
+//! 4. *Young runs.* A run written by transaction B and freed by transaction D is reachable exactly from the
+//!    snapshots `B <= M < D`. [`Allocator::alloc_in`] remembers B for runs written after the newest durable meta
+//!    (`born`; older entries are dropped by [`Allocator::forget_born_up_to`], since that meta lies in every later
+//!    interval). Such a run, once freed, waits in `fresh` until its freeing commit is published; then
+//!    [`Allocator::release_fresh`] frees it at once if no protected snapshot (reader, meta on disk, meta being
+//!    synced, latest commit) lies in `B..D`, and otherwise hands it to `pending` like any other run. So a page
+//!    rewritten by every commit between two syncs (a hot key's leaf, the top of a tree) is reused at the next
+//!    commit instead of taking a fresh page each time: the sync then writes back a few pages, not hundreds.
+//!    Later readers and metas are all `>= D`, so the decision, once made, stays right.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::page::layout::{PageId, TxnId};
 
@@ -26,6 +35,10 @@ pub struct Allocator {
     pending: VecDeque<(TxnId, Vec<(PageId, u64)>)>,
     /// Pages 0..page_count are part of the file's structure.
     page_count: u64,
+    /// Run start → (transaction that wrote it, length), for runs written after the newest durable meta.
+    born: HashMap<u64, (TxnId, u64)>,
+    /// Young runs freed by a commit not yet released: (freeing txn, run, length, writing txn).
+    fresh: Vec<(TxnId, PageId, u64, TxnId)>,
 }
 
 impl Allocator {
@@ -46,7 +59,8 @@ impl Allocator {
 
     /// Pages freed but not yet reusable.
     pub fn pending_pages(&self) -> u64 {
-        self.pending.iter().flat_map(|(_, runs)| runs.iter().map(|r| r.1)).sum()
+        self.pending.iter().flat_map(|(_, runs)| runs.iter().map(|r| r.1)).sum::<u64>()
+            + self.fresh.iter().map(|r| r.2).sum::<u64>()
     }
 
     /// Marks a run free at once (used when rebuilding at open).
@@ -66,11 +80,24 @@ impl Allocator {
         self.free.insert(start, len);
     }
 
-    /// Records that transaction `txn` freed a run (invariant 2 decides when it is reused).
+    /// Records that transaction `txn` freed a run (invariants 2 and 4 decide when it is reused).
     pub fn free_later(&mut self, txn: TxnId, id: PageId, n: u64) {
-        match self.pending.back_mut() {
-            Some((t, runs)) if *t == txn => runs.push((id, n)),
-            _ => self.pending.push_back((txn, vec![(id, n)])),
+        if let Some((born, len)) = self.born.remove(&id.0)
+            && len == n
+        {
+            self.fresh.push((txn, id, n, born));
+            return;
+        }
+        self.pend(txn, id, n);
+    }
+
+    /// Adds a run to `pending`, kept in transaction order (the freeing commit is almost always the newest).
+    fn pend(&mut self, txn: TxnId, id: PageId, n: u64) {
+        let at = self.pending.iter().rposition(|(t, _)| *t <= txn);
+        match at {
+            Some(i) if self.pending[i].0 == txn => self.pending[i].1.push((id, n)),
+            Some(i) => self.pending.insert(i + 1, (txn, vec![(id, n)])),
+            None => self.pending.push_front((txn, vec![(id, n)])),
         }
     }
 
@@ -82,6 +109,34 @@ impl Allocator {
                 self.free_now(id, n);
             }
         }
+    }
+
+    /// Frees each young run whose freeing commit is published, unless `protected(born, died)` says a snapshot in
+    /// `born..died` can still reach it; those wait in `pending` (invariant 4). Returns the pages freed at once.
+    pub fn release_fresh(&mut self, protected: impl Fn(TxnId, TxnId) -> bool) -> u64 {
+        let mut freed = 0;
+        for (died, id, n, born) in std::mem::take(&mut self.fresh) {
+            if protected(born, died) {
+                self.pend(died, id, n);
+            } else {
+                self.free_now(id, n);
+                freed += n;
+            }
+        }
+        freed
+    }
+
+    /// Forgets the birth of runs written by transactions `<= durable`: that meta reaches them until they are
+    /// freed, so they can no longer be released early (invariant 4).
+    pub fn forget_born_up_to(&mut self, durable: TxnId) {
+        self.born.retain(|_, (b, _)| *b > durable);
+    }
+
+    /// Allocates `n` contiguous pages for transaction `txn` to write, remembering the birth (invariant 4).
+    pub fn alloc_in(&mut self, txn: TxnId, n: u64) -> PageId {
+        let id = self.alloc(n);
+        self.born.insert(id.0, (txn, n));
+        id
     }
 
     /// Allocates `n` contiguous pages: the lowest free run that fits, else the end of the file.
@@ -132,12 +187,16 @@ impl Allocator {
             }
             end = s + l;
         }
-        for (t, runs) in &self.pending {
-            for &(id, n) in runs {
-                if self.free.range(..id.0 + n).next_back().is_some_and(|(&s, &l)| s + l > id.0) {
-                    return Err(format!("run {id}+{n} freed by txn {t} is also free"));
-                }
+        let fresh = self.fresh.iter().map(|&(t, id, n, _)| (t, id, n));
+        for (t, id, n) in self.pending.iter().flat_map(|(t, runs)| runs.iter().map(|&(id, n)| (*t, id, n))).chain(fresh)
+        {
+            if self.free.range(..id.0 + n).next_back().is_some_and(|(&s, &l)| s + l > id.0) {
+                return Err(format!("run {id}+{n} freed by txn {t} is also free"));
             }
+        }
+        let is_free = |s: u64, n: u64| self.free.range(..s + n).next_back().is_some_and(|(&f, &l)| f + l > s);
+        if let Some((s, (b, n))) = self.born.iter().find(|&(&s, &(_, n))| is_free(s, n)) {
+            return Err(format!("run {s}+{n} written by txn {b} is also free"));
         }
         Ok(())
     }
@@ -164,6 +223,29 @@ mod tests {
         a.free_later(TxnId(7), PageId(8), 1);
         a.release(TxnId(7));
         assert_eq!(a.trim_tail(), 7, "7 and 8 were free at the end");
+        a.check().unwrap();
+    }
+
+    #[test]
+    fn young_runs_are_freed_at_once_unless_protected() {
+        let mut a = Allocator::new(2);
+        let old = a.alloc(1);
+        let young = a.alloc_in(TxnId(5), 1);
+        let run = a.alloc_in(TxnId(6), 2);
+        let durable = a.alloc_in(TxnId(3), 1);
+        a.forget_born_up_to(TxnId(4));
+        for (id, n) in [(old, 1), (young, 1), (run, 2), (durable, 1)] {
+            a.free_later(TxnId(8), id, n);
+        }
+        assert_eq!(a.pending_pages(), 5);
+        // One protected snapshot, at 5: it reaches what 5 wrote and 8 freed, not what 6 wrote.
+        let at_five = |born: TxnId, died: TxnId| born <= TxnId(5) && TxnId(5) < died;
+        assert_eq!(a.release_fresh(at_five), 2, "the run written at 6 is free at once");
+        assert_eq!(a.alloc(2), run, "and reused by the next commit");
+        assert_eq!(a.pending_pages(), 3, "the page written at 5, the old one and the durable one wait");
+        a.check().unwrap();
+        a.release(TxnId(8));
+        assert_eq!(a.free_pages(), 3);
         a.check().unwrap();
     }
 }
