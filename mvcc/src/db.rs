@@ -10,7 +10,10 @@
 //! **Reuse rule** (allocator invariant 2): pages freed by transaction T are reused once every registered reader's
 //! snapshot is `>= T` and the newest durable meta is `>= T`. The second condition is enough for crash safety: the
 //! meta a crash falls back to is the newest durable one, whose tree is then intact; a torn write of a newer meta
-//! goes to the other slot.
+//! goes to the other slot. Pages written after the newest durable meta and freed before the next sync are reused
+//! sooner (allocator invariant 4): right after the commit that freed them, unless a reader's snapshot, a meta on
+//! disk, the meta a concurrent sync is writing (`Writer::syncing`) or the latest commit lies between the commit
+//! that wrote them and the one that freed them.
 //!
 //! **Durability.** A commit either syncs (data pages, fdatasync, meta into the slot holding the older meta,
 //! fdatasync), or, under a batching [`SyncPolicy`], only writes its data pages: readers see it at once through the
