@@ -116,6 +116,19 @@ impl Writer {
     pub(crate) fn unpoisoned(&self) -> Result<()> {
         self.poisoned.as_ref().map_or(Ok(()), |p| Err(Error::Poisoned(p.clone())))
     }
+
+    /// The newest meta on disk, as this writer knows it.
+    pub(crate) fn durable(&self) -> TxnId {
+        self.disk[0].max(self.disk[1])
+    }
+
+    /// Records the meta slots a sync left on disk (`MetaIo::slots`), and forgets the birth of the pages the newest
+    /// of them reaches (allocator invariant 4).
+    pub(crate) fn record_disk(&mut self, slots: [TxnId; 2]) {
+        self.disk = slots;
+        let durable = self.durable();
+        self.alloc.forget_born_up_to(durable);
+    }
 }
 
 pub(crate) struct Shared {
@@ -479,15 +492,16 @@ pub(crate) fn mark_reachable(pager: &Pager, root: PageId, used: &mut [bool]) -> 
 pub(crate) fn release_unpinned(shared: &Shared, w: &mut Writer) {
     let readers = lock(&shared.readers);
     let oldest_reader = readers.keys().next().copied().unwrap_or(w.latest.txn);
+    let durable = w.durable();
     // Young runs (allocator invariant 4): reachable from `born..died` only; free unless a snapshot lies there.
-    let (disk, syncing, latest) = (w.disk, std::mem::take(&mut w.syncing), w.latest.txn);
-    w.alloc.release_fresh(|born, died| {
+    let Writer { alloc, disk, syncing, latest, .. } = w;
+    alloc.release_fresh(|born, died| {
         let within = |m: TxnId| born <= m && m < died;
-        readers.range(born..died).next().is_some() || disk.iter().chain(&syncing).any(|&m| within(m)) || within(latest)
+        readers.range(born..died).next().is_some()
+            || disk.iter().chain(&*syncing).any(|&m| within(m))
+            || within(latest.txn)
     });
-    w.syncing = syncing;
     drop(readers);
-    let durable = w.disk[0].max(w.disk[1]);
     w.alloc.release(oldest_reader.min(durable));
     let in_use = (w.alloc.page_count() - w.alloc.free_pages()) * shared.pager.page_size() as u64;
     shared.in_use.store(in_use, Ordering::Relaxed);
@@ -502,9 +516,7 @@ fn sync_meta(shared: &Shared, w: &mut Writer) -> Result<()> {
     let mut io = lock(&shared.meta_io);
     match io.write(&shared.pager, &w.latest) {
         Ok(_) => {
-            w.disk = io.slots;
-            let durable = w.disk[0].max(w.disk[1]);
-            w.alloc.forget_born_up_to(durable);
+            w.record_disk(io.slots);
             w.unsynced = 0;
             w.first_unsynced = None;
             w.syncs += 1;

@@ -64,12 +64,11 @@ pub(crate) fn sync_concurrent(shared: &Shared, due_only: bool) -> Result<()> {
         return Err(e);
     }
     // The meta is on disk (and in `disk`) from here on, or a newer one is: it no longer needs its own entry.
-    w.disk = lock(&shared.meta_io).slots;
+    let slots = lock(&shared.meta_io).slots;
+    w.record_disk(slots);
     if let Some(i) = w.syncing.iter().position(|&t| t == taken.meta.txn) {
         w.syncing.swap_remove(i);
     }
-    let durable = w.disk[0].max(w.disk[1]);
-    w.alloc.forget_born_up_to(durable);
     if w.disk.contains(&w.latest.txn) {
         w.unsynced = 0;
         w.first_unsynced = None;

@@ -187,14 +187,15 @@ impl Allocator {
             }
             end = s + l;
         }
+        // Whether any page of the run `s..s + n` lies in a free extent.
+        let is_free = |s: u64, n: u64| self.free.range(..s + n).next_back().is_some_and(|(&f, &l)| f + l > s);
         let fresh = self.fresh.iter().map(|&(t, id, n, _)| (t, id, n));
         for (t, id, n) in self.pending.iter().flat_map(|(t, runs)| runs.iter().map(|&(id, n)| (*t, id, n))).chain(fresh)
         {
-            if self.free.range(..id.0 + n).next_back().is_some_and(|(&s, &l)| s + l > id.0) {
+            if is_free(id.0, n) {
                 return Err(format!("run {id}+{n} freed by txn {t} is also free"));
             }
         }
-        let is_free = |s: u64, n: u64| self.free.range(..s + n).next_back().is_some_and(|(&f, &l)| f + l > s);
         if let Some((s, (b, n))) = self.born.iter().find(|&(&s, &(_, n))| is_free(s, n)) {
             return Err(format!("run {s}+{n} written by txn {b} is also free"));
         }
