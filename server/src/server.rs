@@ -161,10 +161,13 @@ pub fn run(config: Config) -> Result<(), Error> {
     let (fatal_tx, fatal_rx) = tokio::sync::mpsc::unbounded_channel();
     let fatal = Fatal(fatal_tx);
     let apply_fatal = fatal.clone();
+    let apply = Arc::new(apply);
+    let backlog = Arc::new(crate::apply::lane::Backlog::default());
+    let lane = crate::apply::lane::ApplyLane::new(apply_tx, Arc::clone(&backlog), Some(Arc::clone(&apply)));
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
-            if let Err((what, e)) = apply.run(apply_rx, compactor, snapshot_count) {
+            if let Err((what, e)) = apply.run(apply_rx, &backlog, compactor, snapshot_count) {
                 apply_fatal.report(what, e);
             }
         })
@@ -200,8 +203,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         applied: store.applied().0,
         transport,
     };
-    let raft =
-        RaftNode::new(start, wal, apply_tx, raft_rx, compactions, Arc::clone(&proposals) as _, Arc::clone(&status))?;
+    let raft = RaftNode::new(start, wal, lane, raft_rx, compactions, Arc::clone(&proposals) as _, Arc::clone(&status))?;
     let raft_fatal = fatal.clone();
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())

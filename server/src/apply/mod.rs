@@ -1,4 +1,6 @@
-//! The apply loop: committed Raft entries are applied to the mvcc store in log order, exactly once.
+//! The apply loop: committed Raft entries are applied to the mvcc store in log order, exactly once. They are
+//! applied on the apply thread, or on the Raft thread when it is idle and the batch is a few small writes
+//! (`lane`: one thread at a time, in log order either way).
 //!
 //! **Invariants**
 //! 1. Entries at or below the store's applied index are skipped (a restart replays the WAL from its start; the
@@ -17,6 +19,7 @@
 pub mod alarm;
 pub mod auth;
 pub mod jwt;
+pub mod lane;
 pub mod lease;
 pub mod membership;
 pub mod perms;
@@ -244,8 +247,9 @@ impl Apply {
     /// a last sync; an error, its own or the sync thread's, ends it at once, with what failed (nothing more is
     /// applied; the Raft thread ends when it next hands entries over).
     pub fn run(
-        self,
+        self: Arc<Self>,
         rx: std::sync::mpsc::Receiver<ApplyMsg>,
+        backlog: &lane::Backlog,
         compactions: std::sync::mpsc::Sender<u64>,
         snapshot_count: u64,
     ) -> Result<(), (&'static str, Error)> {
@@ -255,7 +259,7 @@ impl Apply {
                 .name("backend-sync".into())
                 .spawn_scoped(s, || syncer.run(&self.store))
                 .map_err(|e| ("failed to start the backend sync thread", Error::io("spawn a thread")(e)))?;
-            let applied = self.apply_loop(rx, compactions, snapshot_count, &syncer);
+            let applied = self.apply_loop(rx, backlog, compactions, snapshot_count, &syncer);
             syncer.stop();
             applied
         })?;
@@ -265,6 +269,7 @@ impl Apply {
     fn apply_loop(
         &self,
         rx: std::sync::mpsc::Receiver<ApplyMsg>,
+        backlog: &lane::Backlog,
         compactions: std::sync::mpsc::Sender<u64>,
         snapshot_count: u64,
         syncer: &syncer::Syncer,
@@ -275,9 +280,11 @@ impl Apply {
             match rx.recv_timeout(std::time::Duration::from_millis(50)) {
                 Ok(ApplyMsg::Entries(entries)) => {
                     self.apply(entries).map_err(|e| ("failed to apply committed entries", e.into()))?;
+                    backlog.done();
                 }
                 Ok(ApplyMsg::Snapshot { index, term, done }) => {
                     let _ = done.send(self.install_snapshot(index, term));
+                    backlog.done();
                     last_compaction = index;
                 }
                 Err(RecvTimeoutError::Timeout) => {}

@@ -1,7 +1,8 @@
 //! The Raft node: one thread owns the `RawNode` and is the only caller of `ready`/`advance`.
 //!
 //! Each loop: take one proposal or read request (or wait until the next tick), tick on time, then handle the Ready:
-//! 1. hand committed entries to the apply thread;
+//! 1. hand committed entries to the apply thread, or apply them here when this thread is idle and they are a
+//!    few small writes (`apply::lane`: a lone client's put then skips the apply thread's wake-up);
 //! 2. answer ReadIndex requests whose read state arrived (their indexes are committed, so durable already; the
 //!    readers still wait for the apply loop to reach them);
 //! 3. append new entries and the hard state to the WAL and wait until they are durable (so nothing is acknowledged,
@@ -30,6 +31,7 @@ use raft::eraftpb::{ConfChange, ConfState, Entry};
 use raft::storage::MemStorage;
 use tokio::sync::oneshot;
 
+use crate::apply::lane::ApplyLane;
 use crate::apply::{ApplyMsg, Waiters};
 use crate::consensus::conf::ConfChanges;
 use crate::consensus::leadership::{Held, HeldProposals, Release};
@@ -144,8 +146,11 @@ const BATCH: usize = 4096;
 pub struct RaftNode {
     node: RawNode<MemStorage>,
     log: RaftLog,
-    apply: SyncSender<ApplyMsg>,
+    /// Where committed entries go: the apply thread, or applied here when idle (see `apply::lane`).
+    apply: ApplyLane,
     rx: Receiver<Msg>,
+    /// A message taken from `rx` to learn whether the thread is idle, handled first on the next turn.
+    peeked: Option<Msg>,
     /// Indexes up to which mvcc is durable, from the apply thread (a separate channel, so that it does not keep
     /// the Raft thread alive at shutdown).
     compactions: Receiver<u64>,
@@ -188,7 +193,7 @@ impl RaftNode {
     pub fn new(
         start: Start,
         wal: wal::Wal,
-        apply: SyncSender<ApplyMsg>,
+        apply: ApplyLane,
         rx: Receiver<Msg>,
         compactions: Receiver<u64>,
         proposals: Arc<dyn Waiters>,
@@ -223,6 +228,7 @@ impl RaftNode {
             log,
             apply,
             rx,
+            peeked: None,
             compactions,
             tick: start.heartbeat,
             slow_disk: crate::consensus::leadership::SlowDisk::new(election),
@@ -250,7 +256,7 @@ impl RaftNode {
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            let mut next = match self.rx.recv_timeout(wait) {
+            let mut next = match self.peeked.take().map(Ok).unwrap_or_else(|| self.rx.recv_timeout(wait)) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -359,7 +365,7 @@ impl RaftNode {
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
         let (done, outcome) = std::sync::mpsc::channel();
         fp::RAFT_BEFORE_APPLY_SNAP.eval();
-        self.apply.send(ApplyMsg::Snapshot { index, term, done }).map_err(|_| Error::Stopped)?;
+        self.apply.send(ApplyMsg::Snapshot { index, term, done })?;
         outcome.recv().map_err(|_| Error::Stopped)??;
         fp::RAFT_AFTER_APPLY_SNAP.eval();
         fp::RAFT_BEFORE_SAVE_SNAP.eval();
@@ -432,7 +438,16 @@ impl RaftNode {
             return Ok(());
         }
         self.apply_conf_changes(&entries)?;
-        self.apply.send(ApplyMsg::Entries(entries)).map_err(|_| Error::Stopped)
+        let idle = self.idle();
+        self.apply.entries(entries, idle)
+    }
+
+    /// Whether no message waits for this thread (one that does is kept for the next turn, see `peeked`).
+    fn idle(&mut self) -> bool {
+        if self.peeked.is_none() {
+            self.peeked = self.rx.try_recv().ok();
+        }
+        self.peeked.is_none()
     }
 
     fn on_ready(&mut self) -> Result<(), Error> {
