@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{free_port, start};
+use common::one_member;
 use server::proto::etcdserverpb::{
     PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, kv_client::KvClient, watch_client::WatchClient,
     watch_request::RequestUnion,
@@ -16,11 +16,9 @@ use server::proto::etcdserverpb::{
 
 #[test]
 fn runs_with_failures_keep_one_revision_per_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = start(&dir.path().join("data"), free_port(), free_port());
-    let endpoint = format!("http://{}", m.endpoint);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(async {
+    let m = one_member();
+    let endpoint = m.url.clone();
+    m.rt.block_on(async {
         let kv = KvClient::connect(endpoint.clone()).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..400 {

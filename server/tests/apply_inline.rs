@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{free_port, start};
+use common::one_member;
 use server::proto::etcdserverpb::{
     PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, kv_client::KvClient, watch_client::WatchClient,
     watch_request::RequestUnion,
@@ -34,12 +34,9 @@ async fn put(kv: &mut KvClient<tonic::transport::Channel>, key: String, value: S
 
 #[test]
 fn a_lone_clients_puts_do_not_wake_the_apply_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = start(&dir.path().join("data"), free_port(), free_port());
-    let pid = m.child.id();
-    let endpoint = format!("http://{}", m.endpoint);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
+    let m = one_member();
+    let (pid, endpoint) = (m.member.child.id(), m.url.clone());
+    m.rt.block_on(async {
         let mut kv = KvClient::connect(endpoint).await.unwrap();
         put(&mut kv, "warm".into(), "up".into()).await;
         let before = sleeps(pid, "apply");
@@ -59,11 +56,9 @@ fn a_lone_clients_puts_do_not_wake_the_apply_thread() {
 
 #[test]
 fn bursts_and_lone_puts_keep_one_revision_each_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = start(&dir.path().join("data"), free_port(), free_port());
-    let endpoint = format!("http://{}", m.endpoint);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(async {
+    let m = one_member();
+    let endpoint = m.url.clone();
+    m.rt.block_on(async {
         let kv = KvClient::connect(endpoint.clone()).await.unwrap();
         let mut revisions = BTreeMap::new();
         let mut n = 0;

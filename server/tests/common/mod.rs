@@ -157,6 +157,24 @@ pub fn start(data: &Path, client: u16, peer: u16) -> Member {
     start_with(data, client, peer, &[])
 }
 
+/// A fresh one-member server in a temporary directory, its client URL, and a two-worker runtime for the test's
+/// clients. The member is killed before its directory goes.
+pub struct OneMember {
+    pub member: Member,
+    pub url: String,
+    pub rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a [`OneMember`].
+pub fn one_member() -> OneMember {
+    let dir = tempfile::tempdir().unwrap();
+    let member = start(&dir.path().join("data"), free_port(), free_port());
+    let url = format!("http://{}", member.endpoint);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    OneMember { member, url, rt, _dir: dir }
+}
+
 /// Like [`start`], with extra flags.
 pub fn start_with(data: &Path, client: u16, peer: u16, extra: &[&str]) -> Member {
     let (m, ready) = start_detached_env(data, client, peer, extra, &[]);
