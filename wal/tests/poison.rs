@@ -145,9 +145,9 @@ fn a_panic_while_an_appender_writes_poisons_and_returns_an_error() {
         wal.panic_io_thread();
         let failure = append_one(&wal, true, 11, &payload(11)).unwrap_err();
         assert!(matches!(failure, Error::Poisoned(_)), "{engine:?}: {failure}");
+        // The eleventh append claimed the idle engine and panicked on its own thread. (Under load all of the first
+        // ten may have gone to the I/O thread, so how many batches the appender wrote before is not asserted.)
         assert!(failure.to_string().contains("panicked on an appender's thread"), "{engine:?}: {failure}");
-        // Under load some of the ten went to the I/O thread (it was not idle yet); the appender wrote some.
-        assert!(wal.metrics().appender_batches.load(Ordering::Relaxed) >= 1, "{engine:?}: the appender wrote");
         for durable in [true, false] {
             let again = append_one(&wal, durable, 11, b"");
             assert!(matches!(again, Err(Error::Poisoned(_))), "{engine:?}");
