@@ -163,7 +163,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let apply_fatal = fatal.clone();
     let apply = Arc::new(apply);
     let backlog = Arc::new(crate::apply::lane::Backlog::default());
-    let lane = crate::apply::lane::ApplyLane::new(apply_tx, Arc::clone(&backlog), Some(Arc::clone(&apply)));
+    let lane = crate::apply::lane::ApplyLane::new(apply_tx, Arc::clone(&backlog), Arc::clone(&apply));
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {

@@ -62,25 +62,21 @@ impl Backlog {
 pub struct ApplyLane {
     tx: SyncSender<ApplyMsg>,
     backlog: Arc<Backlog>,
-    /// The apply loop's state, for batches applied inline (`None`: never inline).
-    apply: Option<Arc<Apply>>,
+    /// The apply loop's state, for batches applied inline.
+    apply: Arc<Apply>,
 }
 
 impl ApplyLane {
     /// A lane that queues to `tx` (whose thread lowers `backlog`) and applies small batches with `apply` when idle.
-    pub fn new(tx: SyncSender<ApplyMsg>, backlog: Arc<Backlog>, apply: Option<Arc<Apply>>) -> Self {
+    pub fn new(tx: SyncSender<ApplyMsg>, backlog: Arc<Backlog>, apply: Arc<Apply>) -> Self {
         ApplyLane { tx, backlog, apply }
     }
 
     /// Hands `entries` over in log order: applied here if `idle` (the caller has nothing else waiting) and the
     /// batch qualifies (see the module header), else queued to the apply thread, waiting for room.
     pub fn entries(&self, entries: Vec<Entry>, idle: bool) -> Result<(), Error> {
-        if let Some(apply) = &self.apply
-            && idle
-            && self.backlog.empty()
-            && inline_ok(&entries)
-        {
-            return apply.apply(entries).map_err(|e| {
+        if idle && self.backlog.empty() && inline_ok(&entries) {
+            return self.apply.apply(entries).map_err(|e| {
                 crate::logging::log("fatal", "failed to apply committed entries", &[("error", e.to_string())]);
                 Error::from(e)
             });
