@@ -11,7 +11,7 @@ stime from /proc/PID/stat over the run, divided by --total) does not depend on w
 runs both unpinned, as users run them. A system named `NAME+auth` gets `root` (password `rootpw`), authentication
 enabled, and the benchmark run with `--user root:rootpw`. Context switches per request are summed over the server's threads
 (/proc/PID/task/*/status): each is a thread going to sleep or being preempted, so thread hand-offs show there
-repeatably. Peak RSS is the server's VmHWM after the run; its
+repeatably. The CPU is also split into user and kernel time (utime, stime). Peak RSS is the server's VmHWM after the run; its
 anonymous and file-backed RSS after the run are reported apart (RssAnon, RssFile). Needs
 etcdctl on PATH. Uses ports 25791/25801 on 127.0.0.1.
 """
@@ -44,8 +44,9 @@ def start(binary, data, pin):
 
 
 def cpu_seconds(pid):
+    """The server's user and kernel CPU seconds so far (utime, stime)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 def switches(pid):
@@ -76,14 +77,15 @@ def one_run(name, binary, bench, args, total, pin):
         before, switched = cpu_seconds(proc.pid), switches(proc.pid)
         out = subprocess.run((["taskset", "-c", "1"] if pin else []) + [bench, "--endpoints", CLIENT[7:]] + args,
                              capture_output=True, text=True).stdout
-        used = cpu_seconds(proc.pid) - before
+        user, kernel = (after - b for after, b in zip(cpu_seconds(proc.pid), before))
         switched = switches(proc.pid) - switched
         status = {l.split(":")[0]: int(l.split()[1]) // 1024 for l in open(f"/proc/{proc.pid}/status")
                   if l.startswith(("VmHWM", "RssAnon", "RssFile"))}
         hwm = (status["VmHWM"], status["RssAnon"], status["RssFile"])
         grab = lambda pattern: float(m.group(1)) if (m := re.search(pattern, out)) else float("nan")
-        return (grab(r"Requests/sec:\s+([\d.]+)"), used / total * 1e6, grab(r"50% in ([\d.]+) secs") * 1e3,
-                grab(r"99% in ([\d.]+) secs") * 1e3, switched / total, hwm)
+        return (grab(r"Requests/sec:\s+([\d.]+)"), (user + kernel) / total * 1e6, user / total * 1e6,
+                kernel / total * 1e6, grab(r"50% in ([\d.]+) secs") * 1e3, grab(r"99% in ([\d.]+) secs") * 1e3,
+                switched / total, hwm)
     finally:
         if proc:
             proc.kill()
@@ -106,15 +108,15 @@ def main():
     total = int(next(x for x in args if x.startswith("--total=")).split("=", 1)[1])
     systems = [s.split("=", 1) for s in a.systems]
     results = {n: [] for n, _ in systems}
-    line = "{} {}: {:.0f} req/s, {:.1f} us CPU/req, p50 {:.2f} ms, p99 {:.2f} ms, {:.2f} switches/req, peak RSS {} MB (after: {} MB anonymous, {} MB file-backed)"
+    line = "{} {}: {:.0f} req/s, {:.1f} us CPU/req ({:.1f} user, {:.1f} kernel), p50 {:.2f} ms, p99 {:.2f} ms, {:.2f} switches/req, peak RSS {} MB (after: {} MB anonymous, {} MB file-backed)"
     for r in range(a.rounds):
         for name, binary in (systems if r % 2 == 0 else systems[::-1]):
             x = one_run(name, binary, a.bench, args, total, not a.no_pin)
             results[name].append(x)
-            print(line.format(f"round {r}", name, *x[:5], *x[5]), flush=True)
+            print(line.format(f"round {r}", name, *x[:7], *x[7]), flush=True)
     for name, _ in systems:
-        med = [statistics.median(x[i] for x in results[name]) for i in range(5)]
-        mem = [int(statistics.median(x[5][i] for x in results[name])) for i in range(3)]
+        med = [statistics.median(x[i] for x in results[name]) for i in range(7)]
+        mem = [int(statistics.median(x[7][i] for x in results[name])) for i in range(3)]
         print(line.format("median", name, *med, *mem))
 
 
