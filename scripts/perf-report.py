@@ -5,6 +5,7 @@
     python3 scripts/perf-report.py --size 1 --client etcd-benchmark PATH        # etcd's own `benchmark` tool (v3.4.23,
                                                                                 # built by hand), or any compatible one
     python3 scripts/perf-report.py --size 1 --client etcd-benchmark PATH --pin  # servers on CPU 0, the client on CPU 1
+    python3 scripts/perf-report.py ... --from-raw  # the same report again from its raw JSON, measuring nothing
 
 For each round, a fresh ferrokv cluster and a fresh etcd cluster of the same size (`ferrokv cluster start N`, with
 `--etcd` for the real etcd from PATH), in alternating order (ferrokv first in odd rounds, etcd first in even
@@ -20,11 +21,11 @@ ones), each run through the same sweep with the same client and flags, etcd's do
     etcd's peak on this machine kind) with 100 and 1,000 clients, for latency at a load both systems carry.
 The report is parsed from the client's text output (etcd's benchmark layout, which `ferrokv bench` prints too).
 Figures are the median over the rounds. Also measured: each server's CPU time per request (utime + stime of
-its processes, from /proc; with --pin, the servers are pinned to CPU 0 and the client to CPU 1, so the figure does
-not depend on how much of the 2 cores the client takes), the client's own CPU time, and each server process's
-memory: resident when idle (after start and one put) and the peak (VmHWM) after the put sweep, with the resident
-set split into anonymous memory (RssAnon: heap, stacks) and file-backed pages (RssFile: the store's and WAL's
-maps, the binary), the largest member's figures.
+its processes, from /proc, and the kernel's part of it, stime; with --pin, the servers are pinned to CPU 0 and the
+client to CPU 1, so the figure does not depend on how much of the 2 cores the client takes), the client's own
+CPU time, and each server process's memory: resident when idle (after start and one put) and the peak (VmHWM)
+after the put sweep, with the resident set split into anonymous memory (RssAnon: heap, stacks) and file-backed
+pages (RssFile: the store's and WAL's maps, the binary), the largest member's figures.
 
 Writes docs/perf/report-<N>member[-<client>][-pinned].md (the table, the commands, the machine) and PNG charts
 beside it (throughput and p99 latency against clients, both systems on each chart). Needs: a release build of
@@ -91,16 +92,18 @@ def pids(directory):
 
 
 def cpu_secs(pid_list):
+    """CPU seconds of the processes so far: (user + kernel, kernel), from utime and stime."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = kernel = 0
     for pid in pid_list:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime
+            kernel += int(fields[12])
         except OSError:
             pass
-    return total / tick
+    return total / tick, kernel / tick
 
 
 def memory_mib(pid_list):
@@ -147,7 +150,7 @@ def one_system(kind, size, base, quick, client, pinned, rate):
             except subprocess.CalledProcessError as e:
                 print(f"{kind} {name}: the client failed: {e.stderr.strip()[-300:]}", file=sys.stderr)
                 continue
-            child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu1, child1 = cpu_secs(servers), resource.getrusage(resource.RUSAGE_CHILDREN)
             reports = parse(out)
             if not reports:
                 continue
@@ -159,7 +162,8 @@ def one_system(kind, size, base, quick, client, pinned, rate):
                 "rps": reports[0]["rps"],
                 "p99_ms": figures["pct"].get("99", float("nan")) * 1000,
                 "p50_ms": figures["pct"].get("50", float("nan")) * 1000,
-                "server_cpu_us": (cpu_secs(servers) - cpu0) * 1e6 / requests,
+                "server_cpu_us": (cpu1[0] - cpu0[0]) * 1e6 / requests,
+                "server_kernel_us": (cpu1[1] - cpu0[1]) * 1e6 / requests,
                 "bench_cpu_us": ((child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)) * 1e6 / requests,
             }
             if name == "put-1000-hot":
@@ -239,7 +243,13 @@ def main():
     ap.add_argument("--pin", action="store_true", help="servers on CPU 0, the client on CPU 1")
     ap.add_argument("--rate", type=int, help="offered puts/s of the fixed-rate workloads (default: 16000 for one "
                                              "member, 9000 for more)")
+    ap.add_argument("--from-raw", action="store_true",
+                    help="write the report and charts again from the raw JSON of an earlier run, measuring nothing")
     a = ap.parse_args()
+    try:
+        import matplotlib  # noqa: F401 -- the charts need it; fail before the sweep, not after
+    except ImportError:
+        ap.error("the charts need matplotlib (pip install matplotlib)")
     if a.client == ["ferrokv"]:
         client, client_name = [FERROKV, "bench"], "ferrokv-bench"
     elif len(a.client) == 2 and a.client[0] == "etcd-benchmark":
@@ -251,16 +261,22 @@ def main():
     if not os.path.exists(FERROKV):
         subprocess.run(["cargo", "build", "--release", "-p", "server", "--bin", "ferrokv"], cwd=ROOT, check=True)
     os.makedirs(a.out, exist_ok=True)
-    rounds = []
-    for r in range(a.rounds):
-        order = ("ferrokv", "etcd") if r % 2 == 0 else ("etcd", "ferrokv")
-        res = {}
-        for kind in order:
-            print(f"round {r + 1}/{a.rounds}: {kind}", file=sys.stderr, flush=True)
-            res[kind] = one_system(kind, a.size, a.base_port, a.quick, client, a.pin, rate)
-        rounds.append(res)
-    with open(os.path.join(a.out, f"raw-{tag}.json"), "w") as f:
-        json.dump(rounds, f, indent=1)
+    raw = os.path.join(a.out, f"raw-{tag}.json")
+    if a.from_raw:
+        with open(raw) as f:
+            rounds = json.load(f)
+        a.rounds = len(rounds)
+    else:
+        rounds = []
+        for r in range(a.rounds):
+            order = ("ferrokv", "etcd") if r % 2 == 0 else ("etcd", "ferrokv")
+            res = {}
+            for kind in order:
+                print(f"round {r + 1}/{a.rounds}: {kind}", file=sys.stderr, flush=True)
+                res[kind] = one_system(kind, a.size, a.base_port, a.quick, client, a.pin, rate)
+            rounds.append(res)
+        with open(raw, "w") as f:
+            json.dump(rounds, f, indent=1)
     names = [n for n, _, _ in sweep(a.quick, rate, client[0] != FERROKV)]
     lines = [f"# ferrokv vs etcd, {a.size} member(s)", "",
              f"Machine: {machine()}. Client: {client_name}{' (servers pinned to CPU 0, the client to CPU 1)' if a.pin else ''}. "
@@ -271,8 +287,8 @@ def main():
              "", "`-hot` workloads use the client's default `--key-space-size` of 1 (etcd's documented commands: every put "
              f"rewrites one key); the others 100,000 keys. `-rate` workloads offer {rate} puts/s (`--rate`): compare their "
              "latency, not their throughput. Ratios are ferrokv / etcd.", "",
-             "| workload | ferrokv req/s | etcd req/s | ratio (each round) | p50 ms ferrokv / etcd (ratio) | p99 ms ferrokv / etcd (ratio) | server CPU µs/req ferrokv / etcd (ratio) | client CPU µs/req |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| workload | ferrokv req/s | etcd req/s | ratio (each round) | p50 ms ferrokv / etcd (ratio) | p99 ms ferrokv / etcd (ratio) | server CPU µs/req ferrokv / etcd (ratio) | of it kernel, µs/req ferrokv / etcd | client CPU µs/req |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         if not any(n in r["ferrokv"] and n in r["etcd"] for r in rounds):
             continue  # a workload the client could not run
@@ -282,7 +298,9 @@ def main():
         pair = lambda field, fmt: (f"{median(rounds, 'ferrokv', n, field):{fmt}} / {median(rounds, 'etcd', n, field):{fmt}} "
                                    f"({median(rounds, 'ferrokv', n, field) / median(rounds, 'etcd', n, field):.2f}×)")
         lines.append(f"| {n} | {f_rps:.0f} | {e_rps:.0f} | {f_rps / e_rps:.2f}× ({each}) | {pair('p50_ms', '.2f')} | "
-                     f"{pair('p99_ms', '.2f')} | {pair('server_cpu_us', '.0f')} | {median(rounds, 'ferrokv', n, 'bench_cpu_us'):.0f} |")
+                     f"{pair('p99_ms', '.2f')} | {pair('server_cpu_us', '.0f')} | "
+                     f"{median(rounds, 'ferrokv', n, 'server_kernel_us'):.0f} / {median(rounds, 'etcd', n, 'server_kernel_us'):.0f} | "
+                     f"{median(rounds, 'ferrokv', n, 'bench_cpu_us'):.0f} |")
     mem = lambda k, when, field: statistics.median([r[k][when].get(field, float("nan")) for r in rounds if when in r[k]])
     lines += ["", "Memory of the largest server process, MiB (median of the rounds): idle is after start and one put; "
               "the peak (VmHWM) and the split of the resident set into anonymous and file-backed pages are taken after "
