@@ -8,12 +8,12 @@ per run, alternating the order every round; medians of throughput, server CPU pe
 
 By default the server runs on CPU 0 and the client on CPU 1 (`taskset`), so the server's CPU per request (utime +
 stime from /proc/PID/stat over the run, divided by --total) does not depend on what the client takes; `--no-pin`
-runs both unpinned, as users run them. A system named `NAME+auth` gets `root` (password `rootpw`), authentication
-enabled, and the benchmark run with `--user root:rootpw`. Context switches per request are summed over the server's threads
+runs both unpinned, as users run them. The CPU is also split into user and kernel time (utime, stime). A system
+named `NAME+auth` gets `root` (password `rootpw`), authentication enabled, and the benchmark run with
+`--user root:rootpw`. Context switches per request are summed over the server's threads
 (/proc/PID/task/*/status): each is a thread going to sleep or being preempted, so thread hand-offs show there
-repeatably. The CPU is also split into user and kernel time (utime, stime). Peak RSS is the server's VmHWM after the run; its
-anonymous and file-backed RSS after the run are reported apart (RssAnon, RssFile). Needs
-etcdctl on PATH. Uses ports 25791/25801 on 127.0.0.1.
+repeatably. Peak RSS is the server's VmHWM after the run; its anonymous and file-backed RSS after the run are
+reported apart (RssAnon, RssFile). Needs etcdctl on PATH. Uses ports 25791/25801 on 127.0.0.1.
 """
 
 import argparse

@@ -258,7 +258,7 @@ def main():
         ap.error("--client takes `ferrokv` or `etcd-benchmark PATH`")
     rate = a.rate or (16000 if a.size == 1 else 9000)
     tag = f"{a.size}member" + (f"-{client_name}" if client_name != "ferrokv-bench" else "") + ("-pinned" if a.pin else "")
-    if not os.path.exists(FERROKV):
+    if not a.from_raw and not os.path.exists(FERROKV):
         subprocess.run(["cargo", "build", "--release", "-p", "server", "--bin", "ferrokv"], cwd=ROOT, check=True)
     os.makedirs(a.out, exist_ok=True)
     raw = os.path.join(a.out, f"raw-{tag}.json")
